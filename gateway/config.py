@@ -1,0 +1,377 @@
+"""The gateway's settings: one validated object, loaded from TOML then the environment.
+
+Every field carries a description; ``config/gateway.example.toml`` is rendered from them
+(``gateway.config_example``), so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.errors import ConfigError
+from gateway.units import ByteSize, Duration
+
+ENV_PREFIX = "GATEWAY_"
+ENV_DELIMITER = "__"
+_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, not warnings."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _read_secret_file(path: Path | None, key: str) -> SecretStr | None:
+    """Read a Docker/systemd secret file; the trailing newline editors add is dropped."""
+    if path is None:
+        return None
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+
+
+class WinCCSettings(Section):
+    """[wincc]: the WinCC server to poll."""
+
+    url: str = Field(
+        "https://127.0.0.1:8443",
+        description="Base URL of the WinCC REST service. https is required; "
+        "http only with allow_insecure_http = true.",
+    )
+    dialect: Literal["rest"] = Field(
+        "rest", description='API dialect the server speaks: "rest" (the WinCC REST API).'
+    )
+    username: str = Field("", description="WinCC user the gateway logs in as.")
+    password: SecretStr | None = Field(
+        None,
+        description="Password of that user. Prefer password_file.",
+        examples=["change-me"],
+    )
+    password_file: Path | None = Field(
+        None,
+        description="File holding the password (Docker/systemd secret).",
+        examples=["/run/secrets/wincc_password"],
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the server's certificate.",
+        examples=["/etc/wincc-gateway/wincc-ca.pem"],
+    )
+    verify_tls: bool = Field(
+        True, description="Verify the server's certificate. Turn off only on a test bench."
+    )
+    allow_insecure_http: bool = Field(
+        False, description="Allow a plain http:// url (credentials travel unencrypted)."
+    )
+    timeout: Duration = Field(5.0, gt=0, description="Time limit of one request.")
+    max_concurrency: int = Field(
+        8, ge=1, le=256, description="Requests in flight to the server at once."
+    )
+    batch_size: int = Field(1000, ge=1, le=100_000, description="Tag names per bulk read request.")
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL like https://wincc.example:443")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_transport_and_secret(self) -> Self:
+        if urlsplit(self.url).scheme == "http" and not self.allow_insecure_http:
+            raise ValueError(
+                "url: http:// sends the WinCC password unencrypted; use https:// "
+                "or set allow_insecure_http = true"
+            )
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are both set; keep one")
+        if self.password_file is not None:
+            self.password = _read_secret_file(self.password_file, "password_file")
+        return self
+
+
+class PollGroup(Section):
+    """[[poll]]: one scan class, polled on its own interval."""
+
+    name: str = Field(
+        ..., min_length=1, description="Name of the scan class, used in logs and metrics."
+    )
+    interval: Duration = Field(1.0, gt=0, description="Time between two polls of the group.")
+    tags: list[str] = Field(
+        ...,
+        min_length=1,
+        description="Tag names or globs (* ? [..] within a level, ** across levels), "
+        "resolved by browsing the server at start.",
+    )
+    deadband: float = Field(
+        0.0,
+        ge=0,
+        description="Absolute deadband for numeric tags: publish only when "
+        "|new - last published| > deadband. 0 publishes every change.",
+    )
+
+
+class AlarmSettings(Section):
+    """[alarms]: polling of active alarms."""
+
+    enabled: bool = Field(True, description="Poll active alarms and publish them.")
+    interval: Duration = Field(1.0, gt=0, description="Time between two alarm polls.")
+
+
+class QualitySettings(Section):
+    """[quality]: what to do with samples whose quality code is not good."""
+
+    policy: Literal["flag", "drop"] = Field(
+        "flag",
+        description='"flag": publish not-good samples with good = false and a quality_text; '
+        '"drop": do not publish them.',
+    )
+    good_codes: list[int] = Field(
+        [128], min_length=1, description="Quality codes that count as good (0-255)."
+    )
+
+    @field_validator("good_codes")
+    @classmethod
+    def _codes_are_bytes(cls, codes: list[int]) -> list[int]:
+        bad = [code for code in codes if not 0 <= code <= 255]
+        if bad:
+            raise ValueError(f"quality codes are bytes (0-255), not {bad}")
+        return codes
+
+
+class MqttSettings(Section):
+    """[mqtt]: the broker the gateway publishes to."""
+
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://host:port or mqtts://host:port (TLS).",
+    )
+    client_id: str = Field("wincc-gateway", min_length=1, description="MQTT client identifier.")
+    topic_prefix: str = Field(
+        "wincc/gateway", min_length=1, description="Prefix of every topic the gateway uses."
+    )
+    qos: int = Field(1, ge=0, le=2, description="QoS of tag and alarm messages (0, 1 or 2).")
+    retain: bool = Field(True, description="Retain tag messages on the broker.")
+    protocol: int = Field(5, description="MQTT protocol: 5 or 311 (3.1.1).")
+    username: str | None = Field(None, description="Broker user name.", examples=["edge-01"])
+    password: SecretStr | None = Field(
+        None, description="Broker password. Prefer password_file.", examples=["change-me"]
+    )
+    password_file: Path | None = Field(
+        None,
+        description="File holding the broker password (Docker/systemd secret).",
+        examples=["/run/secrets/mqtt_password"],
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the broker's certificate (mqtts).",
+        examples=["/etc/wincc-gateway/broker-ca.pem"],
+    )
+    cert_file: Path | None = Field(
+        None,
+        description="Client certificate (PEM) for mutual TLS.",
+        examples=["/etc/wincc-gateway/edge-01.pem"],
+    )
+    key_file: Path | None = Field(
+        None,
+        description="Private key (PEM) of cert_file.",
+        examples=["/etc/wincc-gateway/edge-01.key"],
+    )
+    verify_tls: bool = Field(
+        True, description="Verify the broker's certificate. Turn off only on a test bench."
+    )
+    keepalive: Duration = Field(30.0, ge=1, description="MQTT keepalive interval.")
+    queue_limit: int = Field(
+        100_000,
+        ge=100,
+        description="Messages held in memory while the broker is unreachable; "
+        "what overflows is counted and logged.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_mqtt(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{url!r} is not a broker URL like mqtts://broker.example:8883")
+        return url
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_is_known(cls, protocol: object) -> object:
+        if protocol == "3.1.1":
+            return 311
+        if protocol not in (5, 311, "5", "311"):
+            raise ValueError("the protocol is 5 or 311 (MQTT 3.1.1)")
+        return protocol
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic(cls, prefix: str) -> str:
+        if _TOPIC_FORBIDDEN.search(prefix):
+            raise ValueError("a topic prefix cannot contain +, # or NUL")
+        return prefix.strip("/")
+
+    @model_validator(mode="after")
+    def _check_tls_and_secret(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together for mutual TLS")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are both set; keep one")
+        if self.password_file is not None:
+            self.password = _read_secret_file(self.password_file, "password_file")
+        return self
+
+
+class CommandSettings(Section):
+    """[commands]: tag writes and alarm acknowledgements from MQTT."""
+
+    writable: list[str] = Field(
+        [],
+        description="Globs of tags that MQTT commands may write. Empty: no writes at all.",
+    )
+    max_age: Duration = Field(
+        30.0, gt=0, description="Commands older than this are refused, never executed late."
+    )
+
+
+class BufferSettings(Section):
+    """[buffer]: where samples wait while the broker is away."""
+
+    path: Path = Field(
+        Path("/var/lib/wincc-gateway/buffer.db"), description="Store-and-forward database."
+    )
+    max_size: ByteSize = Field(1_000_000_000, gt=0, description="Largest size of the buffer.")
+
+
+class HealthSettings(Section):
+    """[health]: the HTTP endpoint for health checks and metrics."""
+
+    enabled: bool = Field(True, description="Serve GET /health and GET /metrics.")
+    listen: str = Field("127.0.0.1:9100", description="host:port to listen on.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{listen!r} is not host:port like 127.0.0.1:9100")
+        return listen
+
+
+class LogSettings(Section):
+    """[log]: what the gateway writes to its log."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe level written."
+    )
+    format: Literal["text", "json"] = Field(
+        "text", description='"text" for people, "json" for log collectors (one object a line).'
+    )
+
+
+class GatewaySettings(BaseSettings):
+    """The whole configuration of one gateway."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    wincc: WinCCSettings = Field(default_factory=WinCCSettings)
+    poll: list[PollGroup] = Field(
+        default_factory=list, description="Scan classes ([[poll]] tables)."
+    )
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment overrides the file; the file's contents arrive as init values."""
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _groups_are_unique(self) -> Self:
+        names = [group.name for group in self.poll]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"poll: group names must be unique, repeated: {duplicates}")
+        return self
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``("poll", 0, "interval")`` -> ``poll[0].interval``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _problems(error: ValidationError) -> list[str]:
+    """One line per problem, naming the key, never echoing the offending input."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        key = _key_path(loc)
+        lines.append(f"{key}: {message}" if key else message)
+    return lines
+
+
+def load_settings(path: Path | None) -> GatewaySettings:
+    """Load and validate the configuration; raise ``ConfigError`` listing every problem."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read the config file: {exc.strerror}"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    try:
+        return GatewaySettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from exc
+
+
+def redacted(settings: GatewaySettings) -> dict[str, Any]:
+    """The effective configuration as plain data, every secret replaced by ``"**********"``."""
+    return settings.model_dump(mode="json")

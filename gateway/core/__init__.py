@@ -1,0 +1,1 @@
+"""The gateway's decisions, free of I/O: quality, change detection, topics, payloads."""

@@ -1,0 +1,73 @@
+"""The bytes the gateway publishes, shaped as the SPEC's topic table says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway import __version__
+from gateway.core.quality import quality_text
+from gateway.core.timestamps import format_ts
+from gateway.wincc.models import Alarm, Reading
+
+
+def sample_payload(reading: Reading, seq: int, *, good: bool) -> bytes:
+    """``{"value", "quality", "good", "ts", "seq"}``, plus ``quality_text`` when not good."""
+    if good:
+        return orjson.dumps(
+            {
+                "value": reading.value,
+                "quality": reading.quality,
+                "good": True,
+                "ts": format_ts(reading.ts_ms),
+                "seq": seq,
+            }
+        )
+    return orjson.dumps(
+        {
+            "value": reading.value,
+            "quality": reading.quality,
+            "good": False,
+            "quality_text": quality_text(reading.quality),
+            "ts": format_ts(reading.ts_ms),
+            "seq": seq,
+        }
+    )
+
+
+def _ts_or_none(ms: int | None) -> str | None:
+    return None if ms is None else format_ts(ms)
+
+
+def alarm_fields(alarm: Alarm) -> dict[str, Any]:
+    """The alarm as the SPEC's ``P/alarms/<id>`` payload fields."""
+    return {
+        "id": alarm.id,
+        "tag": alarm.tag,
+        "text": alarm.text,
+        "priority": alarm.priority,
+        "state": alarm.state,
+        "acked": alarm.acked,
+        "came_at": _ts_or_none(alarm.came_at),
+        "went_at": _ts_or_none(alarm.went_at),
+        "acked_at": _ts_or_none(alarm.acked_at),
+    }
+
+
+def alarm_payload(alarm: Alarm) -> bytes:
+    """Retained state of one alarm."""
+    return orjson.dumps(alarm_fields(alarm))
+
+
+def alarm_event_payload(alarm: Alarm, event: str, at_ms: int) -> bytes:
+    """One transition (``came``, ``went``, ``acked``) of one alarm, for ``P/alarms/events``."""
+    return orjson.dumps({"event": event, "ts": format_ts(at_ms), **alarm_fields(alarm)})
+
+
+def status_payload(state: str, since_ms: int, *, source: str | None = None) -> bytes:
+    """``{"state": "online"|"offline", "since", "version"}`` and the WinCC source state."""
+    body: dict[str, Any] = {"state": state, "since": format_ts(since_ms), "version": __version__}
+    if source is not None:
+        body["source"] = source
+    return orjson.dumps(body)

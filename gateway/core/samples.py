@@ -1,0 +1,78 @@
+"""Which readings become published samples: change detection, deadband, quality policy, seq.
+
+Pure and allocation-light: it runs for every reading of every poll.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from gateway.wincc.models import Reading, Value
+
+
+def is_number(value: Value) -> bool:
+    """Numbers that a deadband applies to (a bool is not one, although Python says so)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def value_changed(old: Value, new: Value, deadband: float) -> bool:
+    """Whether ``new`` differs enough from the last published ``old`` to publish."""
+    if is_number(old) and is_number(new):
+        old_n, new_n = float(old), float(new)  # type: ignore[arg-type]
+        if math.isnan(old_n) or math.isnan(new_n):
+            return math.isnan(old_n) != math.isnan(new_n)
+        if deadband > 0:
+            return abs(new_n - old_n) > deadband
+        return new_n != old_n
+    return type(old) is not type(new) or old != new
+
+
+class SampleDecider:
+    """Decides, tag by tag, which readings to publish and with which ``seq``.
+
+    A reading is published when it is the first of its tag, or its quality changed, or its
+    value moved past the group's deadband since the last published sample. With
+    ``drop_bad`` a not-good reading is never published, but it is remembered, so the next
+    good reading of that tag is published even if its value did not change (recovery).
+    """
+
+    __slots__ = ("_drop_bad", "_good_codes", "_last", "_seq")
+
+    def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
+        self._good_codes = frozenset(good_codes)
+        self._drop_bad = drop_bad
+        self._last: dict[str, tuple[Value, int]] = {}
+        self._seq: dict[str, int] = {}
+
+    def is_good(self, quality: int) -> bool:
+        """Whether a quality code counts as good."""
+        return quality in self._good_codes
+
+    def decide(self, readings: Iterable[Reading], deadband: float) -> list[tuple[Reading, int]]:
+        """The readings to publish, each with its tag's next seq; updates what was seen."""
+        out: list[tuple[Reading, int]] = []
+        last_by_name = self._last
+        for reading in readings:
+            name = reading.name
+            last = last_by_name.get(name)
+            if (
+                last is not None
+                and last[1] == reading.quality
+                and not value_changed(last[0], reading.value, deadband)
+            ):
+                continue
+            if self._drop_bad and reading.quality not in self._good_codes:
+                # Remember the bad quality (not the value) so recovery publishes again.
+                last_by_name[name] = (last[0] if last else None, reading.quality)
+                continue
+            last_by_name[name] = (reading.value, reading.quality)
+            seq = self._seq.get(name, 0) + 1
+            self._seq[name] = seq
+            out.append((reading, seq))
+        return out
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop what was seen of tags no longer polled (their seq is kept: never reused)."""
+        for name in names:
+            self._last.pop(name, None)

@@ -1,0 +1,57 @@
+"""Tag names and alarm ids as MQTT topic levels, and back.
+
+A tag's ``.`` becomes ``/``. Characters that MQTT forbids or reserves in a topic level
+(``+``, ``#``, NUL, the level separator ``/`` inside a name, control characters) are
+percent-escaped, and so is ``%`` itself, so every escaped path maps back to exactly one
+name. Commands never guess a tag from a topic: ``TopicMap`` holds the reverse map of the
+tags actually polled.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile(r"[%+#/\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
+def escape_level(text: str) -> str:
+    """One topic level holding ``text`` verbatim (no separators, no wildcards)."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def tag_path(name: str) -> str:
+    """Topic path of a tag: its levels escaped, joined by ``/``."""
+    return "/".join(escape_level(level) for level in name.split("."))
+
+
+class TopicMap:
+    """The topics of the known tags, and the exact tag behind each topic path."""
+
+    __slots__ = ("_by_path", "_paths")
+
+    def __init__(self, names: list[str] | tuple[str, ...] = ()) -> None:
+        self._paths: dict[str, str] = {}
+        self._by_path: dict[str, str] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str) -> str:
+        """Register a tag and return its topic path."""
+        path = self._paths.get(name)
+        if path is None:
+            path = tag_path(name)
+            self._paths[name] = path
+            self._by_path[path] = name
+        return path
+
+    def path(self, name: str) -> str:
+        """Topic path of a registered tag (registering it if new)."""
+        return self._paths.get(name) or self.add(name)
+
+    def tag(self, path: str) -> str | None:
+        """The tag behind a topic path, or None if no known tag maps there."""
+        return self._by_path.get(path)

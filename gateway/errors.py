@@ -1,0 +1,56 @@
+"""The gateway's exception family.
+
+Each boundary (config, WinCC client, MQTT session, command path) translates the errors of
+the library beneath it into one of these exactly once, so callers handle a small, typed
+set and operators read one clear message.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; ``problems`` holds one line per problem, key first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class WinCCError(GatewayError):
+    """Any failure talking to the WinCC server."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WinCCAuthError(WinCCError):
+    """Login refused, or a token still refused right after logging in again."""
+
+
+class WinCCUnavailable(WinCCError):
+    """The server cannot answer now (503, connection refused, timeout): retry later."""
+
+
+class WinCCTimeout(WinCCUnavailable):
+    """The server did not answer within the configured timeout."""
+
+
+class WinCCNotFound(WinCCError):
+    """The tag or alarm does not exist on the server (404)."""
+
+
+class WinCCRejected(WinCCError):
+    """The server refused the request as such (400 type mismatch, 403 read-only)."""
+
+
+class WinCCProtocolError(WinCCError):
+    """The server answered something that does not fit the API (bad JSON, missing fields)."""
+
+
+class CommandRejected(GatewayError):
+    """An inbound MQTT command was refused; the message is the answer's ``error`` text."""

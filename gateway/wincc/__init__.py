@@ -1,0 +1,1 @@
+"""Clients for the WinCC server, one module per dialect behind one interface."""

@@ -1,0 +1,84 @@
+import math
+
+from gateway.core.samples import SampleDecider, value_changed
+from gateway.wincc.models import Reading
+
+
+def r(value: object, quality: int = 128, name: str = "T", ts: int = 0) -> Reading:
+    return Reading(name, value, quality, ts)  # type: ignore[arg-type]
+
+
+def test_first_reading_of_every_tag_is_published_with_seq_1() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    out = decider.decide([r(1.0, name="A"), r(2.0, name="B")], deadband=10)
+    assert [(s.name, seq) for s, seq in out] == [("A", 1), ("B", 1)]
+
+
+def test_unchanged_values_are_not_published_and_seq_rises_by_one() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    seqs = []
+    for value in (1, 1, 2, 2, 3):
+        seqs += [seq for _, seq in decider.decide([r(value)], deadband=0)]
+    assert seqs == [1, 2, 3]
+
+
+def test_deadband_compares_with_the_last_published_value() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    published = []
+    for value in (10.0, 10.25, 10.5, 10.75, 10.5):
+        published += [s.value for s, _ in decider.decide([r(value)], deadband=0.5)]
+    # 10.25 and 10.5 are within 0.5 of 10.0; 10.75 is not; then 10.5 is within 0.5 of 10.75.
+    assert published == [10.0, 10.75]
+
+
+def test_deadband_is_strict_greater_than() -> None:
+    assert not value_changed(10.0, 10.5, 0.5)
+    assert value_changed(10.0, 10.51, 0.5)
+
+
+def test_booleans_and_strings_publish_on_any_change_despite_deadband() -> None:
+    assert value_changed(True, False, 5)
+    assert value_changed("auto", "manual", 5)
+    assert not value_changed("auto", "auto", 0)
+    assert value_changed(1, True, 5)  # a type change is a change
+
+
+def test_nan_is_a_change_once() -> None:
+    assert value_changed(1.0, math.nan, 0)
+    assert not value_changed(math.nan, math.nan, 0)
+    assert value_changed(math.nan, 1.0, 100)
+
+
+def test_quality_change_publishes_even_inside_the_deadband() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    decider.decide([r(5.0)], deadband=1)
+    out = decider.decide([r(5.0, quality=0x08)], deadband=1)
+    assert [(s.quality, seq) for s, seq in out] == [(0x08, 2)]
+
+
+def test_drop_policy_never_publishes_bad_and_republishes_on_recovery() -> None:
+    decider = SampleDecider([128], drop_bad=True)
+    assert len(decider.decide([r(5.0)], 0)) == 1
+    assert decider.decide([r(5.0, quality=0x08)], 0) == []
+    assert decider.decide([r(6.0, quality=0x08)], 0) == []
+    out = decider.decide([r(5.0)], 0)
+    assert [(s.value, seq) for s, seq in out] == [(5.0, 2)]
+
+
+def test_drop_policy_first_reading_bad_publishes_nothing_until_good() -> None:
+    decider = SampleDecider([128], drop_bad=True)
+    assert decider.decide([r(1, quality=0x44)], 0) == []
+    assert [seq for _, seq in decider.decide([r(1)], 0)] == [1]
+
+
+def test_good_codes_are_configurable() -> None:
+    decider = SampleDecider([128, 192], drop_bad=True)
+    assert decider.is_good(192)
+    assert [seq for _, seq in decider.decide([r(1, quality=192)], 0)] == [1]
+
+
+def test_forget_keeps_seq_so_it_is_never_reused() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    decider.decide([r(1)], 0)
+    decider.forget(["T"])
+    assert [seq for _, seq in decider.decide([r(1)], 0)] == [2]
