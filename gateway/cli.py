@@ -140,21 +140,26 @@ def _browse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.simulator import cli as simulator_cli  # noqa: PLC0415
+
+    return simulator_cli.run(args)
+
+
+_COMMANDS = {
+    "run": _run,
+    "demo": _demo,
+    "simulate": _simulate,
+    "check-config": _check_config,
+    "browse": _browse,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m gateway``."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "check-config":
-            return _check_config(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "browse":
-            return _browse(args)
-        from gateway.simulator import cli as simulator_cli  # noqa: PLC0415
-
-        return simulator_cli.run(args)
+        return _COMMANDS[args.command](args)
     except ConfigError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"config: {problem}\n")

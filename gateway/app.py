@@ -1,0 +1,182 @@
+"""The one place that wires the gateway together and owns every task, in one TaskGroup.
+
+Start: MQTT session first (status online, will offline), then the tag lists are resolved
+by browsing WinCC, then one poller per scan class and the alarm poller. Stop (SIGTERM,
+SIGINT): pollers stop taking work, the outbox drains within a time limit, the status is
+set to offline, the broker connection closes, and the WinCC session logs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from gateway import __version__
+from gateway.backoff import Backoff
+from gateway.config import GatewaySettings, PollGroup
+from gateway.core.samples import SampleDecider
+from gateway.core.topics import TopicMap
+from gateway.errors import WinCCError
+from gateway.logs import setup_logging
+from gateway.mqtt_session import MqttSession
+from gateway.outbox import Outbox
+from gateway.polling import AlarmPoller, SourceHealth, TagPoller, Topics
+from gateway.wincc.base import WinCCClient
+from gateway.wincc.connect import open_client
+from gateway.wincc.resolve import resolve_tags
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0
+"""Seconds a clean stop waits for queued messages to reach the broker."""
+
+
+@dataclass(slots=True)
+class ResolvedGroup:
+    """A scan class with its globs resolved to tag names."""
+
+    group: PollGroup
+    tags: list[str] = field(default_factory=list)
+
+
+class Gateway:
+    """WinCC in, MQTT out: the pollers, the outbox and the MQTT session of one gateway."""
+
+    def __init__(self, settings: GatewaySettings, client: WinCCClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.outbox = Outbox(settings.mqtt.queue_limit)
+        self.session = MqttSession(settings.mqtt, self.outbox)
+        self.source = SourceHealth(on_change=self.session.set_source)
+        self.topic_map = TopicMap()
+        self.decider = SampleDecider(
+            settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
+        )
+        self.topics = Topics(
+            prefix=f"{settings.mqtt.topic_prefix}",
+            qos=settings.mqtt.qos,
+            retain=settings.mqtt.retain,
+        )
+        self.pollers: list[TagPoller] = []
+        self.alarm_poller: AlarmPoller | None = None
+        self.started = asyncio.Event()
+        self._poll_tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down cleanly."""
+        async with asyncio.TaskGroup() as group:
+            session_task = group.create_task(self.session.run(), name="mqtt-session")
+            self._poll_tasks.append(group.create_task(self._start_polling(group), name="startup"))
+            await stop.wait()
+            log.info("stopping: polling ends, queued messages are published")
+            for task in self._poll_tasks:
+                task.cancel()
+            self.session.stop()
+            try:
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                    await asyncio.shield(session_task)
+            except TimeoutError:
+                log.warning(
+                    "stopped before the broker took everything: %d messages not delivered",
+                    len(self.outbox),
+                )
+                session_task.cancel()
+
+    async def _start_polling(self, group: asyncio.TaskGroup) -> None:
+        """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
+        resolved = await self._resolve_until_done()
+        for item in resolved:
+            if not item.tags:
+                log.warning("group %s: no tags to poll, group skipped", item.group.name)
+                continue
+            for name in item.tags:
+                self.topic_map.add(name)
+            poller = TagPoller(
+                name=item.group.name,
+                interval=item.group.interval,
+                deadband=item.group.deadband,
+                tags=item.tags,
+                client=self.client,
+                decider=self.decider,
+                topic_map=self.topic_map,
+                topics=self.topics,
+                outbox=self.outbox,
+                source=self.source,
+            )
+            self.pollers.append(poller)
+            self._poll_tasks.append(group.create_task(poller.run(), name=f"poll:{poller.name}"))
+            log.info(
+                "group %s: polling %d tags every %gs", poller.name, len(item.tags), poller.interval
+            )
+        if self.settings.alarms.enabled:
+            self.alarm_poller = AlarmPoller(
+                interval=self.settings.alarms.interval,
+                client=self.client,
+                topics=self.topics,
+                outbox=self.outbox,
+                source=self.source,
+            )
+            self._poll_tasks.append(group.create_task(self.alarm_poller.run(), name="alarms"))
+        self.started.set()
+
+    async def _resolve_until_done(self) -> list[ResolvedGroup]:
+        backoff = Backoff(base=1.0, cap=30.0)
+        while True:
+            try:
+                return await self._resolve()
+            except WinCCError as exc:
+                await self.source.failed(exc)
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _resolve(self) -> list[ResolvedGroup]:
+        """Globs to tag names; a tag listed by two groups is polled by the first only."""
+        claimed: dict[str, str] = {}
+        resolved = []
+        for group in self.settings.poll:
+            result = await resolve_tags(self.client, group.tags)
+            for pattern in result.unmatched:
+                log.warning("group %s: no tag matches %r", group.name, pattern)
+            item = ResolvedGroup(group)
+            for info in result.tags:
+                owner = claimed.setdefault(info.name, group.name)
+                if owner == group.name:
+                    item.tags.append(info.name)
+                else:
+                    log.warning(
+                        "group %s: %s is already polled by group %s", group.name, info.name, owner
+                    )
+            resolved.append(item)
+        await self.source.ok()
+        return resolved
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: the service wrapper delivers a console event
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+async def run_gateway(settings: GatewaySettings) -> int:
+    """``wincc-gateway run``: the gateway until SIGTERM/SIGINT; returns the exit code."""
+    secrets = [
+        secret.get_secret_value()
+        for secret in (settings.wincc.password, settings.mqtt.password)
+        if secret is not None
+    ]
+    setup_logging(settings.log.level, settings.log.format, secrets)
+    log.info("wincc-gateway %s starting", __version__)
+    stop = asyncio.Event()
+    _install_signal_handlers(stop)
+    try:
+        async with open_client(settings.wincc) as client:
+            await Gateway(settings, client).run(stop)
+    except Exception:
+        log.exception("the gateway stopped on an unexpected error")
+        return 1
+    log.info("stopped")
+    return 0

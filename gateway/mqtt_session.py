@@ -1,0 +1,217 @@
+"""The MQTT side: one long-lived session that publishes the outbox and keeps status true.
+
+It connects with the will ``P/status`` = offline (retained, QoS 1), publishes online on
+every connect, reconnects with capped full-jitter backoff, hands back whatever the broker
+did not acknowledge, and on a clean stop drains, publishes offline and disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from gateway.backoff import Backoff
+from gateway.core.payloads import status_payload
+from gateway.core.timestamps import now_ms
+from gateway.outbox import Message, Outbox
+
+if TYPE_CHECKING:
+    from gateway.config import MqttSettings
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[None]]
+
+PUBLISH_WINDOW = 200
+"""Publishes in flight at once: enough to fill the pipe, few enough that aiomqtt's
+per-publish bookkeeping (linear in the number pending) stays cheap."""
+
+
+def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS for ``mqtts://``: the broker's CA, an optional client certificate (mTLS)."""
+    if urlsplit(settings.url).scheme != "mqtts":
+        return None
+    cafile = str(settings.ca_file) if settings.ca_file else None
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.cert_file and settings.key_file:
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    if not settings.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # only behind the documented verify_tls = false
+    return context
+
+
+class MqttSession:
+    """Owns the broker connection for the gateway's whole life."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: Outbox,
+        *,
+        subscriptions: tuple[str, ...] = (),
+        on_message: MessageHandler | None = None,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._status_topic = f"{settings.topic_prefix}/status"
+        self._since_ms = now_ms()
+        self._source = "unknown"
+        self._client: aiomqtt.Client | None = None
+        self._stopping = False
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.published = 0
+
+    @property
+    def status_topic(self) -> str:
+        """``P/status``."""
+        return self._status_topic
+
+    def _new_client(self) -> aiomqtt.Client:
+        settings = self._settings
+        parts = urlsplit(settings.url)
+        offline = status_payload("offline", now_ms())
+        client = aiomqtt.Client(
+            hostname=parts.hostname or "localhost",
+            port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+            identifier=settings.client_id,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            protocol=(
+                aiomqtt.ProtocolVersion.V5
+                if settings.protocol == 5
+                else aiomqtt.ProtocolVersion.V311
+            ),
+            will=aiomqtt.Will(self._status_topic, offline, qos=1, retain=True),
+            keepalive=int(settings.keepalive),
+            tls_context=build_tls_context(settings),
+            max_inflight_messages=PUBLISH_WINDOW,
+            timeout=30,
+        )
+        client.pending_calls_threshold = PUBLISH_WINDOW * 2
+        return client
+
+    async def set_source(self, state: str) -> None:
+        """Record the WinCC source state (``up``/``down``) and republish the status."""
+        if state == self._source:
+            return
+        self._source = state
+        client = self._client
+        if client is not None and self.connected.is_set():
+            try:
+                await self._publish_status(client, "online")
+            except aiomqtt.MqttError as exc:
+                log.debug("status not updated, broker connection lost: %s", exc)
+
+    async def _publish_status(self, client: aiomqtt.Client, state: str) -> None:
+        payload = status_payload(state, self._since_ms, source=self._source)
+        await client.publish(self._status_topic, payload, qos=1, retain=True)
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect, until ``stop()`` has drained the outbox."""
+        backoff = Backoff(base=0.5, cap=30.0)
+        down_logged = False
+        while True:
+            try:
+                async with self._new_client() as client:
+                    self._client = client
+                    backoff.reset()
+                    down_logged = False
+                    self._since_ms = now_ms()
+                    await self._publish_status(client, "online")
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    log.info(
+                        "connected to broker %s as %s", self._where(), self._settings.client_id
+                    )
+                    finished = await self._serve(client)
+                    if finished:
+                        await self._publish_status(client, "offline")
+                        log.info("status set to offline, disconnecting from the broker")
+                        return
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self._client = None
+                if self._stopping:
+                    log.warning(
+                        "broker lost while stopping; %d messages not delivered", len(self._outbox)
+                    )
+                    return
+                if not down_logged:
+                    log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
+                    down_logged = True
+                self.reconnects += 1
+                await asyncio.sleep(backoff.next_delay())
+            finally:
+                self.connected.clear()
+                self._client = None
+
+    async def _serve(self, client: aiomqtt.Client) -> bool:
+        """Publish and receive until the outbox is closed and empty (True) or an error.
+
+        Both tasks are owned here: whichever ends first ends the other, and its error
+        (the MqttError of a lost link) propagates as itself, not wrapped in a group.
+        """
+        receiver = asyncio.create_task(self._receive(client), name="mqtt-receive")
+        drainer = asyncio.create_task(self._drain(client), name="mqtt-publish")
+        try:
+            done, _ = await asyncio.wait({receiver, drainer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiver, drainer):
+                task.cancel()
+            await asyncio.wait({receiver, drainer})
+        for task in done:
+            task.result()
+        return drainer in done
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Hand inbound messages to the handler; raises MqttError when the link drops."""
+        async for message in client.messages:
+            if self._on_message is not None:
+                await self._on_message(client, message)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish the outbox in windows; what is not acknowledged goes back in front."""
+        while batch := await self._outbox.take(PUBLISH_WINDOW):
+            sends = [
+                asyncio.ensure_future(
+                    client.publish(message.topic, message.payload, message.qos, message.retain)
+                )
+                for message in batch
+            ]
+            try:
+                await asyncio.gather(*sends)
+            except BaseException:
+                for send in sends:
+                    send.cancel()
+                await asyncio.wait(sends)
+                # Some of the batch may have arrived: QoS 1 is at-least-once, so resend all.
+                self._outbox.requeue(batch)
+                raise
+            self.published += len(batch)
+
+    async def publish_now(self, message: Message) -> None:
+        """Publish outside the outbox (command answers); raises MqttError when offline."""
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected to the broker")
+        await client.publish(message.topic, message.payload, message.qos, message.retain)
+
+    def stop(self) -> None:
+        """Finish: no more messages will come; ``run`` returns once they are published."""
+        self._stopping = True
+        self._outbox.close()
+
+    def _where(self) -> str:
+        parts = urlsplit(self._settings.url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")

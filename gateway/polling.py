@@ -1,0 +1,240 @@
+"""The WinCC side of the pipeline: one poller per scan class, one for alarms.
+
+Each poller reads on its own interval, lets the pure core decide what to publish, and
+puts messages in the outbox without ever waiting for the broker. Polls never stack: an
+overrunning poll delays the next one, and the overrun is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.backoff import Backoff
+from gateway.core.alarms import AlarmTracker
+from gateway.core.payloads import alarm_event_payload, alarm_payload, sample_payload
+from gateway.core.samples import SampleDecider
+from gateway.core.timestamps import now_ms
+from gateway.core.topics import TopicMap, escape_level
+from gateway.errors import WinCCError, WinCCUnavailable
+from gateway.outbox import Message, Outbox
+from gateway.wincc.base import WinCCClient
+from gateway.wincc.models import Alarm, ReadResult
+
+log = logging.getLogger(__name__)
+
+SourceListener = Callable[[str], Awaitable[None]]
+
+
+class SourceHealth:
+    """Whether WinCC answers, as the pollers find it; one log line per change of state."""
+
+    def __init__(self, on_change: SourceListener | None = None) -> None:
+        self.state = "unknown"
+        self.last_ok_ms: int | None = None
+        self.errors = 0
+        self._on_change = on_change
+
+    async def ok(self) -> None:
+        """A request succeeded."""
+        self.last_ok_ms = now_ms()
+        if self.state != "up":
+            if self.state == "down":
+                log.info("WinCC source recovered")
+            await self._set("up")
+
+    async def failed(self, exc: WinCCError) -> None:
+        """A request failed; only unavailability marks the source down."""
+        self.errors += 1
+        if isinstance(exc, WinCCUnavailable):
+            if self.state != "down":
+                log.warning("WinCC source down: %s", exc)
+                await self._set("down")
+        else:
+            log.warning("WinCC request failed: %s", exc)
+
+    async def _set(self, state: str) -> None:
+        self.state = state
+        if self._on_change is not None:
+            await self._on_change(state)
+
+
+@dataclass(slots=True)
+class PollStats:
+    """Counters of one scan class, for logs and metrics."""
+
+    polls: int = 0
+    failures: int = 0
+    overruns: int = 0
+    readings: int = 0
+    published: int = 0
+    read_errors: int = 0
+    last_duration: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class Topics:
+    """Topic layout and publish options shared by the pollers."""
+
+    prefix: str
+    qos: int
+    retain: bool
+
+
+class TagPoller:
+    """Polls one scan class and turns changes into tag messages."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        interval: float,
+        deadband: float,
+        tags: list[str],
+        client: WinCCClient,
+        decider: SampleDecider,
+        topic_map: TopicMap,
+        topics: Topics,
+        outbox: Outbox,
+        source: SourceHealth,
+    ) -> None:
+        self.name = name
+        self.interval = interval
+        self.deadband = deadband
+        self.tags = tags
+        self._client = client
+        self._decider = decider
+        self._topic_map = topic_map
+        self._topics = topics
+        self._outbox = outbox
+        self._source = source
+        self._reported_errors: set[str] = set()
+        self.stats = PollStats()
+
+    async def run(self) -> None:
+        """Poll forever on the interval; back off while WinCC is unavailable."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(base=self.interval, cap=max(30.0, self.interval))
+        next_at = loop.time()
+        while True:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = loop.time()
+            try:
+                result = await self._client.read_many(self.tags)
+            except WinCCError as exc:
+                self.stats.failures += 1
+                await self._source.failed(exc)
+                next_at = loop.time() + backoff.next_delay()
+                continue
+            backoff.reset()
+            await self._source.ok()
+            self.publish(result)
+            finished = loop.time()
+            self.stats.polls += 1
+            self.stats.last_duration = finished - started
+            next_at += self.interval
+            if next_at < finished:
+                self.stats.overruns += 1
+                next_at = finished
+
+    def publish(self, result: ReadResult) -> None:
+        """Decide which readings to publish and queue them (no I/O, no waiting)."""
+        self.stats.readings += len(result.readings)
+        if result.errors:
+            self._report_errors(result.errors)
+        decided = self._decider.decide(result.readings, self.deadband)
+        if not decided:
+            return
+        prefix = self._topics.prefix + "/tags/"
+        qos, retain = self._topics.qos, self._topics.retain
+        is_good = self._decider.is_good
+        path = self._topic_map.path
+        self._outbox.put(
+            [
+                Message(
+                    prefix + path(reading.name),
+                    sample_payload(reading, seq, good=is_good(reading.quality)),
+                    qos,
+                    retain,
+                )
+                for reading, seq in decided
+            ]
+        )
+        self.stats.published += len(decided)
+
+    def _report_errors(self, errors: dict[str, str]) -> None:
+        """Log each failing tag once, not once per poll."""
+        self.stats.read_errors += len(errors)
+        new = {name: reason for name, reason in errors.items() if name not in self._reported_errors}
+        if new:
+            self._reported_errors.update(new)
+            shown = ", ".join(f"{name} ({reason})" for name, reason in list(new.items())[:5])
+            more = f" and {len(new) - 5} more" if len(new) > 5 else ""
+            log.warning("group %s: cannot read %s%s", self.name, shown, more)
+
+
+class AlarmPoller:
+    """Polls active alarms, publishes retained state per alarm and one event per change."""
+
+    def __init__(
+        self,
+        *,
+        interval: float,
+        client: WinCCClient,
+        topics: Topics,
+        outbox: Outbox,
+        source: SourceHealth,
+    ) -> None:
+        self.interval = interval
+        self._client = client
+        self._topics = topics
+        self._outbox = outbox
+        self._source = source
+        self._tracker = AlarmTracker()
+        self.stats = PollStats()
+
+    async def run(self) -> None:
+        """Poll forever on the interval; back off while WinCC is unavailable."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(base=self.interval, cap=max(30.0, self.interval))
+        while True:
+            started = loop.time()
+            try:
+                alarms = await self._client.active_alarms()
+            except WinCCError as exc:
+                self.stats.failures += 1
+                await self._source.failed(exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            await self._source.ok()
+            self.publish(alarms)
+            self.stats.polls += 1
+            elapsed = loop.time() - started
+            self.stats.last_duration = elapsed
+            if elapsed > self.interval:
+                self.stats.overruns += 1
+            await asyncio.sleep(max(0.0, self.interval - elapsed))
+
+    def publish(self, alarms: list[Alarm]) -> None:
+        """Diff against the last poll and queue state, clears and events."""
+        diff = self._tracker.update(alarms, now_ms())
+        base = self._topics.prefix + "/alarms/"
+        qos = self._topics.qos
+        messages = [
+            Message(base + escape_level(alarm.id), alarm_payload(alarm), qos, True)
+            for alarm in diff.changed
+        ]
+        messages += [
+            Message(base + escape_level(alarm_id), b"", qos, True) for alarm_id in diff.cleared
+        ]
+        messages += [
+            Message(base + "events", alarm_event_payload(t.alarm, t.event, t.at_ms), qos, False)
+            for t in diff.events
+        ]
+        self._outbox.put(messages)
+        self.stats.published += len(messages)

@@ -1,0 +1,268 @@
+"""Real parts for the tests: a mosquitto per test on a free port, TLS material from trustme,
+the simulator over HTTPS, and an MQTT subscriber that awaits what it expects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+import trustme
+
+from gateway.simulator.server import Simulator, SimulatorOptions
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mosquitto_binary() -> str:
+    """mosquitto from PATH or Debian's /usr/sbin."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    if found is None:
+        pytest.fail("mosquitto is not installed: apt-get install -y mosquitto")
+    return found
+
+
+@dataclass
+class TlsFiles:
+    """PEM files made by trustme for one test."""
+
+    ca: trustme.CA
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """An SSL context for a server presenting the 127.0.0.1/localhost certificate."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        return context
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TlsFiles:
+    """A private CA, a server certificate for loopback and a client certificate."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("edge-01")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    files = TlsFiles(
+        ca=ca,
+        ca_file=folder / "ca.pem",
+        server_cert=folder / "server.pem",
+        server_key=folder / "server.key",
+        client_cert=folder / "client.pem",
+        client_key=folder / "client.key",
+    )
+    ca.cert_pem.write_to_path(str(files.ca_file))
+    server.private_key_pem.write_to_path(str(files.server_key))
+    files.server_cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    client.private_key_pem.write_to_path(str(files.client_key))
+    files.client_cert.write_bytes(b"".join(blob.bytes() for blob in client.cert_chain_pems))
+    return files
+
+
+class Mosquitto:
+    """A real mosquitto on a fixed free port that a test can stop and start again."""
+
+    def __init__(self, folder: Path, *, tls: TlsFiles | None = None) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.tls = tls
+        self.log: list[str] = []
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        """mqtt:// or mqtts:// URL for the gateway's config."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "max_queued_messages 0",
+        ]
+        if os.geteuid() == 0:  # else mosquitto drops to its own user and cannot read tmp_path
+            lines.append("user root")
+        if self.tls:
+            lines += [
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+                "require_certificate true",
+            ]
+        path = self.folder / "mosquitto.conf"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    async def start(self) -> None:
+        """Start and return once the broker says it is running."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        process = await asyncio.create_subprocess_exec(
+            mosquitto_binary(),
+            "-c",
+            str(config),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._process = process
+        assert process.stderr is not None
+        async with asyncio.timeout(10):
+            while True:
+                line = (await process.stderr.readline()).decode()
+                if not line:
+                    pytest.fail("mosquitto exited at start:\n" + "".join(self.log))
+                self.log.append(line)
+                if " running" in line:
+                    break
+        self._reader = asyncio.create_task(self._keep_reading(process))
+
+    async def _keep_reading(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            self.log.append(line.decode())
+
+    async def stop(self) -> None:
+        """Stop the broker (it saves its persistent sessions) and wait for it to exit."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+        if self._reader is not None:
+            await self._reader
+            self._reader = None
+
+
+@pytest.fixture
+async def mosquitto(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    """A plain-TCP mosquitto of this test's own."""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@pytest.fixture
+async def mosquitto_tls(tmp_path: Path, tls: TlsFiles) -> AsyncIterator[Mosquitto]:
+    """A mosquitto that speaks only TLS and requires a client certificate from the test CA."""
+    broker = Mosquitto(tmp_path / "mosquitto-tls", tls=tls)
+    await broker.start()
+    yield broker
+    await broker.stop()
+
+
+@dataclass
+class Received:
+    """One message a subscriber saw."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Any = None
+
+    def json(self) -> Any:
+        """The payload decoded."""
+        return orjson.loads(self.payload)
+
+
+@dataclass
+class Subscriber:
+    """Collects every message on its topics; tests await what they expect."""
+
+    messages: list[Received] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def on(self, topic: str) -> list[Received]:
+        """Messages seen on exactly ``topic``."""
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 15.0
+    ) -> list[Received]:
+        """Wait until ``predicate(messages)`` holds; fail the test after ``timeout``."""
+        async with asyncio.timeout(timeout), self.changed:
+            await self.changed.wait_for(lambda: predicate(self.messages))
+        return self.messages
+
+
+@contextlib.asynccontextmanager
+async def subscribe(
+    broker: Mosquitto,
+    *topics: str,
+    protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
+    identifier: str | None = None,
+    clean: bool = True,
+    tls_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Subscriber]:
+    """A subscriber on ``topics`` (QoS 1), connected before the block runs."""
+    sub = Subscriber()
+    session: dict[str, Any] = (
+        {"clean_start": clean}
+        if protocol == aiomqtt.ProtocolVersion.V5
+        else {"clean_session": clean}
+    )
+    client = aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        protocol=protocol,
+        identifier=identifier,
+        tls_context=tls_context,
+        **session,
+    )
+    async with client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                async with sub.changed:
+                    sub.messages.append(
+                        Received(str(message.topic), payload, message.retain, message.properties)
+                    )
+                    sub.changed.notify_all()
+
+        task = asyncio.create_task(collect())
+        try:
+            yield sub
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture
+async def simulator(tls: TlsFiles) -> AsyncIterator[Simulator]:
+    """The WinCC simulator over HTTPS with a frozen plant (tests change values themselves)."""
+    options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7)
+    async with Simulator(options, ssl_context=tls.server_context()) as sim:
+        yield sim

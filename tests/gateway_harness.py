@@ -1,0 +1,134 @@
+"""Runs the gateway for end-to-end tests: in-process, or as a real `wincc-gateway run`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from gateway.app import Gateway
+from gateway.config import GatewaySettings
+from gateway.simulator.server import Simulator
+from gateway.wincc.connect import open_client
+from tests.conftest import Mosquitto, TlsFiles
+
+PREFIX = "wincc/test"
+
+
+def settings_for(
+    sim: Simulator,
+    broker: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    *,
+    poll: list[dict[str, Any]] | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """A config (as TOML-shaped data) wiring the simulator and the broker together."""
+    config: dict[str, Any] = {
+        "wincc": {
+            "url": sim.url,
+            "username": "demo",
+            "password": "demo",
+            "ca_file": str(tls.ca_file),
+            "timeout": "2s",
+        },
+        "poll": poll
+        if poll is not None
+        else [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.**"]}],
+        "alarms": {"interval": "200ms"},
+        "mqtt": {"url": broker.url, "topic_prefix": PREFIX, "client_id": "gw-test", "qos": 1},
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "health": {"enabled": False},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    if broker.tls:
+        config["mqtt"].update(
+            ca_file=str(tls.ca_file), cert_file=str(tls.client_cert), key_file=str(tls.client_key)
+        )
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """The gateway in this process, started and polling, stopped cleanly afterwards."""
+    settings = GatewaySettings(**config)
+    stop = asyncio.Event()
+    async with open_client(settings.wincc) as client:
+        gateway = Gateway(settings, client)
+        task = asyncio.create_task(gateway.run(stop))
+        started = asyncio.create_task(gateway.started.wait())
+        await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            started.cancel()
+            task.result()
+        assert gateway.started.is_set(), "the gateway did not start polling in 15 s"
+        try:
+            yield gateway
+        finally:
+            stop.set()
+            async with asyncio.timeout(20):
+                await task
+
+
+def toml_of(config: dict[str, Any]) -> str:
+    """Minimal TOML writer for the shapes ``settings_for`` makes."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return repr(item)
+        if isinstance(item, list):
+            return "[" + ", ".join(value(x) for x in item) + "]"
+        return '"' + str(item).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = []
+    for section, body in config.items():
+        if section == "poll":
+            for group in body:
+                lines.append("[[poll]]")
+                lines += [f"{key} = {value(v)}" for key, v in group.items()]
+            continue
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value(v)}" for key, v in body.items()]
+    return "\n".join(lines) + "\n"
+
+
+class GatewayProcess:
+    """`wincc-gateway run` as a child process, for signals and crashes."""
+
+    def __init__(self, config: dict[str, Any], folder: Path) -> None:
+        self.config_file = folder / "gateway.toml"
+        self.config_file.write_text(toml_of(config), encoding="utf-8")
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr = b""
+
+    async def start(self) -> None:
+        """Start it; the caller awaits the evidence it needs (e.g. the status online)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--config",
+            str(self.config_file),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Send ``sig`` and return the exit code."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        _, self.stderr = await asyncio.wait_for(self.process.communicate(), 30)
+        return self.process.returncode if self.process.returncode is not None else -1

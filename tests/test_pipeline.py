@@ -1,0 +1,286 @@
+"""End to end: simulator (HTTPS) -> gateway -> real mosquitto -> a test subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import ssl
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from gateway.core.timestamps import now_ms
+from gateway.core.topics import tag_path
+from gateway.simulator.server import Simulator
+from tests.conftest import Mosquitto, Received, TlsFiles, subscribe
+from tests.gateway_harness import PREFIX, GatewayProcess, running_gateway, settings_for
+
+pytestmark = pytest.mark.slow
+
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SETPOINT = "System1.Area1.Tank1.Setpoint"
+MODE = "System1.Area1.Valve1.Mode"
+
+
+def tag_topic(name: str) -> str:
+    return f"{PREFIX}/tags/{tag_path(name)}"
+
+
+def values_on(sub_messages: list[Received], name: str) -> list[object]:
+    topic = tag_topic(name)
+    return [m.json()["value"] for m in sub_messages if m.topic == topic]
+
+
+def has_value(name: str, value: object):  # type: ignore[no-untyped-def]
+    return lambda messages: value in values_on(messages, name)
+
+
+async def test_status_online_then_offline_after_clean_stop(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = settings_for(simulator, mosquitto, tls, tmp_path)
+    async with subscribe(mosquitto, f"{PREFIX}/status") as sub:
+        async with running_gateway(config):
+            await sub.wait_for(lambda ms: any(m.json().get("source") == "up" for m in ms))
+        await sub.wait_for(lambda ms: ms[-1].json()["state"] == "offline")
+    online = [m.json() for m in sub.messages if m.json()["state"] == "online"]
+    assert TS.match(online[0]["since"])
+    assert online[0]["version"]
+    assert online[-1]["source"] == "up"
+
+
+async def test_every_tag_once_with_every_payload_field(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    area1 = [name for name in simulator.plant.names if name.startswith("System1.Area1.")]
+    topics = {tag_topic(name): name for name in area1}
+    config = settings_for(simulator, mosquitto, tls, tmp_path)
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+        await sub.wait_for(lambda ms: {m.topic for m in ms} >= set(topics))
+    assert {m.topic for m in sub.messages} == set(topics)
+    for message in sub.messages:
+        body = message.json()
+        reading = simulator.plant.reading(topics[message.topic])
+        assert set(body) == {"value", "quality", "good", "ts", "seq"}
+        assert body["value"] == reading.value
+        assert body["quality"] == 128
+        assert body["good"] is True
+        assert TS.match(body["ts"])
+        assert body["seq"] == 1
+    # Retained per config: a late subscriber gets the last sample of each tag at once.
+    async with subscribe(mosquitto, tag_topic(SETPOINT)) as late:
+        retained = await late.wait_for(lambda ms: len(ms) == 1)
+    assert retained[0].retain
+
+
+async def test_seq_rises_by_one_per_published_change(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = settings_for(simulator, mosquitto, tls, tmp_path)
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+        await sub.wait_for(lambda ms: len(values_on(ms, SETPOINT)) == 1)
+        for value in (11.0, 12.0, 13.0):
+            simulator.plant.force(SETPOINT, value, now_ms=now_ms())
+            await sub.wait_for(has_value(SETPOINT, value))
+        simulator.plant.force(MODE, "manual", now_ms=now_ms())
+        await sub.wait_for(has_value(MODE, "manual"))
+    setpoints = [m.json() for m in sub.on(tag_topic(SETPOINT))]
+    assert [body["seq"] for body in setpoints] == [1, 2, 3, 4]
+    assert [body["value"] for body in setpoints][1:] == [11.0, 12.0, 13.0]
+    assert [m.json()["seq"] for m in sub.on(tag_topic(MODE))] == [1, 2]
+
+
+async def test_deadband_suppresses_small_changes(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    poll = [
+        {"name": "band", "interval": "100ms", "tags": [SETPOINT], "deadband": 1.0},
+        {"name": "marker", "interval": "100ms", "tags": [MODE]},
+    ]
+    simulator.plant.force(SETPOINT, 50.0, now_ms=now_ms())
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=poll)
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+        await sub.wait_for(has_value(SETPOINT, 50.0))
+        await sub.wait_for(has_value(MODE, simulator.plant.reading(MODE).value))
+        for step, value in enumerate((50.5, 51.0, 49.2)):
+            simulator.plant.force(SETPOINT, value, now_ms=now_ms())
+            # Both groups poll every 100 ms: once the marker's change arrives, the
+            # setpoint's value has been polled at least once after it was set.
+            marker = f"mark-{step}"
+            simulator.plant.force(MODE, marker, now_ms=now_ms())
+            await sub.wait_for(has_value(MODE, marker))
+        simulator.plant.force(SETPOINT, 51.5, now_ms=now_ms())
+        await sub.wait_for(has_value(SETPOINT, 51.5))
+    assert values_on(sub.messages, SETPOINT) == [50.0, 51.5]
+
+
+async def test_flag_policy_publishes_bad_samples_with_quality_text(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = settings_for(simulator, mosquitto, tls, tmp_path, quality={"policy": "flag"})
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+        await sub.wait_for(lambda ms: len(values_on(ms, SETPOINT)) == 1)
+        simulator.plant.force(SETPOINT, 7.5, now_ms=now_ms(), quality=0x08)
+        await sub.wait_for(has_value(SETPOINT, 7.5))
+        simulator.plant.force(SETPOINT, 7.5, now_ms=now_ms(), quality=0x44)
+        await sub.wait_for(lambda ms: len(values_on(ms, SETPOINT)) == 3)
+    bad, uncertain = [m.json() for m in sub.on(tag_topic(SETPOINT))][1:]
+    assert bad["good"] is False
+    assert bad["quality"] == 8
+    assert bad["quality_text"] == "bad: not connected"
+    assert uncertain["quality_text"] == "uncertain: last usable value"
+    assert (bad["seq"], uncertain["seq"]) == (2, 3)
+
+
+async def test_drop_policy_withholds_bad_samples_and_republishes_recovery(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    poll = [{"name": "fast", "interval": "100ms", "tags": [SETPOINT, MODE]}]
+    config = settings_for(
+        simulator, mosquitto, tls, tmp_path, poll=poll, quality={"policy": "drop"}
+    )
+    start = simulator.plant.reading(SETPOINT).value
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+        await sub.wait_for(has_value(SETPOINT, start))
+        simulator.plant.force(SETPOINT, 99.0, now_ms=now_ms(), quality=0x18)
+        simulator.plant.force(MODE, "bad-seen", now_ms=now_ms())
+        await sub.wait_for(has_value(MODE, "bad-seen"))
+        simulator.plant.force(SETPOINT, start, now_ms=now_ms())
+        await sub.wait_for(lambda ms: len(values_on(ms, SETPOINT)) == 2)
+    bodies = [m.json() for m in sub.on(tag_topic(SETPOINT))]
+    assert [(b["value"], b["good"], b["seq"]) for b in bodies] == [
+        (start, True, 1),
+        (start, True, 2),
+    ]
+
+
+async def test_alarms_come_get_acked_go_and_their_retained_state_is_cleared(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    plant = simulator.plant
+    for alarm_id in list(plant.alarms):
+        plant.clear_alarm(alarm_id, now_ms=now_ms())
+        if plant.alarms[alarm_id].went_at is not None and not plant.alarms[alarm_id].acked:
+            plant.acknowledge(alarm_id, now_ms=now_ms())
+    assert plant.active_alarms() == []
+    alarm_id = next(iter(plant.alarms))
+    state_topic = f"{PREFIX}/alarms/{alarm_id}"
+    config = settings_for(simulator, mosquitto, tls, tmp_path)
+
+    def events(ms: list[Received]) -> list[str]:
+        return [m.json()["event"] for m in ms if m.topic == f"{PREFIX}/alarms/events"]
+
+    async with subscribe(mosquitto, f"{PREFIX}/alarms/#") as sub, running_gateway(config) as gw:
+        plant.raise_alarm(alarm_id, now_ms=now_ms())
+        await sub.wait_for(lambda ms: events(ms) == ["came"])
+        await gw.client.acknowledge(alarm_id, "seen by test")
+        await sub.wait_for(lambda ms: events(ms) == ["came", "acked"])
+        plant.clear_alarm(alarm_id, now_ms=now_ms())
+        await sub.wait_for(lambda ms: events(ms) == ["came", "acked", "went"])
+        await sub.wait_for(lambda ms: any(m.topic == state_topic and not m.payload for m in ms))
+    states = [m for m in sub.messages if m.topic == state_topic]
+    came, acked, cleared = states
+    assert came.json()["state"] == "came"
+    assert came.json()["acked"] is False
+    assert set(came.json()) == {
+        "id",
+        "tag",
+        "text",
+        "priority",
+        "state",
+        "acked",
+        "came_at",
+        "went_at",
+        "acked_at",
+    }
+    assert acked.json()["acked"] is True
+    assert TS.match(acked.json()["acked_at"])
+    assert cleared.payload == b""
+    assert all(m.retain is False for m in sub.messages if m.topic.endswith("/events"))
+    # Nothing retained remains for the alarm once it is gone.
+    async with subscribe(mosquitto, state_topic, f"{PREFIX}/status") as late:
+        await late.wait_for(lambda ms: any(m.topic.endswith("/status") for m in ms))
+    assert late.on(state_topic) == []
+
+
+@pytest.mark.parametrize("protocol", [5, 311])
+async def test_both_mqtt_protocols(
+    protocol: int, simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
+    config = settings_for(simulator, mosquitto, tls, tmp_path, mqtt={"protocol": protocol})
+    async with subscribe(mosquitto, f"{PREFIX}/#", protocol=version) as sub:
+        async with running_gateway(config):
+            await sub.wait_for(has_value(SETPOINT, simulator.plant.reading(SETPOINT).value))
+        await sub.wait_for(lambda ms: ms[-1].topic == f"{PREFIX}/status")
+    assert sub.messages[-1].json()["state"] == "offline"
+    connects = [line for line in mosquitto.log if "gw-test" in line and "New client" in line]
+    assert f"(p{5 if protocol == 5 else 2}," in connects[0]  # mosquitto's names: p2 is 3.1.1
+
+
+async def test_tls_to_the_broker_with_a_client_certificate(
+    simulator: Simulator, mosquitto_tls: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = settings_for(simulator, mosquitto_tls, tls, tmp_path)
+    context = ssl.create_default_context(cafile=str(tls.ca_file))
+    context.load_cert_chain(tls.client_cert, tls.client_key)
+    async with (
+        subscribe(mosquitto_tls, f"{PREFIX}/#", tls_context=context) as sub,
+        running_gateway(config),
+    ):
+        await sub.wait_for(has_value(SETPOINT, simulator.plant.reading(SETPOINT).value))
+    assert any(m.topic == f"{PREFIX}/status" for m in sub.messages)
+
+
+async def test_polling_stays_concurrent_under_latency(
+    tls: TlsFiles, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    from gateway.simulator.server import SimulatorOptions  # noqa: PLC0415
+
+    options = SimulatorOptions(port=0, tags=200, latency_ms=200, change_rate=1.0, seed=3)
+    async with Simulator(options, ssl_context=tls.server_context()) as sim:
+        poll = [
+            {"name": "a", "interval": "500ms", "tags": ["System1.Area1.**"]},
+            {"name": "b", "interval": "500ms", "tags": ["System1.Area2.**"]},
+        ]
+        config = settings_for(sim, mosquitto, tls, tmp_path, poll=poll)
+        async with running_gateway(config) as gateway:
+            before = [p.stats.published for p in gateway.pollers]
+            polls_before = [p.stats.polls for p in gateway.pollers]
+            await asyncio.sleep(4.0)  # the measurement window, not a synchronisation
+            polls = [p.stats.polls - b for p, b in zip(gateway.pollers, polls_before, strict=True)]
+            published = [
+                p.stats.published - b for p, b in zip(gateway.pollers, before, strict=True)
+            ]
+            overruns = [p.stats.overruns for p in gateway.pollers]
+    # Two 500 ms groups, each poll taking 200 ms: about 8 polls each in 4 s.
+    assert all(count >= 7 for count in polls), polls
+    assert all(count > 0 for count in published), published
+    assert overruns == [0, 0]
+
+
+async def test_sigkill_leaves_the_will_and_sigterm_stops_cleanly(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = settings_for(simulator, mosquitto, tls, tmp_path, mqtt={"keepalive": "5s"})
+
+    def states(ms: list[Received]) -> list[str]:
+        return [m.json()["state"] for m in ms if m.topic == f"{PREFIX}/status" and m.payload]
+
+    async with subscribe(mosquitto, f"{PREFIX}/status") as sub:
+        killed = GatewayProcess(config, tmp_path)
+        await killed.start()
+        await sub.wait_for(lambda ms: states(ms)[-1:] == ["online"])
+        assert await killed.stop(signal.SIGKILL) == -signal.SIGKILL
+        await sub.wait_for(lambda ms: states(ms)[-1:] == ["offline"])
+
+        stopped = GatewayProcess(config, tmp_path)
+        await stopped.start()
+        await sub.wait_for(lambda ms: states(ms)[-1:] == ["online"])
+        assert await stopped.stop(signal.SIGTERM) == 0, stopped.stderr.decode()
+        await sub.wait_for(lambda ms: states(ms)[-1:] == ["offline"])
+    log = stopped.stderr.decode()
+    assert "Traceback" not in log
+    assert "status set to offline" in log
