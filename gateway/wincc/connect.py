@@ -1,0 +1,68 @@
+"""From ``[wincc]`` settings to a working client: TLS, the HTTP session, the dialect.
+
+The only place where TLS verification can be switched off, and the only place that knows
+which class serves which dialect.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from gateway.config import WinCCSettings
+from gateway.errors import ConfigError, WinCCError
+from gateway.wincc.base import WinCCClient
+from gateway.wincc.rest import RestClient
+
+
+def build_ssl_context(settings: WinCCSettings) -> ssl.SSLContext | bool:
+    """Verification on, trusting ``ca_file`` alone when given, else the system CAs.
+
+    ``verify_tls = false`` returns ``False`` (aiohttp: no verification at all).
+    """
+    if not settings.verify_tls:
+        return False
+    try:
+        return ssl.create_default_context(
+            cafile=None if settings.ca_file is None else str(settings.ca_file)
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"wincc.ca_file: cannot load {settings.ca_file}: {exc}"]) from exc
+
+
+def _rest_client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
+    return RestClient(
+        session,
+        settings.url,
+        settings.username,
+        settings.password,
+        timeout=settings.timeout,
+        max_concurrency=settings.max_concurrency,
+        batch_size=settings.batch_size,
+    )
+
+
+DIALECTS: dict[str, Callable[[aiohttp.ClientSession, WinCCSettings], WinCCClient]] = {
+    "rest": _rest_client,
+}
+"""``settings.dialect`` -> the factory of its client; a new dialect adds one entry."""
+
+
+@asynccontextmanager
+async def open_client(settings: WinCCSettings) -> AsyncIterator[WinCCClient]:
+    """A client of the configured dialect on its own session; both closed on exit."""
+    if urlsplit(settings.url).scheme != "https" and not settings.allow_insecure_http:
+        raise WinCCError(f"{settings.url}: refusing plain http; set allow_insecure_http = true")
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_concurrency, ssl=build_ssl_context(settings)
+    )
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = DIALECTS[settings.dialect](session, settings)
+        try:
+            yield client
+        finally:
+            await client.close()
