@@ -13,18 +13,25 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from gateway import __version__
 from gateway.backoff import Backoff
+from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
 from gateway.config import GatewaySettings, PollGroup
+from gateway.core.commands import CommandPolicy, Range
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.errors import WinCCError
 from gateway.logs import setup_logging
 from gateway.mqtt_session import MqttSession
-from gateway.outbox import Outbox
+from gateway.outbox import Message, Outbox
 from gateway.polling import AlarmPoller, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
+from gateway.wincc.models import TagType
 from gateway.wincc.resolve import resolve_tags
 
 log = logging.getLogger(__name__)
@@ -48,9 +55,33 @@ class Gateway:
         self.settings = settings
         self.client = client
         self.outbox = Outbox(settings.mqtt.queue_limit)
-        self.session = MqttSession(settings.mqtt, self.outbox)
-        self.source = SourceHealth(on_change=self.session.set_source)
         self.topic_map = TopicMap()
+        self.tag_types: dict[str, TagType] = {}
+        self.alarm_poller: AlarmPoller | None = None
+        commands = settings.commands
+        self.commands = CommandService(
+            prefix=settings.mqtt.topic_prefix,
+            policy=CommandPolicy(
+                writable=commands.writable,
+                ranges=[Range(r.tags, r.min, r.max) for r in commands.ranges],
+                max_age=commands.max_age,
+                rate=commands.rate_limit,
+                burst=commands.burst,
+            ),
+            client=client,
+            tag_types=self.tag_types,
+            topic_map=self.topic_map,
+            known_alarms=lambda: self.alarm_poller.active if self.alarm_poller else {},
+            source_down=lambda: self.source.state == "down",
+            answer=self._answer,
+        )
+        self.session = MqttSession(
+            settings.mqtt,
+            self.outbox,
+            subscriptions=self.commands.subscriptions,
+            on_message=self._on_message,
+        )
+        self.source = SourceHealth(on_change=self.session.set_source)
         self.decider = SampleDecider(
             settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
         )
@@ -60,7 +91,6 @@ class Gateway:
             retain=settings.mqtt.retain,
         )
         self.pollers: list[TagPoller] = []
-        self.alarm_poller: AlarmPoller | None = None
         self.started = asyncio.Event()
         self._poll_tasks: list[asyncio.Task[None]] = []
 
@@ -83,6 +113,28 @@ class Gateway:
                     len(self.outbox),
                 )
                 session_task.cancel()
+
+    async def _on_message(self, _client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """A command arrived: answer it, whatever it holds."""
+        payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+        inbound = inbound_from(str(message.topic), bytes(payload), message.properties)
+        try:
+            await self.commands.handle(inbound)
+        except Exception:
+            log.exception("command on %s failed unexpectedly", inbound.topic[:200])
+            await self._answer(internal_error_answer(self.commands, inbound))
+
+    async def _answer(self, answer: Answer) -> None:
+        properties = None
+        if answer.correlation_data is not None and self.settings.mqtt.protocol == 5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = answer.correlation_data
+        try:
+            await self.session.publish_now(
+                Message(answer.topic, answer.payload, 1, False), properties
+            )
+        except aiomqtt.MqttError as exc:
+            log.warning("command answer to %s not delivered: %s", answer.topic[:200], exc)
 
     async def _start_polling(self, group: asyncio.TaskGroup) -> None:
         """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
@@ -148,6 +200,15 @@ class Gateway:
                         "group %s: %s is already polled by group %s", group.name, info.name, owner
                     )
             resolved.append(item)
+            self.tag_types.update((info.name, info.type) for info in result.tags if info.type)
+        if self.settings.commands.writable:
+            writable = await resolve_tags(self.client, self.settings.commands.writable)
+            for pattern in writable.unmatched:
+                log.warning("commands.writable: no tag matches %r", pattern)
+            for info in writable.tags:
+                if info.type:
+                    self.tag_types[info.name] = info.type
+                    self.topic_map.add(info.name)
         await self.source.ok()
         return resolved
 

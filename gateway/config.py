@@ -241,15 +241,39 @@ class MqttSettings(Section):
         return self
 
 
+class ValueRange(Section):
+    """Allowed values of the numeric tags a glob matches."""
+
+    tags: str = Field(..., min_length=1, description="Glob of the tags this range applies to.")
+    min: float | None = Field(None, description="Smallest value a command may write.")
+    max: float | None = Field(None, description="Largest value a command may write.")
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
 class CommandSettings(Section):
     """[commands]: tag writes and alarm acknowledgements from MQTT."""
 
     writable: list[str] = Field(
         [],
         description="Globs of tags that MQTT commands may write. Empty: no writes at all.",
+        examples=[["System1.*.*.Setpoint"]],
     )
     max_age: Duration = Field(
         30.0, gt=0, description="Commands older than this are refused, never executed late."
+    )
+    rate_limit: float = Field(
+        5.0, gt=0, description="Commands per second on average; faster ones are refused."
+    )
+    burst: int = Field(10, ge=1, description="Commands accepted at once before the rate applies.")
+    ranges: list[ValueRange] = Field(
+        [],
+        description="Optional value ranges for numeric tags, checked before a write.",
+        examples=[[{"tags": "System1.*.*.Setpoint", "min": 0.0, "max": 100.0}]],
     )
 
 

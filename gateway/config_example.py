@@ -39,6 +39,9 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items())
+        return "{ " + items + " }"
     return orjson.dumps(value).decode()
 
 
@@ -47,9 +50,10 @@ def _render_fields(model: type[BaseModel], values: dict[str, Any], commented: bo
     for name, field in model.model_fields.items():
         lines.append(f"# {field.description}")
         value = values[name]
-        if value is None:
-            example = field.examples[0] if field.examples else ""
-            lines.append(f"# {name} = {_toml_value(example)}  # not set by default")
+        if (value is None or value == []) and field.examples:
+            lines.append(f"# {name} = {_toml_value(field.examples[0])}  # not set by default")
+        elif value is None:
+            lines.append(f"# {name} =   # not set by default")
         else:
             prefix = "# " if commented else ""
             lines.append(f"{prefix}{name} = {_toml_value(value)}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
 from gateway.core.payloads import status_payload
@@ -200,12 +201,14 @@ class MqttSession:
                 raise
             self.published += len(batch)
 
-    async def publish_now(self, message: Message) -> None:
+    async def publish_now(self, message: Message, properties: Properties | None = None) -> None:
         """Publish outside the outbox (command answers); raises MqttError when offline."""
         client = self._client
         if client is None:
             raise aiomqtt.MqttError("not connected to the broker")
-        await client.publish(message.topic, message.payload, message.qos, message.retain)
+        await client.publish(
+            message.topic, message.payload, message.qos, message.retain, properties=properties
+        )
 
     def stop(self) -> None:
         """Finish: no more messages will come; ``run`` returns once they are published."""

@@ -197,6 +197,11 @@ class AlarmPoller:
         self._tracker = AlarmTracker()
         self.stats = PollStats()
 
+    @property
+    def active(self) -> dict[str, Alarm]:
+        """The alarms active at the last poll, by id (acks look ids up here)."""
+        return self._tracker.active
+
     async def run(self) -> None:
         """Poll forever on the interval; back off while WinCC is unavailable."""
         loop = asyncio.get_running_loop()

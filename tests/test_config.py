@@ -59,7 +59,7 @@ def test_example_config_is_valid_and_rendered_from_the_fields() -> None:
     assert example.read_text(encoding="utf-8") == render_example(), (
         "config/gateway.example.toml is stale: regenerate it with "
         "python -c 'from gateway.config_example import render_example; "
-        "print(render_example(), end=\"\")' > config/gateway.example.toml"
+        'print(render_example(), end="")\' > config/gateway.example.toml'
     )
     settings = load_settings(example)
     assert [group.name for group in settings.poll] == ["fast", "slow"]
@@ -131,7 +131,9 @@ listen = "127.0.0.1:9100"
 
 
 def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, '[mqtt]\nqoss = 1\n[[poll]]\nname = "a"\ntags = ["x"]\nintervall = "1s"\n')
+    path = write(
+        tmp_path, '[mqtt]\nqoss = 1\n[[poll]]\nname = "a"\ntags = ["x"]\nintervall = "1s"\n'
+    )
     assert problems(path) == ["poll[0].intervall: unknown key", "mqtt.qoss: unknown key"]
 
 

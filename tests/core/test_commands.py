@@ -1,0 +1,186 @@
+import math
+
+import pytest
+
+from gateway.commands import inbound_from, valid_response_topic
+from gateway.core.commands import (
+    MAX_PAYLOAD,
+    CommandPolicy,
+    Range,
+    RateLimit,
+    RecentIds,
+    fit_value,
+    parse_ack,
+    parse_write,
+    request_id_of,
+)
+from gateway.errors import CommandRejected
+from gateway.wincc.models import TagType
+
+
+def policy(**overrides: object) -> CommandPolicy:
+    options: dict[str, object] = {
+        "writable": ["System1.*.*.Setpoint"],
+        "ranges": [Range("System1.*.*.Setpoint", 0.0, 100.0)],
+        "max_age": 30.0,
+        "rate": 5.0,
+        "burst": 10,
+    }
+    options.update(overrides)
+    return CommandPolicy(**options)  # type: ignore[arg-type]
+
+
+def refused(match: str):  # type: ignore[no-untyped-def]
+    return pytest.raises(CommandRejected, match=match)
+
+
+def test_write_envelope_and_bare_values() -> None:
+    request = parse_write(b'{"value": 42.5, "id": "r1", "ts": "2026-11-24T10:00:00.000Z"}')
+    assert (request.value, request.request_id, request.ts_ms) == (42.5, "r1", 1795514400000)
+    assert parse_write(b"42").value == 42
+    assert parse_write(b'"auto"').value == "auto"
+    assert parse_write(b"true").value is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b"NaN", "malformed JSON"),
+        (b'{"value": 1e999}', "malformed JSON"),
+        (b'{"id": "x"}', 'missing "value"'),
+        (b'{"value": 1, "extra": 2}', "unknown field"),
+        (b'{"value": 1, "id": 7}', "id must be"),
+        (b'{"value": 1, "ts": "yesterday"}', "not an ISO 8601"),
+        (b'{"value": 1, "ts": 12}', "ts must be"),
+        (b'{"value": ' + b"1" * MAX_PAYLOAD + b"}", "payload too large"),
+    ],
+)
+def test_malformed_writes_are_refused(payload: bytes, reason: str) -> None:
+    with refused(reason):
+        parse_write(payload)
+
+
+def test_ack_payloads() -> None:
+    assert parse_ack(b"") == parse_ack(b"  ")
+    request = parse_ack(b'{"id": "a1", "comment": "checked on site"}')
+    assert (request.request_id, request.comment) == ("a1", "checked on site")
+    with refused("comment must be"):
+        parse_ack(b'{"comment": 5}')
+    with refused("an acknowledge is empty or"):
+        parse_ack(b"[1]")
+
+
+def test_request_id_is_recovered_for_the_answer_when_possible() -> None:
+    assert request_id_of(b'{"value": "x", "id": "r9"}') == "r9"
+    assert request_id_of(b"{broken") is None
+    assert request_id_of(b'{"id": 5}') is None
+
+
+@pytest.mark.parametrize(
+    ("value", "tag_type"),
+    [
+        ("50", TagType.FLOAT),
+        (True, TagType.FLOAT),
+        (None, TagType.FLOAT),
+        ([1], TagType.FLOAT),
+        (math.nan, TagType.FLOAT),
+        (math.inf, TagType.FLOAT),
+        (1.5, TagType.INT),
+        (1.0, TagType.INT),
+        (2**70, TagType.INT),
+        (1, TagType.BOOL),
+        ("true", TagType.BOOL),
+        (1, TagType.STRING),
+        ("x" * 5000, TagType.STRING),
+        ({"a": 1}, TagType.STRING),
+    ],
+)
+def test_values_that_do_not_fit_the_tag_type(value: object, tag_type: TagType) -> None:
+    with pytest.raises(CommandRejected):
+        fit_value(value, tag_type)
+
+
+def test_values_that_fit() -> None:
+    assert fit_value(50, TagType.FLOAT) == 50
+    assert fit_value(-3, TagType.INT) == -3
+    assert fit_value(False, TagType.BOOL) is False
+    assert fit_value("manual", TagType.STRING) == "manual"
+
+
+def test_allow_list_is_globs_and_empty_means_nothing() -> None:
+    assert policy().may_write("System1.Area1.Tank1.Setpoint")
+    assert not policy().may_write("System1.Area1.Tank1.Level")
+    assert not policy(writable=[]).may_write("System1.Area1.Tank1.Setpoint")
+    with refused("not in commands.writable"):
+        policy(writable=[]).check_write("System1.Area1.Tank1.Setpoint", TagType.FLOAT, 1.0)
+
+
+def test_ranges() -> None:
+    tag = "System1.Area1.Tank1.Setpoint"
+    assert policy().check_write(tag, TagType.FLOAT, 100) == 100
+    with refused("below the allowed minimum 0"):
+        policy().check_write(tag, TagType.FLOAT, -0.5)
+    with refused("above the allowed maximum 100"):
+        policy().check_write(tag, TagType.FLOAT, 100.5)
+
+
+def test_freshness_by_ts_and_by_mqtt_expiry() -> None:
+    fresh = policy(max_age=30.0)
+    fresh.check_fresh(ts_ms=1_000, expires_at_ms=None, now_ms=31_000)
+    with refused("too old"):
+        fresh.check_fresh(ts_ms=1_000, expires_at_ms=None, now_ms=31_001)
+    with refused("in the future"):
+        fresh.check_fresh(ts_ms=100_000, expires_at_ms=None, now_ms=1_000)
+    with refused("expiry"):
+        fresh.check_fresh(ts_ms=None, expires_at_ms=5_000, now_ms=5_001)
+    fresh.check_fresh(ts_ms=None, expires_at_ms=5_000, now_ms=5_000)
+
+
+def test_duplicates_are_refused_within_the_window() -> None:
+    checker = policy()
+    checker.check_new("r1")
+    checker.executed("r1", now=0.0)
+    with refused("duplicate request id 'r1'"):
+        checker.check_new("r1")
+    checker.check_new(None)
+    recent = RecentIds(window=10.0, limit=2)
+    recent.add("a", 0.0)
+    recent.add("b", 11.0)
+    assert "a" not in recent
+    recent.add("c", 12.0)
+    recent.add("d", 13.0)
+    assert "b" not in recent
+    assert "d" in recent
+
+
+def test_rate_limit_is_a_token_bucket() -> None:
+    bucket = RateLimit(rate=2.0, burst=3)
+    assert [bucket.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.allow(0.5)
+    assert not bucket.allow(0.5)
+
+
+def test_response_topics_with_wildcards_are_not_used() -> None:
+    assert valid_response_topic("app/replies/1")
+    for topic in ("", "app/+/x", "app/#", "a\x00b", "x" * 70_000):
+        assert not valid_response_topic(topic)
+
+
+def test_inbound_without_properties_and_with_mqtt5_properties() -> None:
+    plain = inbound_from("p/cmd/write/a", b"1", None)
+    assert plain.response_topic is None
+    assert plain.expires_at_ms is None
+
+    class Props:
+        ResponseTopic = "app/replies"
+        CorrelationData = b"\x01\x02"
+        MessageExpiryInterval = 10
+        UserProperty = (("client_id", "scada-hmi-3"),)
+
+    inbound = inbound_from("p/cmd/write/a", b"1", Props())
+    assert inbound.response_topic == "app/replies"
+    assert inbound.correlation_data == b"\x01\x02"
+    assert inbound.sender == "scada-hmi-3"
+    assert inbound.expires_at_ms is not None

@@ -1,0 +1,314 @@
+"""Commands end to end: a real MQTT client -> mosquitto -> gateway -> simulator, and back."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.core.timestamps import format_ts, now_ms
+from gateway.core.topics import tag_path
+from gateway.simulator.server import Simulator
+from tests.conftest import Mosquitto, Received, Subscriber, TlsFiles, subscribe
+from tests.gateway_harness import PREFIX, running_gateway, settings_for
+
+pytestmark = pytest.mark.slow
+
+SETPOINT = "System1.Area1.Tank1.Setpoint"  # float, writable
+POSITION = "System1.Area1.Valve1.Position"  # int, writable
+MODE = "System1.Area1.Valve1.Mode"  # string, writable
+RUNNING = "System1.Area1.Pump1.Running"  # bool, writable
+LEVEL = "System1.Area1.Tank1.Level"  # float, read-only
+WRITABLE = ["System1.*.*.Setpoint", "System1.*.Valve*.*", "System1.*.Pump*.Running", LEVEL]
+RESULT = f"{PREFIX}/cmd/result"
+
+
+def write_topic(tag: str) -> str:
+    return f"{PREFIX}/cmd/write/{tag_path(tag)}"
+
+
+def command_config(sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp: Path, **commands: Any):
+    poll = [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.Tank1.*"]}]
+    options = {"writable": WRITABLE, "rate_limit": 1000.0, "burst": 1000, **commands}
+    return settings_for(sim, broker, tls, tmp, poll=poll, commands=options)
+
+
+class Commander:
+    """Sends commands and awaits their answers on the result topic or a response topic."""
+
+    def __init__(self, client: aiomqtt.Client, answers: Subscriber, v5: bool) -> None:
+        self.client = client
+        self.answers = answers
+        self.v5 = v5
+
+    async def send(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Publish one command and return its answer."""
+        seen = len(self.answers.messages)
+        properties = None
+        if self.v5 and (response_topic or correlation):
+            properties = Properties(PacketTypes.PUBLISH)
+            if response_topic:
+                properties.ResponseTopic = response_topic
+            if correlation:
+                properties.CorrelationData = correlation
+        await self.client.publish(topic, payload, qos=1, properties=properties)
+        messages = await self.answers.wait_for(lambda ms: len(ms) > seen)
+        answer: Received = messages[seen]
+        self.last = answer
+        return answer.json()  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def commander(broker: Mosquitto, *, v5: bool = True) -> AsyncIterator[Commander]:
+    version = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+    async with (
+        subscribe(broker, RESULT, "replies/#", protocol=version) as answers,
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=version) as client,
+    ):
+        yield Commander(client, answers, v5)
+
+
+async def test_allowed_write_holds_and_answers_with_read_back_and_correlation(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path)
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        answer = await cmd.send(
+            write_topic(SETPOINT),
+            orjson.dumps({"value": 42.5, "id": "r-1", "ts": format_ts(now_ms())}),
+            response_topic="replies/hmi-1",
+            correlation=b"\x00corr-7",
+        )
+        assert cmd.last.topic == "replies/hmi-1"
+        assert cmd.last.properties.CorrelationData == b"\x00corr-7"
+        assert answer == {"id": "r-1", "ok": True, "error": None, "tag": SETPOINT, "value": 42.5}
+        assert simulator.plant.reading(SETPOINT).value == 42.5
+        bare = await cmd.send(write_topic(RUNNING), b"true")
+        assert cmd.last.topic == RESULT
+        assert bare["ok"] is True
+        assert bare["value"] is True
+        assert (await cmd.send(write_topic(MODE), b'"manual"'))["value"] == "manual"
+        assert (await cmd.send(write_topic(POSITION), b'{"value": 30}'))["value"] == 30
+    assert simulator.write_log == [
+        (SETPOINT, 42.5),
+        (RUNNING, True),
+        (MODE, "manual"),
+        (POSITION, 30),
+    ]
+
+
+REFUSALS: list[tuple[str, str, bytes | str, str]] = [
+    ("not writable", "System1.Area1.Tank1.Temperature", b"20.0", "not in commands.writable"),
+    ("unknown tag", "System1.Area1.Tank99.Setpoint", b"1.0", "unknown tag"),
+    ("string into float", SETPOINT, b'{"value": "50"}', "takes a number"),
+    ("float into int", POSITION, b'{"value": 30.5}', "whole number"),
+    ("int into bool", RUNNING, b"1", "true or false"),
+    ("infinity", SETPOINT, b'{"value": 1e999}', "malformed JSON"),
+    ("malformed", SETPOINT, b'{"value": 5', "malformed JSON"),
+    ("oversized", SETPOINT, b'{"value": "' + b"x" * 70_000 + b'"}', "payload too large"),
+    (
+        "too old",
+        SETPOINT,
+        orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() - 60_000)}),
+        "too old",
+    ),
+    ("range", SETPOINT, b"150.0", "above the allowed maximum 100"),
+    ("read-only in WinCC", LEVEL, b"5.0", "WinCC refused it (403)"),
+]
+
+
+async def test_every_refusal_writes_nothing_and_answers(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(
+        simulator, mosquitto, tls, tmp_path, ranges=[{"tags": "System1.*.*.Setpoint", "max": 100}]
+    )
+    before = {tag: simulator.plant.reading(tag).value for tag in (SETPOINT, POSITION, RUNNING)}
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        for case, tag, payload, reason in REFUSALS:
+            answer = await cmd.send(write_topic(tag), payload)
+            assert answer["ok"] is False, case
+            assert reason in answer["error"], (case, answer)
+        # A duplicate id: the first executes, the second is refused.
+        first = await cmd.send(write_topic(SETPOINT), b'{"value": 10.0, "id": "dup"}')
+        second = await cmd.send(write_topic(SETPOINT), b'{"value": 11.0, "id": "dup"}')
+    assert first["ok"] is True
+    assert second == {
+        "id": "dup",
+        "ok": False,
+        "error": "duplicate request id 'dup': already executed",
+        "tag": SETPOINT,
+        "value": None,
+    }
+    assert simulator.write_log == [(SETPOINT, 10.0)]
+    assert simulator.plant.reading(POSITION).value == before[POSITION]
+    assert simulator.plant.reading(RUNNING).value == before[RUNNING]
+
+
+async def test_empty_allow_list_writes_nothing(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path, writable=[])
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        answer = await cmd.send(write_topic(SETPOINT), b"1.0")
+    assert answer["error"] == "tag is not in commands.writable"
+    assert simulator.write_log == []
+
+
+async def test_rate_limit_refuses_the_excess(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path, rate_limit=0.01, burst=2)
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        answers = [await cmd.send(write_topic(SETPOINT), f"{v}.0") for v in (1, 2, 3)]
+    assert [a["ok"] for a in answers] == [True, True, False]
+    assert "rate limit" in answers[2]["error"]
+    assert [value for _, value in simulator.write_log] == [1.0, 2.0]
+
+
+async def test_commands_are_refused_not_queued_while_wincc_is_down(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path)
+
+    def source_is(state: str):  # type: ignore[no-untyped-def]
+        return lambda ms: bool(ms) and ms[-1].json().get("source") == state
+
+    async with (
+        subscribe(mosquitto, f"{PREFIX}/status") as status,
+        running_gateway(config),
+        commander(mosquitto) as cmd,
+    ):
+        await status.wait_for(source_is("up"))
+        simulator.faults.down = True
+        await status.wait_for(source_is("down"))
+        answer = await cmd.send(write_topic(SETPOINT), b"12.0")
+        simulator.faults.down = False
+        await status.wait_for(source_is("up"))
+    assert answer["ok"] is False
+    assert "WinCC is unavailable" in answer["error"]
+    assert simulator.write_log == []
+
+
+async def test_mqtt311_clients_get_answers_on_the_result_topic(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path)
+    config["mqtt"]["protocol"] = 311
+    async with running_gateway(config), commander(mosquitto, v5=False) as cmd:
+        ok = await cmd.send(write_topic(SETPOINT), b'{"value": 33.0, "id": "v3"}')
+        refused = await cmd.send(write_topic(LEVEL), b"1")
+    assert cmd.last.topic == RESULT
+    assert ok == {"id": "v3", "ok": True, "error": None, "tag": SETPOINT, "value": 33.0}
+    assert refused["ok"] is False
+    assert simulator.write_log == [(SETPOINT, 33.0)]
+
+
+async def test_ack_reaches_the_simulator_and_the_alarm_topic(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    plant = simulator.plant
+    alarm_id = next(iter(plant.alarms))
+    plant.raise_alarm(alarm_id, now_ms=now_ms())
+    config = command_config(simulator, mosquitto, tls, tmp_path)
+    state_topic = f"{PREFIX}/alarms/{alarm_id}"
+    async with (
+        subscribe(mosquitto, state_topic) as states,
+        running_gateway(config),
+        commander(mosquitto) as cmd,
+    ):
+        await states.wait_for(lambda ms: any(m.payload and not m.json()["acked"] for m in ms))
+        answer = await cmd.send(
+            f"{PREFIX}/cmd/ack/{alarm_id}", b'{"id": "ack-1", "comment": "checked"}'
+        )
+        await states.wait_for(lambda ms: any(m.payload and m.json()["acked"] for m in ms))
+        unknown = await cmd.send(f"{PREFIX}/cmd/ack/9999999", b"")
+        nested = await cmd.send(f"{PREFIX}/cmd/ack/a/b", b"")
+    assert answer == {"id": "ack-1", "ok": True, "error": None, "alarm": alarm_id}
+    assert plant.alarms[alarm_id].acked
+    assert simulator.ack_log == [(alarm_id, "checked")]
+    assert unknown["ok"] is False
+    assert unknown["alarm"] == "9999999"
+    assert unknown["error"] == "unknown alarm on the WinCC server"
+    assert nested["error"] == "the alarm id is exactly one topic level"
+
+
+# Topic levels a sender can publish: MQTT forbids + and # in published topics, and the
+# broker refuses NUL, control characters, surrogates and non-characters.
+level = st.text(
+    alphabet=st.characters(blacklist_characters="+#/", blacklist_categories=("Cs", "Cc")).filter(
+        lambda c: (ord(c) & 0xFFFF) < 0xFFFE and not 0xFDD0 <= ord(c) <= 0xFDEF
+    ),
+    max_size=30,
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+payloads = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(orjson.dumps),
+    st.builds(lambda v: orjson.dumps({"value": v, "id": "p"}), json_values),
+    st.just(b"[" * 5000 + b"]" * 5000),
+    st.just(b'{"value": "' + b"\xff" * 100 + b'"}'),
+)
+hostile = st.tuples(
+    st.sampled_from(["write", "ack"]),
+    st.lists(level, min_size=1, max_size=4).map("/".join),
+    payloads,
+)
+
+
+async def test_hostile_topics_and_payloads_never_write_and_always_answer(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Arbitrary commands against a gateway whose allow-list admits only the setpoint,
+    with the setpoint's own topic excluded from generation: nothing may ever be written."""
+    config = command_config(simulator, mosquitto, tls, tmp_path, writable=[SETPOINT])
+    alarm_ids = set(simulator.plant.alarms)
+    cases: list[tuple[str, str, bytes]] = []
+
+    @settings(max_examples=60, suppress_health_check=list(HealthCheck), deadline=None)
+    @given(hostile)
+    def collect(case: tuple[str, str, bytes]) -> None:
+        kind, suffix, _ = case
+        if kind == "write" and suffix == tag_path(SETPOINT):
+            return
+        if kind == "ack" and suffix in alarm_ids:
+            return
+        cases.append(case)
+
+    collect()
+    async with running_gateway(config) as gateway, commander(mosquitto) as cmd:
+        for kind, suffix, payload in cases:
+            answer = await cmd.send(f"{PREFIX}/cmd/{kind}/{suffix}", payload)
+            assert answer["ok"] is False, (kind, suffix, payload, answer)
+            assert isinstance(answer["error"], str)
+        # Still answering, and still writing what is allowed.
+        ok = await cmd.send(write_topic(SETPOINT), b"1.5")
+    assert ok["ok"] is True
+    assert simulator.write_log == [(SETPOINT, 1.5)]
+    assert gateway.commands.results["refused"] == len(cases)
