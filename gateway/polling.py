@@ -26,6 +26,8 @@ from gateway.wincc.models import Alarm, ReadResult
 log = logging.getLogger(__name__)
 
 SourceListener = Callable[[str], Awaitable[None]]
+PollObserver = Callable[[str, float], None]
+"""Called after each successful poll with the group's name and the poll's duration."""
 
 
 class SourceHealth:
@@ -34,25 +36,33 @@ class SourceHealth:
     def __init__(self, on_change: SourceListener | None = None) -> None:
         self.state = "unknown"
         self.last_ok_ms: int | None = None
-        self.errors = 0
+        self.errors_by_kind: dict[str, int] = {}
+        self._failing: str | None = None
         self._on_change = on_change
 
     async def ok(self) -> None:
         """A request succeeded."""
         self.last_ok_ms = now_ms()
+        self._failing = None
         if self.state != "up":
             if self.state == "down":
                 log.info("WinCC source recovered")
             await self._set("up")
 
     async def failed(self, exc: WinCCError) -> None:
-        """A request failed; only unavailability marks the source down."""
-        self.errors += 1
+        """A request failed; only unavailability marks the source down.
+
+        Other failures (refused login, protocol errors) are logged once each until the
+        next success, not once per poll.
+        """
+        kind = type(exc).__name__
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         if isinstance(exc, WinCCUnavailable):
             if self.state != "down":
                 log.warning("WinCC source down: %s", exc)
                 await self._set("down")
-        else:
+        elif self._failing != str(exc):
+            self._failing = str(exc)
             log.warning("WinCC request failed: %s", exc)
 
     async def _set(self, state: str) -> None:
@@ -72,6 +82,7 @@ class PollStats:
     published: int = 0
     read_errors: int = 0
     last_duration: float = 0.0
+    last_success: float | None = None  # event-loop clock of the last successful poll
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,6 +110,7 @@ class TagPoller:
         topics: Topics,
         outbox: Outbox,
         source: SourceHealth,
+        observe: PollObserver | None = None,
     ) -> None:
         self.name = name
         self.interval = interval
@@ -110,6 +122,7 @@ class TagPoller:
         self._topics = topics
         self._outbox = outbox
         self._source = source
+        self._observe = observe
         self._reported_errors: set[str] = set()
         self.stats = PollStats()
 
@@ -136,6 +149,9 @@ class TagPoller:
             finished = loop.time()
             self.stats.polls += 1
             self.stats.last_duration = finished - started
+            self.stats.last_success = finished
+            if self._observe is not None:
+                self._observe(self.name, finished - started)
             next_at += self.interval
             if next_at < finished:
                 self.stats.overruns += 1
@@ -221,6 +237,7 @@ class AlarmPoller:
             self.stats.polls += 1
             elapsed = loop.time() - started
             self.stats.last_duration = elapsed
+            self.stats.last_success = loop.time()
             if elapsed > self.interval:
                 self.stats.overruns += 1
             await asyncio.sleep(max(0.0, self.interval - elapsed))

@@ -42,7 +42,7 @@ def test_check_config_bad_duration_exits_2_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "g.toml"
-    config.write_text('[commands]\nmax_age = "30 s"\n', encoding="utf-8")
+    config.write_text('[commands]\nmax_age = "30 seconds"\n', encoding="utf-8")
     assert main(["check-config", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("config: commands.max_age: ")

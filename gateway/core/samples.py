@@ -37,13 +37,15 @@ class SampleDecider:
     good reading of that tag is published even if its value did not change (recovery).
     """
 
-    __slots__ = ("_drop_bad", "_good_codes", "_last", "_seq")
+    __slots__ = ("_drop_bad", "_good_codes", "_last", "_seq", "bad_published", "withheld")
 
     def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
         self._good_codes = frozenset(good_codes)
         self._drop_bad = drop_bad
         self._last: dict[str, tuple[Value, int]] = {}
         self._seq: dict[str, int] = {}
+        self.bad_published = 0  # not-good samples published with good = false
+        self.withheld = 0  # not-good samples not published (policy "drop")
 
     def is_good(self, quality: int) -> bool:
         """Whether a quality code counts as good."""
@@ -62,10 +64,13 @@ class SampleDecider:
                 and not value_changed(last[0], reading.value, deadband)
             ):
                 continue
-            if self._drop_bad and reading.quality not in self._good_codes:
-                # Remember the bad quality (not the value) so recovery publishes again.
-                last_by_name[name] = (last[0] if last else None, reading.quality)
-                continue
+            if reading.quality not in self._good_codes:
+                if self._drop_bad:
+                    # Remember the bad quality (not the value) so recovery publishes again.
+                    last_by_name[name] = (last[0] if last else None, reading.quality)
+                    self.withheld += 1
+                    continue
+                self.bad_published += 1
             last_by_name[name] = (reading.value, reading.quality)
             seq = self._seq.get(name, 0) + 1
             self._seq[name] = seq

@@ -1,0 +1,456 @@
+"""The WinCC ``rest`` API served over aiohttp, in front of a ``Plant``, with fault injection.
+
+The handlers are thin: they parse, call the plant and shape JSON with orjson. Faults and
+authentication live in one middleware so every ``/api/`` route gets them alike; the
+``/_sim/`` routes are the simulator's own control surface and are never faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import orjson
+from aiohttp import web
+
+from gateway.core.timestamps import format_ts, now_ms, parse_ts
+from gateway.simulator.faults import Faults, FaultsError
+from gateway.simulator.plant import (
+    Plant,
+    ReadOnlyError,
+    TypeMismatchError,
+    UnknownAlarmError,
+    UnknownTagError,
+)
+from gateway.simulator.tls import load_server_context, make_server_context
+from gateway.wincc.models import Alarm, Reading
+
+HISTORY_LIMIT_DEFAULT = 1000
+HISTORY_LIMIT_MAX = 10_000
+SHUTDOWN_TIMEOUT = 2.0  # seconds in-flight requests get when the simulator stops
+LOGIN_PATH = "/api/auth/login"
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class SimulatorOptions:
+    """How to run the simulator; the fault fields are only the initial ``Faults``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443  # 0 picks a free port; ``Simulator.url`` tells which
+    tags: int = 1000
+    alarms: int = 20
+    username: str = "demo"
+    password: str = "demo"  # noqa: S105 - the documented demo credentials of SPEC.md
+    change_rate: float = 0.1
+    bad_quality: float = 0.0
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    token_ttl: float = 3600.0
+    seed: int | None = None
+    tick: float = 0.1  # seconds between plant steps
+    history_depth: int = 1000  # changes kept per tag
+    tls: bool = False  # without cert/key: a throwaway CA and certificate made at start
+    cert: str | None = None
+    key: str | None = None
+
+
+class _ApiError(Exception):
+    """Ends a request with ``{"error": message}`` and the status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Dropped(Exception):
+    """The connection was closed on purpose; nothing is to be answered."""
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    response = _json({"error": message}, status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _reading_json(reading: Reading, tag_type: str) -> dict[str, object]:
+    return {
+        "name": reading.name,
+        "value": reading.value,
+        "quality": reading.quality,
+        "timestamp": format_ts(reading.ts_ms),
+        "type": tag_type,
+    }
+
+
+def _alarm_json(alarm: Alarm) -> dict[str, object]:
+    def ts(ms: int | None) -> str | None:
+        return None if ms is None else format_ts(ms)
+
+    return {
+        "id": alarm.id,
+        "tag": alarm.tag,
+        "text": alarm.text,
+        "priority": alarm.priority,
+        "state": alarm.state,
+        "acked": alarm.acked,
+        "came_at": ts(alarm.came_at),
+        "went_at": ts(alarm.went_at),
+        "acked_at": ts(alarm.acked_at),
+    }
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> dict[str, object]:
+    """The JSON object in the body; ``{}`` for an empty optional body, else 400."""
+    raw = await request.read()
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _ApiError(400, f"malformed JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _ApiError(400, "expected a JSON object")
+    return body
+
+
+class Simulator:
+    """The simulated WinCC server: a plant, its HTTP API and the faults in between."""
+
+    def __init__(
+        self, options: SimulatorOptions, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        if not options.tick > 0:
+            raise ValueError("tick must be a positive number of seconds")
+        self.options = options
+        self.faults = Faults(
+            latency_ms=options.latency_ms,
+            error_rate=options.error_rate,
+            drop_rate=options.drop_rate,
+            token_ttl=options.token_ttl,
+            bad_quality=options.bad_quality,
+            change_rate=options.change_rate,
+        )
+        self.plant = Plant(
+            options.tags,
+            options.alarms,
+            now_ms=now_ms(),
+            seed=options.seed,
+            history_depth=options.history_depth,
+        )
+        self.write_log: list[tuple[str, object]] = []
+        self.ack_log: list[tuple[str, str | None]] = []
+        self.reads = 0
+        self.read_items = 0
+        self.writes = 0
+        self.acks = 0
+        self.certificate_pem: bytes | None = None  # CA of a certificate made at start
+        self._ssl = ssl_context
+        self._rng = random.Random(options.seed)
+        self._tokens: dict[str, float] = {}  # token -> monotonic time of login
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._url: str | None = None
+        self._started = 0.0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind the port and start changing the plant."""
+        if self._runner is not None:
+            raise RuntimeError("simulator already started")
+        context = self._ssl
+        if context is None and self.options.tls:
+            if self.options.cert and self.options.key:
+                context = load_server_context(self.options.cert, self.options.key)
+            else:
+                context, self.certificate_pem = make_server_context([self.options.host])
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.options.host, self.options.port, ssl_context=context)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        host_text = f"[{host}]" if ":" in host else host
+        self._url = f"{'https' if context else 'http'}://{host_text}:{port}"
+        self._started = time.monotonic()
+        # skip the time between construction and start, so it makes no burst of changes
+        self.plant.step(now_ms(), change_rate=0.0)
+        self._ticker = asyncio.create_task(self._tick(), name="simulator-plant")
+
+    async def stop(self) -> None:
+        """Stop the plant and the server; safe to call twice."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait([self._ticker])  # waits without re-raising its cancellation
+            self._ticker = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        """Base URL with the bound port, e.g. ``https://127.0.0.1:54321``."""
+        if self._url is None:
+            raise RuntimeError("simulator not started")
+        return self._url
+
+    def stats(self) -> dict[str, object]:
+        """The counters ``/_sim/stats`` reports."""
+        return {
+            "tags": len(self.plant),
+            "changes": self.plant.changes,
+            "changes_good": self.plant.changes_good,
+            "alarm_transitions": self.plant.alarm_transitions,
+            "reads": self.reads,
+            "read_items": self.read_items,
+            "writes": self.writes,
+            "acks": self.acks,
+            "uptime_s": round(time.monotonic() - self._started, 3) if self._url else 0.0,
+        }
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.tick)
+            self.plant.step(
+                now_ms(),
+                change_rate=self.faults.change_rate,
+                bad_quality=self.faults.bad_quality,
+            )
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_post(LOGIN_PATH, self._login)
+        app.router.add_post("/api/auth/logout", self._logout)
+        app.router.add_get("/api/dp/browse", self._browse)
+        app.router.add_post("/api/dp/read", self._read_many)
+        app.router.add_get("/api/dp/{name}", self._read_one)
+        app.router.add_put("/api/dp/{name}", self._write)
+        app.router.add_get("/api/alerts/active", self._active_alarms)
+        app.router.add_post("/api/alert/{id}/acknowledge", self._acknowledge)
+        app.router.add_get("/api/history/{name}", self._history)
+        app.router.add_get("/_sim/faults", self._get_faults)
+        app.router.add_post("/_sim/faults", self._set_faults)
+        app.router.add_get("/_sim/stats", self._stats)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Faults and authentication for ``/api/``; JSON errors everywhere."""
+        try:
+            if request.path.startswith("/api/"):
+                await self._inject_faults(request)
+                if request.path != LOGIN_PATH:
+                    self._authorize(request)
+            return await handler(request)
+        except _ApiError as exc:
+            return _error(exc.status, exc.message)
+        except _Dropped:
+            return web.Response()  # the transport is gone; this only completes the handler
+        except web.HTTPException as exc:  # no such route, method not allowed, ...
+            return _error(exc.status, exc.reason)
+
+    async def _inject_faults(self, request: web.Request) -> None:
+        faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000.0)
+        if faults.down:
+            raise _ApiError(503, "service unavailable (simulated outage)")
+        if faults.drop_rate and self._rng.random() < faults.drop_rate:
+            if request.transport is not None:
+                request.transport.abort()
+            raise _Dropped
+        if faults.error_rate and self._rng.random() < faults.error_rate:
+            raise _ApiError(self._rng.choice((500, 503)), "internal error (simulated)")
+
+    def _authorize(self, request: web.Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _ApiError(401, "missing bearer token")
+        issued = self._tokens.get(token.strip())
+        if issued is None:
+            raise _ApiError(401, "invalid token")
+        if time.monotonic() - issued >= self.faults.token_ttl:
+            del self._tokens[token.strip()]
+            raise _ApiError(401, "token expired")
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise _ApiError(400, 'expected {"username": ..., "password": ...}')
+        valid_user = hmac.compare_digest(username.encode(), self.options.username.encode())
+        valid_password = hmac.compare_digest(password.encode(), self.options.password.encode())
+        if not (valid_user and valid_password):
+            raise _ApiError(401, "invalid credentials")
+        now = time.monotonic()
+        ttl = self.faults.token_ttl
+        self._tokens = {t: at for t, at in self._tokens.items() if now - at < ttl}
+        token = secrets.token_urlsafe(24)
+        self._tokens[token] = now
+        return _json({"token": token, "expires_in": int(ttl) if ttl.is_integer() else ttl})
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        token = request.headers["Authorization"].partition(" ")[2].strip()
+        self._tokens.pop(token, None)
+        return _json({"ok": True})
+
+    async def _read_one(self, request: web.Request) -> web.Response:
+        i = self.plant.index.get(request.match_info["name"])
+        if i is None:
+            raise _ApiError(404, f"unknown data point {request.match_info['name']}")
+        self.reads += 1
+        self.read_items += 1
+        return _json(self.plant.item(i))
+
+    async def _read_many(self, request: web.Request) -> web.Response:
+        names = (await _body(request)).get("names")
+        if not isinstance(names, list):
+            raise _ApiError(400, 'expected {"names": [...]}')
+        index, item = self.plant.index, self.plant.item
+        values: list[dict[str, object]] = []
+        append = values.append
+        for name in names:
+            if type(name) is not str:
+                raise _ApiError(400, "names must be strings")
+            i = index.get(name)
+            append({"name": name, "error": "unknown data point"} if i is None else item(i))
+        self.reads += 1
+        self.read_items += len(values)
+        return _json({"values": values})
+
+    async def _write(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await _body(request)
+        if "value" not in body:
+            raise _ApiError(400, 'expected {"value": ...}')
+        try:
+            reading = self.plant.write(name, body["value"], now_ms=now_ms())
+        except UnknownTagError as exc:
+            raise _ApiError(404, str(exc)) from exc
+        except ReadOnlyError as exc:
+            raise _ApiError(403, str(exc)) from exc
+        except TypeMismatchError as exc:
+            raise _ApiError(400, f"type mismatch for {name}: {exc}") from exc
+        self.write_log.append((name, reading.value))
+        self.writes += 1
+        return _json(_reading_json(reading, self.plant.tag_type(name)))
+
+    async def _active_alarms(self, request: web.Request) -> web.Response:
+        return _json({"alerts": [_alarm_json(alarm) for alarm in self.plant.active_alarms()]})
+
+    async def _acknowledge(self, request: web.Request) -> web.Response:
+        alarm_id = request.match_info["id"]
+        comment = (await _body(request, optional=True)).get("comment")
+        if comment is not None and not isinstance(comment, str):
+            raise _ApiError(400, "comment must be a string")
+        try:
+            alarm = self.plant.acknowledge(alarm_id, now_ms=now_ms())
+        except UnknownAlarmError as exc:
+            raise _ApiError(404, str(exc)) from exc
+        self.ack_log.append((alarm_id, comment))
+        self.acks += 1
+        return _json(_alarm_json(alarm))
+
+    async def _history(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        query = request.query
+        try:
+            start_ms = parse_ts(query["start"]) if "start" in query else 0
+            end_ms = parse_ts(query["end"]) if "end" in query else now_ms()
+        except ValueError as exc:
+            raise _ApiError(400, f"bad start or end timestamp: {exc}") from exc
+        if start_ms > end_ms:
+            raise _ApiError(400, "start is after end")
+        limit_text = query.get("limit", str(HISTORY_LIMIT_DEFAULT))
+        if not limit_text.isdecimal() or not 1 <= int(limit_text) <= HISTORY_LIMIT_MAX:
+            raise _ApiError(400, f"limit must be a whole number from 1 to {HISTORY_LIMIT_MAX}")
+        cursor_text = query.get("cursor")
+        if cursor_text is not None and not (cursor_text.isdecimal() and len(cursor_text) < 19):
+            raise _ApiError(400, "bad cursor")
+        try:
+            page, cursor = self.plant.history(
+                name,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                limit=int(limit_text),
+                cursor=None if cursor_text is None else int(cursor_text),
+            )
+        except UnknownTagError as exc:
+            raise _ApiError(404, str(exc)) from exc
+        tag_type = self.plant.tag_type(name)
+        return _json(
+            {
+                "name": name,
+                "values": [_reading_json(reading, tag_type) for reading in page],
+                "next": None if cursor is None else str(cursor),
+            }
+        )
+
+    async def _browse(self, request: web.Request) -> web.Response:
+        path = request.query.get("path", "")
+        try:
+            children = self.plant.browse(path)
+        except UnknownTagError as exc:
+            raise _ApiError(404, str(exc)) from exc
+        return _json(
+            {
+                "path": path,
+                "children": [
+                    {
+                        "name": child.name,
+                        "type": child.type,
+                        "has_children": child.has_children,
+                        "writable": child.writable,
+                    }
+                    for child in children
+                ],
+            }
+        )
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return _json(self.faults.model_dump())
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        try:
+            self.faults.apply(await _body(request))
+        except FaultsError as exc:
+            raise _ApiError(400, str(exc)) from exc
+        return _json(self.faults.model_dump())
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return _json(self.stats())
