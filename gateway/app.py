@@ -2,7 +2,8 @@
 
 Start: MQTT session first (status online, will offline), then the tag lists are resolved
 by browsing WinCC, then one poller per scan class and the alarm poller. Stop (SIGTERM,
-SIGINT): pollers stop taking work, the outbox drains within a time limit, the status is
+SIGINT): pollers stop taking work, the buffer drains within a time limit (what is left
+stays on disk for the next start), the status is
 set to offline, the broker connection closes, and the WinCC session logs out.
 """
 
@@ -19,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from gateway import __version__
 from gateway.backoff import Backoff
+from gateway.buffer import DurableBuffer, Message
 from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
 from gateway.config import GatewaySettings, PollGroup
 from gateway.core.commands import CommandPolicy, Range
@@ -27,7 +29,6 @@ from gateway.core.topics import TopicMap
 from gateway.errors import WinCCError
 from gateway.logs import setup_logging
 from gateway.mqtt_session import MqttSession
-from gateway.outbox import Message, Outbox
 from gateway.polling import AlarmPoller, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
@@ -49,12 +50,17 @@ class ResolvedGroup:
 
 
 class Gateway:
-    """WinCC in, MQTT out: the pollers, the outbox and the MQTT session of one gateway."""
+    """WinCC in, MQTT out: the pollers, the buffer and the MQTT session of one gateway."""
 
     def __init__(self, settings: GatewaySettings, client: WinCCClient) -> None:
         self.settings = settings
         self.client = client
-        self.outbox = Outbox(settings.mqtt.queue_limit)
+        self.buffer = DurableBuffer(
+            settings.buffer.path,
+            settings.buffer.max_size,
+            policy=settings.buffer.policy,
+            sync=settings.buffer.sync,
+        )
         self.topic_map = TopicMap()
         self.tag_types: dict[str, TagType] = {}
         self.alarm_poller: AlarmPoller | None = None
@@ -77,7 +83,7 @@ class Gateway:
         )
         self.session = MqttSession(
             settings.mqtt,
-            self.outbox,
+            self.buffer,
             subscriptions=self.commands.subscriptions,
             on_message=self._on_message,
         )
@@ -96,11 +102,19 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly."""
+        restored = await self.buffer.open()
+        self.decider.restore(restored.seqs, restored.last)
+        try:
+            await self._run(stop)
+        finally:
+            await self.buffer.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             session_task = group.create_task(self.session.run(), name="mqtt-session")
             self._poll_tasks.append(group.create_task(self._start_polling(group), name="startup"))
             await stop.wait()
-            log.info("stopping: polling ends, queued messages are published")
+            log.info("stopping: polling ends, buffered messages are published")
             for task in self._poll_tasks:
                 task.cancel()
             self.session.stop()
@@ -109,8 +123,9 @@ class Gateway:
                     await asyncio.shield(session_task)
             except TimeoutError:
                 log.warning(
-                    "stopped before the broker took everything: %d messages not delivered",
-                    len(self.outbox),
+                    "stopping before the broker took everything: %d messages stay in the "
+                    "buffer and are sent after the next start",
+                    len(self.buffer),
                 )
                 session_task.cancel()
 
@@ -154,7 +169,7 @@ class Gateway:
                 decider=self.decider,
                 topic_map=self.topic_map,
                 topics=self.topics,
-                outbox=self.outbox,
+                buffer=self.buffer,
                 source=self.source,
             )
             self.pollers.append(poller)
@@ -167,7 +182,7 @@ class Gateway:
                 interval=self.settings.alarms.interval,
                 client=self.client,
                 topics=self.topics,
-                outbox=self.outbox,
+                buffer=self.buffer,
                 source=self.source,
             )
             self._poll_tasks.append(group.create_task(self.alarm_poller.run(), name="alarms"))

@@ -53,10 +53,14 @@ class WinCCSettings(Section):
     url: str = Field(
         "https://127.0.0.1:8443",
         description="Base URL of the WinCC REST service. https is required; "
-        "http only with allow_insecure_http = true.",
+        'http only with allow_insecure_http = true. With dialect = "classic" a URL without '
+        "a path gets /WinCCRestService (e.g. https://wincc.example:34569).",
     )
-    dialect: Literal["rest"] = Field(
-        "rest", description='API dialect the server speaks: "rest" (the WinCC REST API).'
+    dialect: Literal["rest", "classic"] = Field(
+        "rest",
+        description='API dialect the server speaks: "rest" (the WinCC REST API) or "classic" '
+        "(the WinCC REST service of WinCC V7.5 SP2 and V8, HTTP Basic auth; no alarm "
+        "acknowledgement).",
     )
     username: str = Field("", description="WinCC user the gateway logs in as.")
     password: SecretStr | None = Field(
@@ -85,6 +89,26 @@ class WinCCSettings(Section):
         8, ge=1, le=256, description="Requests in flight to the server at once."
     )
     batch_size: int = Field(1000, ge=1, le=100_000, description="Tag names per bulk read request.")
+    accept_language: str | None = Field(
+        None,
+        description="classic: language of the texts WinCC returns (alarm texts), sent as "
+        "Accept-Language. Not set: the server's default language.",
+        examples=["en-US"],
+    )
+    archive: str | None = Field(
+        None,
+        description="classic: process value archive to read a tag's history from when "
+        "tagLogging/Variables does not name one for it.",
+        examples=["ProcessValueArchive"],
+    )
+    alarm_filter: str | None = Field(
+        None,
+        min_length=1,
+        description="classic: name of the REST filter configured in WinCC Alarm Logging "
+        "whose message list is the set of active alarms (alarmLogging/MessageList/<filter>). "
+        "Required with the classic dialect while alarms are enabled.",
+        examples=["GatewayAlarms"],
+    )
 
     @field_validator("url")
     @classmethod
@@ -199,12 +223,6 @@ class MqttSettings(Section):
         True, description="Verify the broker's certificate. Turn off only on a test bench."
     )
     keepalive: Duration = Field(30.0, ge=1, description="MQTT keepalive interval.")
-    queue_limit: int = Field(
-        100_000,
-        ge=100,
-        description="Messages held in memory while the broker is unreachable; "
-        "what overflows is counted and logged.",
-    )
 
     @field_validator("url")
     @classmethod
@@ -278,12 +296,33 @@ class CommandSettings(Section):
 
 
 class BufferSettings(Section):
-    """[buffer]: where samples wait while the broker is away."""
+    """[buffer]: where messages wait, on disk, until the broker has acknowledged them."""
 
     path: Path = Field(
-        Path("/var/lib/wincc-gateway/buffer.db"), description="Store-and-forward database."
+        Path("/var/lib/wincc-gateway/buffer.db"),
+        description="Store-and-forward database (SQLite). Survives restarts and crashes.",
     )
     max_size: ByteSize = Field(1_000_000_000, gt=0, description="Largest size of the buffer.")
+    policy: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest",
+        description='When full: "drop_oldest" makes room for new messages, "drop_newest" '
+        "keeps the backlog. Drops are counted and logged once per episode.",
+    )
+    sync: Literal["normal", "full"] = Field(
+        "normal",
+        description='"normal" survives crashes of the gateway; "full" also survives power '
+        "loss, at the cost of a disk flush per write.",
+    )
+
+
+class BackfillSettings(Section):
+    """[backfill]: after a WinCC outage, fill the gap from the WinCC archive."""
+
+    enabled: bool = Field(True, description="Query the archive for the samples missed.")
+    max_gap: Duration = Field(
+        3600.0, gt=0, description="Longer outages backfill only their most recent max_gap."
+    )
+    concurrency: int = Field(4, ge=1, le=64, description="History requests in flight at once.")
 
 
 class HealthSettings(Section):
@@ -331,6 +370,7 @@ class GatewaySettings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
+    backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
@@ -352,6 +392,16 @@ class GatewaySettings(BaseSettings):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"poll: group names must be unique, repeated: {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _classic_alarms_have_a_filter(self) -> Self:
+        # WinCC projects name their REST filters freely, so there is no default to guess.
+        if self.wincc.dialect == "classic" and self.alarms.enabled and not self.wincc.alarm_filter:
+            raise ValueError(
+                'wincc.alarm_filter: required with dialect = "classic" while alarms.enabled '
+                "= true: the name of a REST filter configured in WinCC Alarm Logging"
+            )
         return self
 
 

@@ -1,4 +1,4 @@
-"""The MQTT side: one long-lived session that publishes the outbox and keeps status true.
+"""The MQTT side: one long-lived session that publishes the buffer and keeps status true.
 
 It connects with the will ``P/status`` = offline (retained, QoS 1), publishes online on
 every connect, reconnects with capped full-jitter backoff, hands back whatever the broker
@@ -18,9 +18,9 @@ import aiomqtt
 from paho.mqtt.properties import Properties
 
 from gateway.backoff import Backoff
+from gateway.buffer import DurableBuffer, Message
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
-from gateway.outbox import Message, Outbox
 
 if TYPE_CHECKING:
     from gateway.config import MqttSettings
@@ -54,18 +54,19 @@ class MqttSession:
     def __init__(
         self,
         settings: MqttSettings,
-        outbox: Outbox,
+        buffer: DurableBuffer,
         *,
         subscriptions: tuple[str, ...] = (),
         on_message: MessageHandler | None = None,
     ) -> None:
         self._settings = settings
-        self._outbox = outbox
+        self._buffer = buffer
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._status_topic = f"{settings.topic_prefix}/status"
         self._since_ms = now_ms()
         self._source = "unknown"
+        self._published_source = self._source
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self.connected = asyncio.Event()
@@ -114,11 +115,12 @@ class MqttSession:
                 log.debug("status not updated, broker connection lost: %s", exc)
 
     async def _publish_status(self, client: aiomqtt.Client, state: str) -> None:
+        self._published_source = self._source
         payload = status_payload(state, self._since_ms, source=self._source)
         await client.publish(self._status_topic, payload, qos=1, retain=True)
 
     async def run(self) -> None:
-        """Connect, publish, reconnect, until ``stop()`` has drained the outbox."""
+        """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
         backoff = Backoff(base=0.5, cap=30.0)
         down_logged = False
         while True:
@@ -132,6 +134,8 @@ class MqttSession:
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
+                    if self._published_source != self._source:  # changed while subscribing
+                        await self._publish_status(client, "online")
                     log.info(
                         "connected to broker %s as %s", self._where(), self._settings.client_id
                     )
@@ -145,7 +149,7 @@ class MqttSession:
                 self._client = None
                 if self._stopping:
                     log.warning(
-                        "broker lost while stopping; %d messages not delivered", len(self._outbox)
+                        "broker lost while stopping; %d messages not delivered", len(self._buffer)
                     )
                     return
                 if not down_logged:
@@ -158,7 +162,7 @@ class MqttSession:
                 self._client = None
 
     async def _serve(self, client: aiomqtt.Client) -> bool:
-        """Publish and receive until the outbox is closed and empty (True) or an error.
+        """Publish and receive until the buffer is closed and empty (True) or an error.
 
         Both tasks are owned here: whichever ends first ends the other, and its error
         (the MqttError of a lost link) propagates as itself, not wrapped in a group.
@@ -182,13 +186,14 @@ class MqttSession:
                 await self._on_message(client, message)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish the outbox in windows; what is not acknowledged goes back in front."""
-        while batch := await self._outbox.take(PUBLISH_WINDOW):
+        """Publish the buffer in windows; acknowledged messages are deleted from it, the
+        rest goes back in front."""
+        while batch := await self._buffer.take(PUBLISH_WINDOW):
             sends = [
                 asyncio.ensure_future(
                     client.publish(message.topic, message.payload, message.qos, message.retain)
                 )
-                for message in batch
+                for _, message in batch
             ]
             try:
                 await asyncio.gather(*sends)
@@ -197,12 +202,13 @@ class MqttSession:
                     send.cancel()
                 await asyncio.wait(sends)
                 # Some of the batch may have arrived: QoS 1 is at-least-once, so resend all.
-                self._outbox.requeue(batch)
+                self._buffer.requeue(batch)
                 raise
+            self._buffer.ack(batch)
             self.published += len(batch)
 
     async def publish_now(self, message: Message, properties: Properties | None = None) -> None:
-        """Publish outside the outbox (command answers); raises MqttError when offline."""
+        """Publish outside the buffer (command answers); raises MqttError when offline."""
         client = self._client
         if client is None:
             raise aiomqtt.MqttError("not connected to the broker")
@@ -213,7 +219,7 @@ class MqttSession:
     def stop(self) -> None:
         """Finish: no more messages will come; ``run`` returns once they are published."""
         self._stopping = True
-        self._outbox.close()
+        self._buffer.close_for_new()
 
     def _where(self) -> str:
         parts = urlsplit(self._settings.url)

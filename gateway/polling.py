@@ -1,7 +1,7 @@
 """The WinCC side of the pipeline: one poller per scan class, one for alarms.
 
 Each poller reads on its own interval, lets the pure core decide what to publish, and
-puts messages in the outbox without ever waiting for the broker. Polls never stack: an
+commits messages to the buffer without ever waiting for the broker. Polls never stack: an
 overrunning poll delays the next one, and the overrun is counted.
 """
 
@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
+from gateway.buffer import DurableBuffer, Message, TagState
 from gateway.core.alarms import AlarmTracker
 from gateway.core.payloads import alarm_event_payload, alarm_payload, sample_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
-from gateway.outbox import Message, Outbox
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.models import Alarm, ReadResult
 
@@ -108,7 +108,7 @@ class TagPoller:
         decider: SampleDecider,
         topic_map: TopicMap,
         topics: Topics,
-        outbox: Outbox,
+        buffer: DurableBuffer,
         source: SourceHealth,
         observe: PollObserver | None = None,
     ) -> None:
@@ -120,7 +120,7 @@ class TagPoller:
         self._decider = decider
         self._topic_map = topic_map
         self._topics = topics
-        self._outbox = outbox
+        self._buffer = buffer
         self._source = source
         self._observe = observe
         self._reported_errors: set[str] = set()
@@ -145,7 +145,7 @@ class TagPoller:
                 continue
             backoff.reset()
             await self._source.ok()
-            self.publish(result)
+            await self.publish(result)
             finished = loop.time()
             self.stats.polls += 1
             self.stats.last_duration = finished - started
@@ -157,8 +157,8 @@ class TagPoller:
                 self.stats.overruns += 1
                 next_at = finished
 
-    def publish(self, result: ReadResult) -> None:
-        """Decide which readings to publish and queue them (no I/O, no waiting)."""
+    async def publish(self, result: ReadResult) -> None:
+        """Decide which readings to publish and commit them, with their seq, to the buffer."""
         self.stats.readings += len(result.readings)
         if result.errors:
             self._report_errors(result.errors)
@@ -169,17 +169,17 @@ class TagPoller:
         qos, retain = self._topics.qos, self._topics.retain
         is_good = self._decider.is_good
         path = self._topic_map.path
-        self._outbox.put(
-            [
-                Message(
-                    prefix + path(reading.name),
-                    sample_payload(reading, seq, good=is_good(reading.quality)),
-                    qos,
-                    retain,
-                )
-                for reading, seq in decided
-            ]
-        )
+        messages = [
+            Message(
+                prefix + path(reading.name),
+                sample_payload(reading, seq, good=is_good(reading.quality)),
+                qos,
+                retain,
+            )
+            for reading, seq in decided
+        ]
+        states: list[TagState] = [(r.name, seq, r.value, r.quality) for r, seq in decided]
+        await self._buffer.append(messages, states)
         self.stats.published += len(decided)
 
     def _report_errors(self, errors: dict[str, str]) -> None:
@@ -202,13 +202,13 @@ class AlarmPoller:
         interval: float,
         client: WinCCClient,
         topics: Topics,
-        outbox: Outbox,
+        buffer: DurableBuffer,
         source: SourceHealth,
     ) -> None:
         self.interval = interval
         self._client = client
         self._topics = topics
-        self._outbox = outbox
+        self._buffer = buffer
         self._source = source
         self._tracker = AlarmTracker()
         self.stats = PollStats()
@@ -233,7 +233,7 @@ class AlarmPoller:
                 continue
             backoff.reset()
             await self._source.ok()
-            self.publish(alarms)
+            await self.publish(alarms)
             self.stats.polls += 1
             elapsed = loop.time() - started
             self.stats.last_duration = elapsed
@@ -242,8 +242,8 @@ class AlarmPoller:
                 self.stats.overruns += 1
             await asyncio.sleep(max(0.0, self.interval - elapsed))
 
-    def publish(self, alarms: list[Alarm]) -> None:
-        """Diff against the last poll and queue state, clears and events."""
+    async def publish(self, alarms: list[Alarm]) -> None:
+        """Diff against the last poll and commit state, clears and events to the buffer."""
         diff = self._tracker.update(alarms, now_ms())
         base = self._topics.prefix + "/alarms/"
         qos = self._topics.qos
@@ -258,5 +258,5 @@ class AlarmPoller:
             Message(base + "events", alarm_event_payload(t.alarm, t.event, t.at_ms), qos, False)
             for t in diff.events
         ]
-        self._outbox.put(messages)
+        await self._buffer.append(messages)
         self.stats.published += len(messages)

@@ -47,6 +47,11 @@ class SampleDecider:
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
 
+    def restore(self, seqs: dict[str, int], last: dict[str, tuple[Value, int]]) -> None:
+        """Continue where a previous run stopped: its seqs and last published samples."""
+        self._seq.update(seqs)
+        self._last.update(last)
+
     def is_good(self, quality: int) -> bool:
         """Whether a quality code counts as good."""
         return quality in self._good_codes

@@ -1,0 +1,112 @@
+"""The durable buffer on a real SQLite file: order, acknowledgement, restart, overflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import buffer as buffer_module
+from gateway.buffer import DurableBuffer, Message
+
+
+def msgs(start: int, count: int, size: int = 10) -> list[Message]:
+    return [
+        Message(f"t/{i}", str(i).encode().ljust(size, b"."), 1, True)
+        for i in range(start, start + count)
+    ]
+
+
+def topics(batch: list[tuple[int, Message]]) -> list[str]:
+    return [message.topic for _, message in batch]
+
+
+async def test_messages_come_out_in_order_and_acked_ones_are_gone_after_restart(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.db"
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 5), [("A", 3, 1.5, 128)])
+    first = await buf.take(3)
+    assert topics(first) == ["t/0", "t/1", "t/2"]
+    buf.ack(first)
+    assert len(buf) == 2
+    await buf.close()
+
+    again = DurableBuffer(path, 10**9)
+    restored = await again.open()
+    assert restored.backlog == 2
+    assert restored.seqs == {"A": 3}
+    assert restored.last == {"A": (1.5, 128)}
+    assert topics(await again.take(10)) == ["t/3", "t/4"]
+    await again.close()
+
+
+async def test_requeued_messages_go_out_first_in_their_order(tmp_path: Path) -> None:
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 4))
+    batch = await buf.take(2)
+    buf.requeue(batch)
+    assert topics(await buf.take(10)) == ["t/0", "t/1", "t/2", "t/3"]
+    await buf.close()
+
+
+async def test_a_backlog_larger_than_memory_is_read_back_from_disk_without_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(buffer_module, "CACHE_LIMIT", 50)
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    for start in range(0, 400, 40):
+        await buf.append(msgs(start, 40))
+    seen: list[str] = []
+    appended_while_reading = False
+    while len(seen) < 430:
+        batch = await buf.take(33)
+        seen += topics(batch)
+        buf.ack(batch)
+        if len(seen) >= 200 and not appended_while_reading:
+            appended_while_reading = True
+            await buf.append(msgs(400, 30))
+    assert seen == [f"t/{i}" for i in range(430)]
+    await buf.close()
+
+
+async def test_drop_oldest_keeps_the_newest_and_counts(tmp_path: Path) -> None:
+    buf = DurableBuffer(tmp_path / "b.db", 200_000, policy="drop_oldest")
+    await buf.open()
+    for start in range(0, 3000, 100):
+        await buf.append(msgs(start, 100, size=500))
+    assert buf.dropped > 0
+    assert buf.size_bytes < 300_000
+    remaining = []
+    while batch := await _take_now(buf):
+        remaining += topics(batch)
+    assert remaining[-1] == "t/2999"
+    assert "t/0" not in remaining
+    assert len(remaining) + buf.dropped == 3000
+    await buf.close()
+
+
+async def test_drop_newest_keeps_the_backlog_and_counts(tmp_path: Path) -> None:
+    buf = DurableBuffer(tmp_path / "b.db", 200_000, policy="drop_newest")
+    await buf.open()
+    for start in range(0, 3000, 100):
+        await buf.append(msgs(start, 100, size=500), [("A", start + 100, start, 128)])
+    assert buf.dropped > 0
+    remaining = []
+    while batch := await _take_now(buf):
+        remaining += topics(batch)
+    assert remaining[0] == "t/0"
+    assert "t/2999" not in remaining
+    assert len(remaining) + buf.dropped == 3000
+    await buf.close()
+    restored = await DurableBuffer(tmp_path / "b.db", 200_000).open()
+    assert restored.seqs == {"A": 3000}  # seqs advance even for dropped samples: no reuse
+
+
+async def _take_now(buf: DurableBuffer) -> list[tuple[int, Message]]:
+    buf.close_for_new()
+    return await buf.take(1000)
