@@ -171,6 +171,7 @@ class Gateway:
                 topics=self.topics,
                 buffer=self.buffer,
                 source=self.source,
+                backfill=self.settings.backfill if self.settings.backfill.enabled else None,
             )
             self.pollers.append(poller)
             self._poll_tasks.append(group.create_task(poller.run(), name=f"poll:{poller.name}"))

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
+from gateway.config import BackfillSettings
 from gateway.buffer import DurableBuffer, Message, TagState
 from gateway.core.alarms import AlarmTracker
 from gateway.core.payloads import alarm_event_payload, alarm_payload, sample_payload
@@ -21,11 +22,15 @@ from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.models import Alarm, ReadResult
+from gateway.wincc.concurrency import run_all
+from gateway.wincc.models import Alarm, Reading, ReadResult
 
 log = logging.getLogger(__name__)
 
 SourceListener = Callable[[str], Awaitable[None]]
+RETRY_CAP = 5.0
+"""Longest wait between two polls while WinCC is unavailable: recovery is seen quickly."""
+
 PollObserver = Callable[[str, float], None]
 """Called after each successful poll with the group's name and the poll's duration."""
 
@@ -83,6 +88,7 @@ class PollStats:
     read_errors: int = 0
     last_duration: float = 0.0
     last_success: float | None = None  # event-loop clock of the last successful poll
+    backfilled: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -111,6 +117,7 @@ class TagPoller:
         buffer: DurableBuffer,
         source: SourceHealth,
         observe: PollObserver | None = None,
+        backfill: BackfillSettings | None = None,
     ) -> None:
         self.name = name
         self.interval = interval
@@ -123,28 +130,41 @@ class TagPoller:
         self._buffer = buffer
         self._source = source
         self._observe = observe
+        self._backfill = backfill
         self._reported_errors: set[str] = set()
         self.stats = PollStats()
 
     async def run(self) -> None:
-        """Poll forever on the interval; back off while WinCC is unavailable."""
+        """Poll forever on the interval; back off while WinCC is unavailable, and after an
+        outage fill the gap from the WinCC archive before live values resume."""
         loop = asyncio.get_running_loop()
-        backoff = Backoff(base=self.interval, cap=max(30.0, self.interval))
+        backoff = Backoff(base=self.interval, cap=max(RETRY_CAP, self.interval))
         next_at = loop.time()
+        last_good_ms: int | None = None
+        outage_from: int | None = None
         while True:
             delay = next_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             started = loop.time()
+            polled_at = now_ms()
             try:
                 result = await self._client.read_many(self.tags)
             except WinCCError as exc:
                 self.stats.failures += 1
+                if isinstance(exc, WinCCUnavailable) and outage_from is None:
+                    outage_from = last_good_ms
                 await self._source.failed(exc)
                 next_at = loop.time() + backoff.next_delay()
                 continue
             backoff.reset()
             await self._source.ok()
+            if outage_from is not None and self._backfill is not None:
+                await self.backfill(
+                    max(outage_from, polled_at - int(self._backfill.max_gap * 1000)), polled_at
+                )
+            outage_from = None
+            last_good_ms = polled_at
             await self.publish(result)
             finished = loop.time()
             self.stats.polls += 1
@@ -157,12 +177,55 @@ class TagPoller:
                 self.stats.overruns += 1
                 next_at = finished
 
+    async def backfill(self, start_ms: int, end_ms: int) -> None:
+        """Publish, in time order and flagged, what the archive recorded in (start, end].
+
+        Changes at or before ``start_ms`` (the last good poll) were already published or
+        superseded by what was; the change detector drops repeats of published values.
+        """
+        assert self._backfill is not None
+        limit = asyncio.Semaphore(self._backfill.concurrency)
+
+        async def archived(name: str) -> list[Reading]:
+            async with limit:
+                return [
+                    reading
+                    async for reading in self._client.history(name, start_ms + 1, end_ms)
+                    if start_ms < reading.ts_ms <= end_ms
+                ]
+
+        try:
+            per_tag = await run_all([archived(name) for name in self.tags])
+        except WinCCError as exc:
+            log.warning(
+                "group %s: backfill of %.1f s of history failed (%s); the gap stays",
+                self.name,
+                (end_ms - start_ms) / 1000,
+                exc,
+            )
+            return
+        readings = sorted((r for found in per_tag for r in found), key=lambda r: r.ts_ms)
+        decided = self._decider.decide(readings, self.deadband)
+        await self._commit(decided, backfill=True)
+        self.stats.backfilled += len(decided)
+        log.info(
+            "group %s: backfilled %d samples from %.1f s of WinCC history",
+            self.name,
+            len(decided),
+            (end_ms - start_ms) / 1000,
+        )
+
     async def publish(self, result: ReadResult) -> None:
         """Decide which readings to publish and commit them, with their seq, to the buffer."""
         self.stats.readings += len(result.readings)
         if result.errors:
             self._report_errors(result.errors)
         decided = self._decider.decide(result.readings, self.deadband)
+        await self._commit(decided, backfill=False)
+        self.stats.published += len(decided)
+
+    async def _commit(self, decided: list[tuple[Reading, int]], *, backfill: bool) -> None:
+        """Shape the decided samples and commit them, with their tag state, to the buffer."""
         if not decided:
             return
         prefix = self._topics.prefix + "/tags/"
@@ -172,7 +235,7 @@ class TagPoller:
         messages = [
             Message(
                 prefix + path(reading.name),
-                sample_payload(reading, seq, good=is_good(reading.quality)),
+                sample_payload(reading, seq, good=is_good(reading.quality), backfill=backfill),
                 qos,
                 retain,
             )
@@ -180,7 +243,6 @@ class TagPoller:
         ]
         states: list[TagState] = [(r.name, seq, r.value, r.quality) for r, seq in decided]
         await self._buffer.append(messages, states)
-        self.stats.published += len(decided)
 
     def _report_errors(self, errors: dict[str, str]) -> None:
         """Log each failing tag once, not once per poll."""
@@ -221,7 +283,7 @@ class AlarmPoller:
     async def run(self) -> None:
         """Poll forever on the interval; back off while WinCC is unavailable."""
         loop = asyncio.get_running_loop()
-        backoff = Backoff(base=self.interval, cap=max(30.0, self.interval))
+        backoff = Backoff(base=self.interval, cap=max(RETRY_CAP, self.interval))
         while True:
             started = loop.time()
             try:

@@ -12,28 +12,21 @@ from gateway.core.timestamps import format_ts
 from gateway.wincc.models import Alarm, Reading
 
 
-def sample_payload(reading: Reading, seq: int, *, good: bool) -> bytes:
-    """``{"value", "quality", "good", "ts", "seq"}``, plus ``quality_text`` when not good."""
-    if good:
-        return orjson.dumps(
-            {
-                "value": reading.value,
-                "quality": reading.quality,
-                "good": True,
-                "ts": format_ts(reading.ts_ms),
-                "seq": seq,
-            }
-        )
-    return orjson.dumps(
-        {
-            "value": reading.value,
-            "quality": reading.quality,
-            "good": False,
-            "quality_text": quality_text(reading.quality),
-            "ts": format_ts(reading.ts_ms),
-            "seq": seq,
-        }
-    )
+def sample_payload(reading: Reading, seq: int, *, good: bool, backfill: bool = False) -> bytes:
+    """``{"value", "quality", "good", "ts", "seq"}``, plus ``quality_text`` when not good
+    and ``"backfill": true`` when the sample comes from the WinCC archive after an outage."""
+    body: dict[str, Any] = {
+        "value": reading.value,
+        "quality": reading.quality,
+        "good": good,
+        "ts": format_ts(reading.ts_ms),
+        "seq": seq,
+    }
+    if not good:
+        body["quality_text"] = quality_text(reading.quality)
+    if backfill:
+        body["backfill"] = True
+    return orjson.dumps(body)
 
 
 def _ts_or_none(ms: int | None) -> str | None:

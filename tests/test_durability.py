@@ -1,0 +1,322 @@
+"""Never lose a sample: broker outages, gateway crashes, WinCC outages, a full buffer.
+
+A persistent QoS 1 subscriber (clean session off) records every seq of every tag; the
+gateway's buffer file says which seq each tag reached. No seq may be missing, and a seq
+seen twice must carry the same sample both times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+
+from gateway.core.timestamps import now_ms, parse_ts
+from gateway.core.topics import tag_path
+from gateway.simulator.server import Simulator
+from tests.conftest import Mosquitto, TlsFiles
+from tests.gateway_harness import PREFIX, GatewayProcess, running_gateway, settings_for
+
+pytestmark = pytest.mark.slow
+
+TAGS = f"{PREFIX}/tags/"
+
+
+class SeqCollector:
+    """A persistent-session subscriber on every tag topic that reconnects by itself."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.broker = broker
+        self.samples: dict[str, dict[int, set[bytes]]] = defaultdict(lambda: defaultdict(set))
+        self.order: list[tuple[str, dict[str, Any]]] = []
+        self.duplicates = 0
+        self.changed = asyncio.Condition()
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    self.broker.port,
+                    identifier="seq-collector",
+                    protocol=aiomqtt.ProtocolVersion.V311,
+                    clean_session=False,
+                ) as client:
+                    await client.subscribe(TAGS + "#", qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        await self._record(str(message.topic), message.payload)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)  # the broker is away: try again shortly
+
+    async def _record(self, topic: str, payload: Any) -> None:
+        body = orjson.loads(payload)
+        tag = topic.removeprefix(TAGS)
+        sample = orjson.dumps({k: body[k] for k in ("value", "quality", "ts")})
+        seen = self.samples[tag][body["seq"]]
+        if seen:
+            self.duplicates += 1
+        seen.add(sample)
+        self.order.append((tag, body))
+        async with self.changed:
+            self.changed.notify_all()
+
+    def missing(self, final: dict[str, int]) -> dict[str, list[int]]:
+        """Seqs not received, per tag, up to the final seq the gateway allocated."""
+        gaps = {}
+        for tag, last in final.items():
+            absent = [seq for seq in range(1, last + 1) if seq not in self.samples[tag]]
+            if absent:
+                gaps[tag] = absent
+        return gaps
+
+    async def wait_complete(self, final: dict[str, int], timeout: float = 30) -> None:
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(lambda: not self.missing(final))
+        except TimeoutError:
+            gaps = self.missing(final)
+            pytest.fail(f"seqs missing for {len(gaps)} tags, e.g. {list(gaps.items())[:3]}")
+
+    def reused(self) -> list[tuple[str, int]]:
+        """(tag, seq) pairs that carried two different samples."""
+        return [
+            (tag, seq)
+            for tag, seqs in self.samples.items()
+            for seq, samples in seqs.items()
+            if len(samples) > 1
+        ]
+
+
+def final_seqs(buffer_db: Path) -> dict[str, int]:
+    """The seq each tag reached, as the gateway's buffer recorded it."""
+    with sqlite3.connect(buffer_db) as db:
+        rows = db.execute("SELECT name, seq FROM tag_state").fetchall()
+    return {tag_path(name): seq for name, seq in rows}
+
+
+async def start_collector(broker: Mosquitto) -> tuple[SeqCollector, asyncio.Task[None]]:
+    collector = SeqCollector(broker)
+    task = asyncio.create_task(collector.run())
+    await asyncio.wait_for(collector.subscribed.wait(), 10)
+    return collector, task
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def lively(sim: Simulator, rate: float = 1.0) -> None:
+    """Let the plant change: every tag about ``rate`` times a second."""
+    sim.faults.change_rate = rate
+
+
+POLL = [{"name": "fast", "interval": "100ms", "tags": ["System1.Area1.Tank*.*"]}]
+
+
+async def test_broker_outage_loses_no_seq(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator)
+    collector, task = await start_collector(mosquitto)
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=POLL)
+    try:
+        async with running_gateway(config) as gateway:
+            await gateway.session.connected.wait()
+            await mosquitto.stop()
+            buffered_before = gateway.buffer.buffered
+            await asyncio.sleep(10)  # the outage itself
+            assert gateway.buffer.buffered > buffered_before  # polling went on, to disk
+            assert not gateway.session.connected.is_set()
+            await mosquitto.start()
+            await asyncio.wait_for(gateway.session.connected.wait(), 20)
+        final = final_seqs(tmp_path / "buffer.db")
+        assert sum(final.values()) > 100
+        await collector.wait_complete(final)
+    finally:
+        await stop_task(task)
+    assert collector.reused() == []
+
+
+async def test_gateway_killed_during_broker_outage_loses_no_seq(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator)
+    collector, task = await start_collector(mosquitto)
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=POLL)
+    try:
+        first = GatewayProcess(config, tmp_path)
+        await first.start()
+        async with collector.changed:
+            await asyncio.wait_for(
+                collector.changed.wait_for(lambda: len(collector.order) > 50), 20
+            )
+        await mosquitto.stop()
+        await asyncio.sleep(3)  # the outage, during which the gateway buffers to disk
+        assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
+        backlog = sqlite3.connect(tmp_path / "buffer.db").execute("SELECT count(*) FROM outbox")
+        assert backlog.fetchone()[0] > 0
+        await mosquitto.start()
+        second = GatewayProcess(config, tmp_path)
+        await second.start()
+        async with collector.changed:
+            seen = len(collector.order)
+            await asyncio.wait_for(
+                collector.changed.wait_for(lambda: len(collector.order) > seen + 100), 20
+            )
+        assert await second.stop(signal.SIGTERM) == 0, second.stderr.decode()
+        assert "from before the restart; they are sent first" in second.stderr.decode()
+        await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
+    finally:
+        await stop_task(task)
+    assert collector.reused() == []
+
+
+async def test_wincc_outage_is_backfilled_from_history_in_order(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator, rate=0.5)
+    collector, task = await start_collector(mosquitto)
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=POLL)
+    try:
+        async with running_gateway(config) as gateway:
+            tags = list(gateway.pollers[0].tags)
+            await asyncio.sleep(1)
+            down_at = now_ms()
+            simulator.faults.down = True
+            await asyncio.sleep(10)  # the outage; the plant goes on changing
+            up_at = now_ms()
+            simulator.faults.down = False
+            expected = {
+                tag_path(name): {
+                    (r.ts_ms, orjson.dumps(r.value))
+                    for r in simulator.plant.history(
+                        name, start_ms=down_at, end_ms=up_at, limit=10_000
+                    )[0]
+                    if r.quality == 128
+                }
+                for name in tags
+            }
+            assert sum(map(len, expected.values())) > 20
+
+            def backfilled() -> dict[str, set[tuple[int, bytes]]]:
+                found: dict[str, set[tuple[int, bytes]]] = defaultdict(set)
+                for tag, body in collector.order:
+                    if body.get("backfill"):
+                        found[tag].add((_ms(body["ts"]), orjson.dumps(body["value"])))
+                return found
+
+            async with asyncio.timeout(20), collector.changed:
+                await collector.changed.wait_for(
+                    lambda: all(expected[t] <= backfilled()[t] for t in expected)
+                )
+            assert gateway.pollers[0].stats.backfilled >= sum(map(len, expected.values()))
+        await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
+    finally:
+        await stop_task(task)
+    flagged = [body for _, body in collector.order if body.get("backfill")]
+    stamps = [_ms(body["ts"]) for body in flagged]
+    assert stamps == sorted(stamps), "backfilled samples arrive in time order"
+    for tag in expected:
+        seqs = [body["seq"] for t, body in collector.order if t == tag]
+        first_live_after = next(
+            (
+                i
+                for i, (t, b) in enumerate(collector.order)
+                if t == tag and _ms(b["ts"]) > up_at and not b.get("backfill")
+            ),
+            None,
+        )
+        if first_live_after is not None:
+            live_seq = collector.order[first_live_after][1]["seq"]
+            assert all(
+                b["seq"] < live_seq for t, b in collector.order if t == tag and b.get("backfill")
+            )
+        assert seqs == sorted(seqs)
+
+
+def _ms(ts: str) -> int:
+    return parse_ts(ts)
+
+
+async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator, rate=2.0)
+    config = settings_for(
+        simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "150KB"}
+    )
+    collector, task = await start_collector(mosquitto)
+    try:
+        async with running_gateway(config) as gateway:
+            await gateway.session.connected.wait()
+            await mosquitto.stop()
+            poller = gateway.pollers[0]
+            async with asyncio.timeout(30):
+                while gateway.buffer.dropped == 0:
+                    await asyncio.sleep(0.1)
+            polls = poller.stats.polls
+            async with asyncio.timeout(10):
+                while poller.stats.polls < polls + 5:
+                    await asyncio.sleep(0.1)
+            assert gateway.buffer.size_bytes <= 150_000 * 1.2
+            await mosquitto.start()
+            await asyncio.wait_for(gateway.session.connected.wait(), 20)
+        final = final_seqs(tmp_path / "buffer.db")
+        # drop_oldest: the newest sample of every changing tag arrives, older ones may be
+        # missing (tags that never changed had their only sample among the oldest).
+        changing = {tag: last for tag, last in final.items() if last > 1}
+        assert len(changing) > 10
+        async with asyncio.timeout(20), collector.changed:
+            await collector.changed.wait_for(
+                lambda: all(last in collector.samples[tag] for tag, last in changing.items())
+            )
+    finally:
+        await stop_task(task)
+    missing = sum(len(seqs) for seqs in collector.missing(final).values())
+    assert missing > 0
+    assert missing <= gateway.buffer.dropped
+
+
+async def test_random_kills_never_skip_or_reuse_a_seq(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator, rate=2.0)
+    collector, task = await start_collector(mosquitto)
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=POLL)
+    rng = random.Random(11)
+    try:
+        for _ in range(20):
+            process = GatewayProcess(config, tmp_path)
+            await process.start()
+            async with collector.changed:
+                seen = len(collector.order)
+                await asyncio.wait_for(
+                    collector.changed.wait_for(lambda seen=seen: len(collector.order) > seen), 20
+                )
+            await asyncio.sleep(rng.uniform(0.0, 0.8))  # a random moment while publishing
+            assert await process.stop(signal.SIGKILL) == -signal.SIGKILL
+        last = GatewayProcess(config, tmp_path)
+        await last.start()
+        async with collector.changed:
+            seen = len(collector.order)
+            await asyncio.wait_for(
+                collector.changed.wait_for(lambda: len(collector.order) > seen), 20
+            )
+        assert await last.stop(signal.SIGTERM) == 0
+        final = final_seqs(tmp_path / "buffer.db")
+        await collector.wait_complete(final)
+    finally:
+        await stop_task(task)
+    assert collector.reused() == []
+    assert sum(final.values()) > 200
