@@ -29,7 +29,7 @@ from gateway.core.topics import TopicMap
 from gateway.errors import WinCCError
 from gateway.logs import setup_logging
 from gateway.mqtt_session import MqttSession
-from gateway.polling import AlarmPoller, SourceHealth, TagPoller, Topics
+from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from gateway.wincc.models import TagType
@@ -52,9 +52,16 @@ class ResolvedGroup:
 class Gateway:
     """WinCC in, MQTT out: the pollers, the buffer and the MQTT session of one gateway."""
 
-    def __init__(self, settings: GatewaySettings, client: WinCCClient) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        client: WinCCClient,
+        *,
+        observe: PollObserver | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self._observe = observe
         self.buffer = DurableBuffer(
             settings.buffer.path,
             settings.buffer.max_size,
@@ -172,6 +179,7 @@ class Gateway:
                 buffer=self.buffer,
                 source=self.source,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
+                observe=self._observe,
             )
             self.pollers.append(poller)
             self._poll_tasks.append(group.create_task(poller.run(), name=f"poll:{poller.name}"))

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.config import BackfillSettings
 from gateway.buffer import DurableBuffer, Message, TagState
+from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
 from gateway.core.payloads import alarm_event_payload, alarm_payload, sample_payload
 from gateway.core.samples import SampleDecider

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import GatewaySettings
+from gateway.polling import PollObserver
 from gateway.simulator.server import Simulator
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles
@@ -56,12 +57,14 @@ def settings_for(
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(config: dict[str, Any]) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    config: dict[str, Any], observe: PollObserver | None = None
+) -> AsyncIterator[Gateway]:
     """The gateway in this process, started and polling, stopped cleanly afterwards."""
     settings = GatewaySettings(**config)
     stop = asyncio.Event()
     async with open_client(settings.wincc) as client:
-        gateway = Gateway(settings, client)
+        gateway = Gateway(settings, client, observe=observe)
         task = asyncio.create_task(gateway.run(stop))
         started = asyncio.create_task(gateway.started.wait())
         await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)

@@ -8,6 +8,7 @@ seen twice must carry the same sample both times.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import signal
 import sqlite3
@@ -114,6 +115,23 @@ async def start_collector(broker: Mosquitto) -> tuple[SeqCollector, asyncio.Task
 async def stop_task(task: asyncio.Task[None]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class PollCounter:
+    """Counts successful polls (the gateway's poll observer) and lets a test await a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def __call__(self, _group: str, _seconds: float) -> None:
+        self.count += 1
+        self._changed.set()
+
+    async def reach(self, target: int) -> None:
+        while self.count < target:
+            self._changed.clear()
+            await self._changed.wait()
 
 
 def lively(sim: Simulator, rate: float = 1.0) -> None:
@@ -257,18 +275,23 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
         simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "150KB"}
     )
     collector, task = await start_collector(mosquitto)
+    full = asyncio.Event()
+    polls = PollCounter()
+
+    class OnFull(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("buffer full"):
+                full.set()
+
+    handler = OnFull()
+    logging.getLogger("gateway.buffer").addHandler(handler)
     try:
-        async with running_gateway(config) as gateway:
+        async with running_gateway(config, observe=polls) as gateway:
             await gateway.session.connected.wait()
             await mosquitto.stop()
-            poller = gateway.pollers[0]
-            async with asyncio.timeout(30):
-                while gateway.buffer.dropped == 0:
-                    await asyncio.sleep(0.1)
-            polls = poller.stats.polls
-            async with asyncio.timeout(10):
-                while poller.stats.polls < polls + 5:
-                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(full.wait(), 30)
+            assert gateway.buffer.dropped > 0
+            await asyncio.wait_for(polls.reach(polls.count + 5), 10)  # polling goes on
             assert gateway.buffer.size_bytes <= 150_000 * 1.2
             await mosquitto.start()
             await asyncio.wait_for(gateway.session.connected.wait(), 20)
@@ -282,6 +305,7 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
                 lambda: all(last in collector.samples[tag] for tag, last in changing.items())
             )
     finally:
+        logging.getLogger("gateway.buffer").removeHandler(handler)
         await stop_task(task)
     missing = sum(len(seqs) for seqs in collector.missing(final).values())
     assert missing > 0
