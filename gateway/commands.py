@@ -26,6 +26,7 @@ from gateway.errors import (
     WinCCRejected,
     WinCCTimeout,
     WinCCUnavailable,
+    WinCCUnsupported,
 )
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.models import TagType
@@ -112,7 +113,7 @@ class CommandService:
         self._write_prefix = f"{prefix}/cmd/write/"
         self._ack_prefix = f"{prefix}/cmd/ack/"
         self._result_topic = f"{prefix}/cmd/result"
-        self._policy = policy
+        self.policy = policy
         self._client = client
         self._tag_types = tag_types
         self._topic_map = topic_map
@@ -165,7 +166,7 @@ class CommandService:
         if tag is None or tag not in self._tag_types:
             raise CommandRejected("unknown tag")
         request = parse_write(inbound.payload)
-        policy = self._policy
+        policy = self.policy
         value = policy.check_write(tag, self._tag_types[tag], request.value)
         policy.check_fresh(request.ts_ms, inbound.expires_at_ms, now_ms())
         policy.check_new(request.request_id)
@@ -197,14 +198,14 @@ class CommandService:
         request = parse_ack(inbound.payload)
         if not self._ack_supported:
             raise CommandRejected("acknowledge is not offered by this WinCC interface")
-        self._policy.check_new(request.request_id)
+        self.policy.check_new(request.request_id)
         self._check_source()
-        self._policy.take_rate(time.monotonic())
+        self.policy.take_rate(time.monotonic())
         try:
             await self._client.acknowledge(alarm_id, request.comment)
         except WinCCError as exc:
             raise CommandRejected(_wincc_reason(exc, "alarm")) from exc
-        self._policy.executed(request.request_id, time.monotonic())
+        self.policy.executed(request.request_id, time.monotonic())
         return {"alarm": alarm_id}
 
     def _check_source(self) -> None:
@@ -226,10 +227,13 @@ class CommandService:
 
 
 def _wincc_reason(exc: WinCCError, kind: str) -> str:
+    if isinstance(exc, WinCCUnsupported):
+        return str(exc)
     if isinstance(exc, WinCCNotFound):
         return f"unknown {kind} on the WinCC server"
     if isinstance(exc, WinCCRejected):
-        return f"WinCC refused it ({exc.status}): {exc}"
+        status = "" if exc.status is None else f" ({exc.status})"
+        return f"WinCC refused it{status}: {exc}"
     if isinstance(exc, WinCCUnavailable):
         return f"WinCC unavailable, not executed: {exc}"
     return f"WinCC error: {exc}"

@@ -52,5 +52,12 @@ class WinCCProtocolError(WinCCError):
     """The server answered something that does not fit the API (bad JSON, missing fields)."""
 
 
+class WinCCUnsupported(WinCCError):
+    """The server's interface does not offer the operation at all; retrying cannot help.
+
+    The message is the whole answer a command gets, so it names the interface.
+    """
+
+
 class CommandRejected(GatewayError):
     """An inbound MQTT command was refused; the message is the answer's ``error`` text."""

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiomqtt
 import orjson
@@ -260,9 +260,29 @@ async def subscribe(
                 await task
 
 
+DIALECTS = ("rest", "classic")
+DIALECT_SUITES = frozenset({"tests.test_pipeline", "tests.test_commands", "tests.test_durability"})
+"""End-to-end suites whose tests on ``simulator`` run once per WinCC dialect; elsewhere the
+simulator speaks ``rest``. A test whose expectation differs by dialect branches on
+``simulator.options.dialect``."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the tests of the dialect suites that use ``simulator`` against every dialect."""
+    if "simulator" in metafunc.fixturenames and metafunc.module.__name__ in DIALECT_SUITES:
+        metafunc.parametrize("dialect", DIALECTS)
+
+
 @pytest.fixture
-async def simulator(tls: TlsFiles) -> AsyncIterator[Simulator]:
+def dialect() -> str:
+    """The dialect the ``simulator`` speaks where a suite does not ask for every one."""
+    return "rest"
+
+
+@pytest.fixture
+async def simulator(tls: TlsFiles, dialect: str) -> AsyncIterator[Simulator]:
     """The WinCC simulator over HTTPS with a frozen plant (tests change values themselves)."""
-    options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7)
+    speaks: Literal["rest", "classic"] = "classic" if dialect == "classic" else "rest"
+    options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7, dialect=speaks)
     async with Simulator(options, ssl_context=tls.server_context()) as sim:
         yield sim

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.simulator.classic import ALARM_FILTER, ARCHIVE, BASE_PATH
 from gateway.simulator.faults import Faults
 from gateway.simulator.plant import alarm_capacity
 from gateway.simulator.server import Simulator, SimulatorOptions
@@ -51,6 +52,12 @@ Faults at run time (no login needed; never faulted themselves):
 
 The API itself is under /api/ (see SPEC.md): log in with POST /api/auth/login and send
 "Authorization: Bearer <token>" on every other request.
+
+With --dialect classic it is the WinCC REST service of WinCC V7.5 SP2/V8 instead, under
+{BASE_PATH}/ (path case ignored) with HTTP Basic auth on every request: tagManagement/
+Values, Value/<name>, variables; tagLogging/Values, Variables (archive {ARCHIVE!r});
+alarmLogging/MessageList/{ALARM_FILTER} (the one REST filter defined). The faults apply
+alike, token_ttl aside: Basic auth has no tokens.
 """
 
 
@@ -83,6 +90,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add = parser.add_argument
     add("--host", default=_DEFAULTS.host, help="address to listen on (default %(default)s)")
+    add(
+        "--dialect",
+        choices=("rest", "classic"),
+        default=_DEFAULTS.dialect,
+        help="the API served: rest, or classic, the WinCC V7.5 SP2/V8 REST service "
+        "(default %(default)s)",
+    )
     add(
         "--port",
         type=_number(int, 0, 65535),
@@ -190,6 +204,7 @@ def _options(args: argparse.Namespace) -> SimulatorOptions | str:
         tls=args.tls or args.cert is not None,
         cert=args.cert,
         key=args.key,
+        dialect=args.dialect,
     )
 
 
@@ -204,8 +219,11 @@ async def _serve(
             loop.add_signal_handler(signum, stop.set)
     async with Simulator(options, context) as simulator:
         trust = "" if ca_file is None else f", CA certificate {ca_file}"
+        where = simulator.url
+        if options.dialect == "classic":
+            where += f"{BASE_PATH} (alarm filter {ALARM_FILTER!r})"
         print(
-            f"WinCC rest simulator on {simulator.url} (user {options.username!r}, "
+            f"WinCC {options.dialect} simulator on {where} (user {options.username!r}, "
             f"password {options.password!r}, {options.tags} tags, {options.alarms} "
             f"alarms{trust}); Ctrl+C stops",
             flush=True,

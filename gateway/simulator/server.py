@@ -16,12 +16,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import orjson
 from aiohttp import web
 
 from gateway.core.timestamps import format_ts, now_ms, parse_ts
+from gateway.simulator.classic import ClassicApi, is_classic_path
 from gateway.simulator.faults import Faults, FaultsError
 from gateway.simulator.plant import (
     Plant,
@@ -63,6 +64,7 @@ class SimulatorOptions:
     tls: bool = False  # without cert/key: a throwaway CA and certificate made at start
     cert: str | None = None
     key: str | None = None
+    dialect: Literal["rest", "classic"] = "rest"  # which API is served (SPEC.md, "dialects")
 
 
 class _ApiError(Exception):
@@ -161,6 +163,7 @@ class Simulator:
         self.writes = 0
         self.acks = 0
         self.certificate_pem: bytes | None = None  # CA of a certificate made at start
+        self.classic = ClassicApi(self)  # the classic REST service, served with dialect classic
         self._ssl = ssl_context
         self._rng = random.Random(options.seed)
         self._tokens: dict[str, float] = {}  # token -> monotonic time of login
@@ -254,6 +257,12 @@ class Simulator:
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/_sim/faults", self._get_faults)
+        app.router.add_post("/_sim/faults", self._set_faults)
+        app.router.add_get("/_sim/stats", self._stats)
+        if self.options.dialect == "classic":
+            self.classic.mount(app.router)
+            return app
         app.router.add_post(LOGIN_PATH, self._login)
         app.router.add_post("/api/auth/logout", self._logout)
         app.router.add_get("/api/dp/browse", self._browse)
@@ -263,19 +272,21 @@ class Simulator:
         app.router.add_get("/api/alerts/active", self._active_alarms)
         app.router.add_post("/api/alert/{id}/acknowledge", self._acknowledge)
         app.router.add_get("/api/history/{name}", self._history)
-        app.router.add_get("/_sim/faults", self._get_faults)
-        app.router.add_post("/_sim/faults", self._set_faults)
-        app.router.add_get("/_sim/stats", self._stats)
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        """Faults and authentication for ``/api/``; JSON errors everywhere."""
+        """Faults and authentication for ``/api/``; JSON errors everywhere.
+
+        The classic REST service gets the same faults; it checks Basic auth itself.
+        """
         try:
-            if request.path.startswith("/api/"):
+            if request.path.startswith("/api/") and self.options.dialect == "rest":
                 await self._inject_faults(request)
                 if request.path != LOGIN_PATH:
                     self._authorize(request)
+            elif self.options.dialect == "classic" and is_classic_path(request.path):
+                await self._inject_faults(request)
             return await handler(request)
         except _ApiError as exc:
             return _error(exc.status, exc.message)

@@ -16,6 +16,7 @@ import aiohttp
 from gateway.config import WinCCSettings
 from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
+from gateway.wincc.classic import ClassicClient, base_url
 from gateway.wincc.rest import RestClient
 
 
@@ -46,8 +47,24 @@ def _rest_client(session: aiohttp.ClientSession, settings: WinCCSettings) -> Win
     )
 
 
+def _classic_client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
+    return ClassicClient(
+        session,
+        base_url(settings.url),
+        settings.username,
+        settings.password,
+        timeout=settings.timeout,
+        max_concurrency=settings.max_concurrency,
+        batch_size=settings.batch_size,
+        accept_language=settings.accept_language,
+        archive=settings.archive,
+        alarm_filter=settings.alarm_filter,
+    )
+
+
 DIALECTS: dict[str, Callable[[aiohttp.ClientSession, WinCCSettings], WinCCClient]] = {
     "rest": _rest_client,
+    "classic": _classic_client,
 }
 """``settings.dialect`` -> the factory of its client; a new dialect adds one entry."""
 

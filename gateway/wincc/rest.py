@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -82,18 +82,7 @@ class RestClient:
 
     async def read_many(self, names: Sequence[str]) -> ReadResult:
         """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order."""
-        size = self._batch_size
-        chunks = [names[start : start + size] for start in range(0, len(names), size)]
-        if not chunks:
-            return ReadResult()
-        parts = await run_all([self._read_chunk(chunk) for chunk in chunks])
-        if len(parts) == 1:
-            return parts[0]
-        merged = ReadResult()
-        for part in parts:
-            merged.readings.extend(part.readings)
-            merged.errors.update(part.errors)
-        return merged
+        return await read_in_chunks(names, self._batch_size, self._read_chunk)
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
@@ -225,17 +214,8 @@ class RestClient:
                     ) as response,
                 ):
                     return response.status, await response.read()
-            except TimeoutError as exc:
-                raise WinCCTimeout(f"{where}: no answer within {self._timeout:g} s") from exc
-            except aiohttp.ClientConnectorCertificateError as exc:
-                raise WinCCError(
-                    f"{where}: the server's TLS certificate is not trusted "
-                    f"({exc.certificate_error}); set wincc.ca_file to the CA that signed it"
-                ) from exc
-            except aiohttp.ClientSSLError as exc:
-                raise WinCCError(f"{where}: TLS handshake failed: {exc}") from exc
-            except aiohttp.ClientError as exc:
-                raise WinCCUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise transport_error(where, self._timeout, exc) from exc
 
     async def _token_after(self, stale: str | None) -> str:
         """A token other than ``stale``; callers that wait together share one login.
@@ -285,18 +265,62 @@ class RestClient:
 # --- parsing, without I/O --------------------------------------------------------------
 
 
+async def read_in_chunks(
+    names: Sequence[str],
+    size: int,
+    read_chunk: Callable[[Sequence[str]], Coroutine[Any, Any, ReadResult]],
+) -> ReadResult:
+    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order.
+
+    Shared by the HTTP dialects: only how one chunk is asked for differs.
+    """
+    chunks = [names[start : start + size] for start in range(0, len(names), size)]
+    if not chunks:
+        return ReadResult()
+    parts = await run_all([read_chunk(chunk) for chunk in chunks])
+    if len(parts) == 1:
+        return parts[0]
+    merged = ReadResult()
+    for part in parts:
+        merged.readings.extend(part.readings)
+        merged.errors.update(part.errors)
+    return merged
+
+
+def transport_error(
+    where: str, timeout: float, exc: TimeoutError | aiohttp.ClientError
+) -> WinCCError:
+    """The ``WinCCError`` of an exchange that got no HTTP answer, for ``raise ... from exc``."""
+    if isinstance(exc, TimeoutError):
+        return WinCCTimeout(f"{where}: no answer within {timeout:g} s")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return WinCCError(
+            f"{where}: the server's TLS certificate is not trusted "
+            f"({exc.certificate_error}); set wincc.ca_file to the CA that signed it"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return WinCCError(f"{where}: TLS handshake failed: {exc}")
+    return WinCCUnavailable(f"{where}: {type(exc).__name__}: {exc}")
+
+
 def _decode(method: str, path: str, status: int, body: bytes) -> dict[str, Any]:
     """The JSON object of a 2xx answer; any other status as the matching ``WinCCError``."""
+    raise_for_status(method, path, status, body)
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WinCCProtocolError(f"{method} {path}: answer is not JSON", status=status) from exc
+    if not isinstance(data, dict):
+        raise WinCCProtocolError(f"{method} {path}: answer is not a JSON object", status=status)
+    return data
+
+
+def raise_for_status(method: str, path: str, status: int, body: bytes) -> None:
+    """Nothing for a 2xx status; any other as the matching ``WinCCError``."""
     if 200 <= status < 300:
-        if not body.strip():
-            return {}
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise WinCCProtocolError(f"{method} {path}: answer is not JSON", status=status) from exc
-        if not isinstance(data, dict):
-            raise WinCCProtocolError(f"{method} {path}: answer is not a JSON object", status=status)
-        return data
+        return
     message = f"{method} {path}: {_error_text(body) or f'HTTP {status}'} ({status})"
     if status == 404:
         raise WinCCNotFound(message, status=status)
