@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -22,12 +25,14 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message
 from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
-from gateway.config import GatewaySettings, PollGroup
+from gateway.config import GatewaySettings, PollGroup, load_settings
 from gateway.core.commands import CommandPolicy, Range
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
-from gateway.errors import WinCCError
+from gateway.errors import ConfigError, WinCCError
+from gateway.health import HealthServer
 from gateway.logs import setup_logging
+from gateway.metrics import GatewayMetrics
 from gateway.mqtt_session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
@@ -39,6 +44,9 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
 """Seconds a clean stop waits for queued messages to reach the broker."""
+
+RELOADABLE = frozenset({"poll", "commands"})
+"""Config sections a reload (SIGHUP) applies without a restart."""
 
 
 @dataclass(slots=True)
@@ -62,6 +70,7 @@ class Gateway:
         self.settings = settings
         self.client = client
         self._observe = observe
+        self._stopping = False
         self.buffer = DurableBuffer(
             settings.buffer.path,
             settings.buffer.max_size,
@@ -105,7 +114,10 @@ class Gateway:
         )
         self.pollers: list[TagPoller] = []
         self.started = asyncio.Event()
-        self._poll_tasks: list[asyncio.Task[None]] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # startup, pollers, alarms by name
+        self.metrics = GatewayMetrics(self)
+        self.health = HealthServer(settings.health, self)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly."""
@@ -118,11 +130,14 @@ class Gateway:
 
     async def _run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
+            self._group = group
             session_task = group.create_task(self.session.run(), name="mqtt-session")
-            self._poll_tasks.append(group.create_task(self._start_polling(group), name="startup"))
+            self._spawn("health", self.health.run())
+            self._spawn("startup", self._start_polling())
             await stop.wait()
             log.info("stopping: polling ends, buffered messages are published")
-            for task in self._poll_tasks:
+            self._stopping = True
+            for task in self._tasks.values():
                 task.cancel()
             self.session.stop()
             try:
@@ -135,6 +150,23 @@ class Gateway:
                     len(self.buffer),
                 )
                 session_task.cancel()
+
+    def _spawn(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        """Start a task the gateway's TaskGroup owns, remembered by name to stop it later.
+
+        Once stopping, nothing new starts (a startup racing the stop must not leave
+        pollers behind that nobody cancels).
+        """
+        assert self._group is not None
+        if self._stopping:
+            work.close()
+            return
+        self._tasks[name] = self._group.create_task(work, name=name)
+
+    def _stop(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
 
     async def _on_message(self, _client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         """A command arrived: answer it, whatever it holds."""
@@ -158,34 +190,9 @@ class Gateway:
         except aiomqtt.MqttError as exc:
             log.warning("command answer to %s not delivered: %s", answer.topic[:200], exc)
 
-    async def _start_polling(self, group: asyncio.TaskGroup) -> None:
+    async def _start_polling(self) -> None:
         """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
-        resolved = await self._resolve_until_done()
-        for item in resolved:
-            if not item.tags:
-                log.warning("group %s: no tags to poll, group skipped", item.group.name)
-                continue
-            for name in item.tags:
-                self.topic_map.add(name)
-            poller = TagPoller(
-                name=item.group.name,
-                interval=item.group.interval,
-                deadband=item.group.deadband,
-                tags=item.tags,
-                client=self.client,
-                decider=self.decider,
-                topic_map=self.topic_map,
-                topics=self.topics,
-                buffer=self.buffer,
-                source=self.source,
-                backfill=self.settings.backfill if self.settings.backfill.enabled else None,
-                observe=self._observe,
-            )
-            self.pollers.append(poller)
-            self._poll_tasks.append(group.create_task(poller.run(), name=f"poll:{poller.name}"))
-            log.info(
-                "group %s: polling %d tags every %gs", poller.name, len(item.tags), poller.interval
-            )
+        self._start_pollers(await self._resolve_until_done())
         if self.settings.alarms.enabled:
             self.alarm_poller = AlarmPoller(
                 interval=self.settings.alarms.interval,
@@ -194,8 +201,91 @@ class Gateway:
                 buffer=self.buffer,
                 source=self.source,
             )
-            self._poll_tasks.append(group.create_task(self.alarm_poller.run(), name="alarms"))
+            self._spawn("alarms", self.alarm_poller.run())
         self.started.set()
+
+    def _start_pollers(self, resolved: list[ResolvedGroup]) -> None:
+        """One poller per group; a running poller whose group is unchanged is kept."""
+        running = {poller.name: poller for poller in self.pollers}
+        self.pollers = []
+        for item in resolved:
+            group = item.group
+            old = running.pop(group.name, None)
+            if old is not None and (old.interval, old.deadband, old.tags) == (
+                group.interval,
+                group.deadband,
+                item.tags,
+            ):
+                self.pollers.append(old)
+                continue
+            if old is not None:
+                self._stop(f"poll:{group.name}")
+            if not item.tags:
+                log.warning("group %s: no tags to poll, group skipped", group.name)
+                continue
+            for name in item.tags:
+                self.topic_map.add(name)
+            poller = TagPoller(
+                name=group.name,
+                interval=group.interval,
+                deadband=group.deadband,
+                tags=item.tags,
+                client=self.client,
+                decider=self.decider,
+                topic_map=self.topic_map,
+                topics=self.topics,
+                buffer=self.buffer,
+                source=self.source,
+                backfill=self.settings.backfill if self.settings.backfill.enabled else None,
+                observe=self._observe_poll,
+            )
+            self.pollers.append(poller)
+            self._spawn(f"poll:{group.name}", poller.run())
+            log.info(
+                "group %s: polling %d tags every %gs", group.name, len(item.tags), group.interval
+            )
+        for name in running:
+            self._stop(f"poll:{name}")
+            log.info("group %s: no longer polled", name)
+
+    def _observe_poll(self, group: str, seconds: float) -> None:
+        self.metrics.observe_poll(group, seconds)
+        if self._observe is not None:
+            self._observe(group, seconds)
+
+    async def reload(self, new: GatewaySettings) -> None:
+        """Apply a changed configuration without touching the MQTT session or the buffer.
+
+        ``[[poll]]`` and ``[commands]`` take effect at once; other sections need a restart,
+        and the log says so. If WinCC cannot resolve the new tag lists, the old ones stay.
+        """
+        later = [name for name in type(new).model_fields if name not in RELOADABLE]
+        later = [name for name in later if getattr(new, name) != getattr(self.settings, name)]
+        if later:
+            log.warning(
+                "config reloaded: changes to [%s] take effect after a restart", ", ".join(later)
+            )
+        previous = self.settings
+        self.settings = previous.model_copy(update={"poll": new.poll, "commands": new.commands})
+        try:
+            resolved = await self._resolve()
+        except WinCCError as exc:
+            self.settings = previous
+            log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
+            return
+        self._configure_commands()
+        self._start_pollers(resolved)
+        log.info("config reloaded: %d groups polling", len(self.pollers))
+
+    def _configure_commands(self) -> None:
+        commands = self.settings.commands
+        self.commands.policy.reconfigure(
+            writable=commands.writable,
+            ranges=[Range(r.tags, r.min, r.max) for r in commands.ranges],
+            max_age=commands.max_age,
+            rate=commands.rate_limit,
+            burst=commands.burst,
+        )
 
     async def _resolve_until_done(self) -> list[ResolvedGroup]:
         backoff = Backoff(base=1.0, cap=30.0)
@@ -237,17 +327,34 @@ class Gateway:
         return resolved
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
         except NotImplementedError:  # Windows: the service wrapper delivers a console event
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    if hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
 
-async def run_gateway(settings: GatewaySettings) -> int:
-    """``wincc-gateway run``: the gateway until SIGTERM/SIGINT; returns the exit code."""
+async def _reload_on_request(gateway: Gateway, requested: asyncio.Event, path: Path | None) -> None:
+    """Reload the config file whenever SIGHUP asks; a broken file changes nothing."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        log.info("reloading the configuration")
+        try:
+            new = load_settings(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload refused: %s", problem)  # noqa: TRY400
+            continue
+        await gateway.reload(new)
+
+
+async def run_gateway(settings: GatewaySettings, config_path: Path | None = None) -> int:
+    """``wincc-gateway run``: the gateway until SIGTERM/SIGINT, reloading on SIGHUP."""
     secrets = [
         secret.get_secret_value()
         for secret in (settings.wincc.password, settings.mqtt.password)
@@ -256,10 +363,17 @@ async def run_gateway(settings: GatewaySettings) -> int:
     setup_logging(settings.log.level, settings.log.format, secrets)
     log.info("wincc-gateway %s starting", __version__)
     stop = asyncio.Event()
-    _install_signal_handlers(stop)
+    reload_requested = asyncio.Event()
+    _install_signal_handlers(stop, reload_requested.set)
     try:
         async with open_client(settings.wincc) as client:
-            await Gateway(settings, client).run(stop)
+            gateway = Gateway(settings, client)
+            async with asyncio.TaskGroup() as group:
+                reloader = group.create_task(
+                    _reload_on_request(gateway, reload_requested, config_path), name="reload"
+                )
+                await gateway.run(stop)
+                reloader.cancel()
     except Exception:
         log.exception("the gateway stopped on an unexpected error")
         return 1

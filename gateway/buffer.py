@@ -175,12 +175,15 @@ class DurableBuffer:
         """Commit messages (and the tag state they carry) before anyone may send them.
 
         Never raises and never blocks on a full buffer: the configured policy drops
-        messages instead, counted and logged once per episode.
+        messages instead, counted and logged once per episode. Shielded: a poller stopped
+        mid-append (reload, shutdown) still leaves the buffer consistent.
         """
-        if not messages and not states:
-            return
+        if messages or states:
+            await asyncio.shield(self._append(messages, states or []))
+
+    async def _append(self, messages: list[Message], states: list[TagState]) -> None:
         try:
-            first, kept, dropped_old = await self._run(self._insert, messages, states or [])
+            first, kept, dropped_old = await self._run(self._insert, messages, states)
         except sqlite3.Error as exc:
             self.dropped += len(messages)
             if not self._failing:

@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         settings.log.format = args.log_format
     if args.log_level:
         settings.log.level = args.log_level
-    return asyncio.run(run_gateway(settings))
+    return asyncio.run(run_gateway(settings, args.config))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -11,14 +11,16 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt import client as mqtt_client
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message
+from gateway.buffer import DurableBuffer, Message, Queued
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
 
@@ -29,9 +31,11 @@ log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[None]]
 
-PUBLISH_WINDOW = 200
-"""Publishes in flight at once: enough to fill the pipe, few enough that aiomqtt's
-per-publish bookkeeping (linear in the number pending) stays cheap."""
+RECONNECT_CAP = 10.0
+"""Longest wait between two connection attempts (full jitter below it)."""
+
+PUBLISH_WINDOW = 1000
+"""Messages in flight (sent, not yet acknowledged) at once: enough to keep the link full."""
 
 
 def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -72,6 +76,9 @@ class MqttSession:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.published = 0
+        self.refused = 0
+        self._refused_topics: set[str] = set()
+        self._window = PUBLISH_WINDOW
 
     @property
     def status_topic(self) -> str:
@@ -96,10 +103,20 @@ class MqttSession:
             will=aiomqtt.Will(self._status_topic, offline, qos=1, retain=True),
             keepalive=int(settings.keepalive),
             tls_context=build_tls_context(settings),
-            max_inflight_messages=PUBLISH_WINDOW,
+            max_inflight_messages=0,  # the window in _drain bounds what is in flight
             timeout=30,
         )
-        client.pending_calls_threshold = PUBLISH_WINDOW * 2
+        self._window = PUBLISH_WINDOW
+        forward: Any = client._client.on_connect  # aiomqtt's own handler
+
+        def connected(mqtt: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            # MQTT 5: never have more in flight than the broker's Receive Maximum.
+            receive_maximum = getattr(props, "ReceiveMaximum", None)
+            if isinstance(receive_maximum, int) and receive_maximum > 0:
+                self._window = min(PUBLISH_WINDOW, receive_maximum)
+            forward(mqtt, userdata, flags, reason, props)
+
+        client._client.on_connect = connected
         return client
 
     async def set_source(self, state: str) -> None:
@@ -121,7 +138,7 @@ class MqttSession:
 
     async def run(self) -> None:
         """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
-        backoff = Backoff(base=0.5, cap=30.0)
+        backoff = Backoff(base=0.5, cap=RECONNECT_CAP)
         down_logged = False
         while True:
             try:
@@ -186,26 +203,71 @@ class MqttSession:
                 await self._on_message(client, message)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish the buffer in windows; acknowledged messages are deleted from it, the
-        rest goes back in front."""
-        while batch := await self._buffer.take(PUBLISH_WINDOW):
-            sends = [
-                asyncio.ensure_future(
-                    client.publish(message.topic, message.payload, message.qos, message.retain)
-                )
-                for _, message in batch
-            ]
-            try:
-                await asyncio.gather(*sends)
-            except BaseException:
-                for send in sends:
-                    send.cancel()
-                await asyncio.wait(sends)
-                # Some of the batch may have arrived: QoS 1 is at-least-once, so resend all.
-                self._buffer.requeue(batch)
-                raise
-            self._buffer.ack(batch)
-            self.published += len(batch)
+        """Publish the buffer, pipelined; acknowledged messages are deleted from it, and
+        what is still unacknowledged when the link drops goes back in front.
+
+        aiomqtt's ``publish()`` awaits each acknowledgement and does bookkeeping linear in
+        the number pending, which caps a gateway near 2,000 messages a second. Here the
+        window of messages in flight is handed to paho directly (aiomqtt's own client,
+        driven by aiomqtt's event-loop I/O) and PUBACKs are matched by message id.
+        """
+        paho = client._client  # aiomqtt < 3 offers no pipelined publish of its own
+        in_flight: dict[int, Queued] = {}
+        room = asyncio.Event()
+        forward: Any = paho.on_publish  # aiomqtt's own handler, a paho v2 callback
+
+        def acknowledged(
+            mqtt: Any, userdata: Any, mid: int, reason: ReasonCode, props: Properties
+        ) -> None:
+            if forward is not None:
+                forward(mqtt, userdata, mid, reason, props)
+            queued = in_flight.pop(mid, None)
+            if queued is None:
+                return
+            if reason.is_failure:
+                self._refused(queued, reason)
+            self._buffer.ack([queued])
+            self.published += 1
+            room.set()
+
+        paho.on_publish = acknowledged
+        try:
+            while True:
+                free = self._window - len(in_flight)
+                if free <= 0:
+                    room.clear()
+                    await room.wait()
+                    continue
+                batch = await self._buffer.take(free)
+                if not batch:  # stopping, and everything was taken
+                    while in_flight:
+                        room.clear()
+                        await room.wait()
+                    return
+                for queued in batch:
+                    _, message = queued
+                    info = paho.publish(message.topic, message.payload, message.qos, message.retain)
+                    if info.rc != mqtt_client.MQTT_ERR_SUCCESS:
+                        self._buffer.requeue([queued])
+                        raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+                    if info.is_published():  # QoS 0, written at once
+                        self._buffer.ack([queued])
+                        self.published += 1
+                    else:
+                        in_flight[info.mid] = queued
+        finally:
+            paho.on_publish = forward
+            if in_flight:
+                self._buffer.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
+
+    def _refused(self, queued: Queued, reason: ReasonCode) -> None:
+        """The broker took a message but refused it (MQTT 5 reason code, e.g. not
+        authorized): resending cannot help, so it is counted and logged, once per topic."""
+        self.refused += 1
+        topic = queued[1].topic
+        if topic not in self._refused_topics and len(self._refused_topics) < 1000:
+            self._refused_topics.add(topic)
+            log.error("broker refused a message on %s: %s (check its ACL)", topic, reason)
 
     async def publish_now(self, message: Message, properties: Properties | None = None) -> None:
         """Publish outside the buffer (command answers); raises MqttError when offline."""

@@ -14,6 +14,8 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.config import GatewaySettings
 from gateway.polling import PollObserver
+from gateway.simulator.classic import ALARM_FILTER as CLASSIC_ALARM_FILTER
+from gateway.simulator.classic import BASE_PATH as CLASSIC_PATH
 from gateway.simulator.server import Simulator
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles
@@ -47,6 +49,10 @@ def settings_for(
         "buffer": {"path": str(tmp_path / "buffer.db")},
         "health": {"enabled": False},
     }
+    if sim.options.dialect == "classic":
+        config["wincc"].update(
+            dialect="classic", url=sim.url + CLASSIC_PATH, alarm_filter=CLASSIC_ALARM_FILTER
+        )
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     if broker.tls:
@@ -105,13 +111,21 @@ def toml_of(config: dict[str, Any]) -> str:
 
 
 class GatewayProcess:
-    """`wincc-gateway run` as a child process, for signals and crashes."""
+    """`wincc-gateway run` as a child process, for signals and crashes; its log is read as
+    it is written, so a test can await a line."""
 
     def __init__(self, config: dict[str, Any], folder: Path) -> None:
         self.config_file = folder / "gateway.toml"
         self.config_file.write_text(toml_of(config), encoding="utf-8")
         self.process: asyncio.subprocess.Process | None = None
-        self.stderr = b""
+        self.lines: list[str] = []
+        self._logged = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def stderr(self) -> bytes:
+        """Everything the gateway logged so far."""
+        return "".join(self.lines).encode()
 
     async def start(self) -> None:
         """Start it; the caller awaits the evidence it needs (e.g. the status online)."""
@@ -127,11 +141,31 @@ class GatewayProcess:
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
+        self._reader = asyncio.create_task(self._read(self.process))
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            async with self._logged:
+                self.lines.append(line.decode())
+                self._logged.notify_all()
+
+    async def wait_for_log(self, text: str, timeout: float = 15) -> None:
+        """Wait until a log line contains ``text``."""
+        async with asyncio.timeout(timeout), self._logged:
+            await self._logged.wait_for(lambda: any(text in line for line in self.lines))
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send a signal (e.g. SIGHUP) without waiting for anything."""
+        assert self.process is not None
+        self.process.send_signal(sig)
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        """Send ``sig`` and return the exit code."""
+        """Send ``sig`` and return the exit code once the process and its log are done."""
         assert self.process is not None
         if self.process.returncode is None:
             self.process.send_signal(sig)
-        _, self.stderr = await asyncio.wait_for(self.process.communicate(), 30)
-        return self.process.returncode if self.process.returncode is not None else -1
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 10)
+        return code

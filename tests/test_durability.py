@@ -13,6 +13,7 @@ import random
 import signal
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,28 @@ TAGS = f"{PREFIX}/tags/"
 
 
 class SeqCollector:
-    """A persistent-session subscriber on every tag topic that reconnects by itself."""
+    """A persistent-session subscriber on every tag topic that reconnects by itself.
+
+    It records each message the moment the client library hands it over (aiomqtt's
+    ``queue_type`` hook): the library acknowledges a message on receipt, so one still
+    waiting in its queue when the link drops would otherwise be lost by the test itself.
+    """
 
     def __init__(self, broker: Mosquitto) -> None:
         self.broker = broker
         self.samples: dict[str, dict[int, set[bytes]]] = defaultdict(lambda: defaultdict(set))
         self.order: list[tuple[str, dict[str, Any]]] = []
         self.duplicates = 0
-        self.changed = asyncio.Condition()
         self.subscribed = asyncio.Event()
+        self._progress = asyncio.Event()
 
     async def run(self) -> None:
+        collector = self
+
+        class Recording(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                collector.record(str(item.topic), item.payload)
+
         while True:
             try:
                 async with aiomqtt.Client(
@@ -51,15 +63,16 @@ class SeqCollector:
                     identifier="seq-collector",
                     protocol=aiomqtt.ProtocolVersion.V311,
                     clean_session=False,
+                    queue_type=Recording,
                 ) as client:
                     await client.subscribe(TAGS + "#", qos=1)
                     self.subscribed.set()
-                    async for message in client.messages:
-                        await self._record(str(message.topic), message.payload)
+                    async for _ in client.messages:
+                        pass  # everything is recorded on arrival
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)  # the broker is away: try again shortly
 
-    async def _record(self, topic: str, payload: Any) -> None:
+    def record(self, topic: str, payload: Any) -> None:
         body = orjson.loads(payload)
         tag = topic.removeprefix(TAGS)
         sample = orjson.dumps({k: body[k] for k in ("value", "quality", "ts")})
@@ -68,8 +81,14 @@ class SeqCollector:
             self.duplicates += 1
         seen.add(sample)
         self.order.append((tag, body))
-        async with self.changed:
-            self.changed.notify_all()
+        self._progress.set()
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 20) -> None:
+        """Wait, message by message, until ``condition()`` holds."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._progress.clear()
+                await self._progress.wait()
 
     def missing(self, final: dict[str, int]) -> dict[str, list[int]]:
         """Seqs not received, per tag, up to the final seq the gateway allocated."""
@@ -82,8 +101,7 @@ class SeqCollector:
 
     async def wait_complete(self, final: dict[str, int], timeout: float = 30) -> None:
         try:
-            async with asyncio.timeout(timeout), self.changed:
-                await self.changed.wait_for(lambda: not self.missing(final))
+            await self.wait_until(lambda: not self.missing(final), timeout)
         except TimeoutError:
             gaps = self.missing(final)
             pytest.fail(f"seqs missing for {len(gaps)} tags, e.g. {list(gaps.items())[:3]}")
@@ -157,7 +175,7 @@ async def test_broker_outage_loses_no_seq(
             assert gateway.buffer.buffered > buffered_before  # polling went on, to disk
             assert not gateway.session.connected.is_set()
             await mosquitto.start()
-            await asyncio.wait_for(gateway.session.connected.wait(), 20)
+            await asyncio.wait_for(gateway.session.connected.wait(), 30)
         final = final_seqs(tmp_path / "buffer.db")
         assert sum(final.values()) > 100
         await collector.wait_complete(final)
@@ -175,10 +193,7 @@ async def test_gateway_killed_during_broker_outage_loses_no_seq(
     try:
         first = GatewayProcess(config, tmp_path)
         await first.start()
-        async with collector.changed:
-            await asyncio.wait_for(
-                collector.changed.wait_for(lambda: len(collector.order) > 50), 20
-            )
+        await collector.wait_until(lambda: len(collector.order) > 50)
         await mosquitto.stop()
         await asyncio.sleep(3)  # the outage, during which the gateway buffers to disk
         assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -187,11 +202,8 @@ async def test_gateway_killed_during_broker_outage_loses_no_seq(
         await mosquitto.start()
         second = GatewayProcess(config, tmp_path)
         await second.start()
-        async with collector.changed:
-            seen = len(collector.order)
-            await asyncio.wait_for(
-                collector.changed.wait_for(lambda: len(collector.order) > seen + 100), 20
-            )
+        seen = len(collector.order)
+        await collector.wait_until(lambda: len(collector.order) > seen + 100)
         assert await second.stop(signal.SIGTERM) == 0, second.stderr.decode()
         assert "from before the restart; they are sent first" in second.stderr.decode()
         await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
@@ -216,14 +228,7 @@ async def test_wincc_outage_is_backfilled_from_history_in_order(
             up_at = now_ms()
             simulator.faults.down = False
             expected = {
-                tag_path(name): {
-                    (r.ts_ms, orjson.dumps(r.value))
-                    for r in simulator.plant.history(
-                        name, start_ms=down_at, end_ms=up_at, limit=10_000
-                    )[0]
-                    if r.quality == 128
-                }
-                for name in tags
+                tag_path(name): real_changes(simulator, name, down_at, up_at) for name in tags
             }
             assert sum(map(len, expected.values())) > 20
 
@@ -234,10 +239,9 @@ async def test_wincc_outage_is_backfilled_from_history_in_order(
                         found[tag].add((_ms(body["ts"]), orjson.dumps(body["value"])))
                 return found
 
-            async with asyncio.timeout(20), collector.changed:
-                await collector.changed.wait_for(
-                    lambda: all(expected[t] <= backfilled()[t] for t in expected)
-                )
+            await collector.wait_until(
+                lambda: all(expected[t] <= backfilled()[t] for t in expected)
+            )
             assert gateway.pollers[0].stats.backfilled >= sum(map(len, expected.values()))
         await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
     finally:
@@ -261,6 +265,18 @@ async def test_wincc_outage_is_backfilled_from_history_in_order(
                 b["seq"] < live_seq for t, b in collector.order if t == tag and b.get("backfill")
             )
         assert seqs == sorted(seqs)
+
+
+def real_changes(sim: Simulator, name: str, start: int, end: int) -> set[tuple[int, bytes]]:
+    """Good samples recorded in [start, end] whose value differs from the sample before
+    (the plant may record a new timestamp for the same rounded value: not a change)."""
+    history, _ = sim.plant.history(name, start_ms=0, end_ms=end, limit=10_000)
+    found = set()
+    for before, sample in zip([None, *history], history, strict=False):
+        changed = before is None or before.value != sample.value or before.quality != 128
+        if sample.ts_ms >= start and sample.quality == 128 and changed:
+            found.add((sample.ts_ms, orjson.dumps(sample.value)))
+    return found
 
 
 def _ms(ts: str) -> int:
@@ -294,16 +310,15 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
             await asyncio.wait_for(polls.reach(polls.count + 5), 10)  # polling goes on
             assert gateway.buffer.size_bytes <= 150_000 * 1.2
             await mosquitto.start()
-            await asyncio.wait_for(gateway.session.connected.wait(), 20)
+            await asyncio.wait_for(gateway.session.connected.wait(), 30)
         final = final_seqs(tmp_path / "buffer.db")
         # drop_oldest: the newest sample of every changing tag arrives, older ones may be
         # missing (tags that never changed had their only sample among the oldest).
         changing = {tag: last for tag, last in final.items() if last > 1}
         assert len(changing) > 10
-        async with asyncio.timeout(20), collector.changed:
-            await collector.changed.wait_for(
-                lambda: all(last in collector.samples[tag] for tag, last in changing.items())
-            )
+        await collector.wait_until(
+            lambda: all(last in collector.samples[tag] for tag, last in changing.items())
+        )
     finally:
         logging.getLogger("gateway.buffer").removeHandler(handler)
         await stop_task(task)
@@ -323,20 +338,14 @@ async def test_random_kills_never_skip_or_reuse_a_seq(
         for _ in range(20):
             process = GatewayProcess(config, tmp_path)
             await process.start()
-            async with collector.changed:
-                seen = len(collector.order)
-                await asyncio.wait_for(
-                    collector.changed.wait_for(lambda seen=seen: len(collector.order) > seen), 20
-                )
+            seen = len(collector.order)
+            await collector.wait_until(lambda seen=seen: len(collector.order) > seen)
             await asyncio.sleep(rng.uniform(0.0, 0.8))  # a random moment while publishing
             assert await process.stop(signal.SIGKILL) == -signal.SIGKILL
         last = GatewayProcess(config, tmp_path)
         await last.start()
-        async with collector.changed:
-            seen = len(collector.order)
-            await asyncio.wait_for(
-                collector.changed.wait_for(lambda: len(collector.order) > seen), 20
-            )
+        seen = len(collector.order)
+        await collector.wait_until(lambda: len(collector.order) > seen)
         assert await last.stop(signal.SIGTERM) == 0
         final = final_seqs(tmp_path / "buffer.db")
         await collector.wait_complete(final)

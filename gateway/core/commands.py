@@ -219,10 +219,16 @@ class CommandPolicy:
         rate: float,
         burst: int,
     ) -> None:
+        self._recent = RecentIds(window=max(600.0, 2 * max_age))
+        self.reconfigure(writable=writable, ranges=ranges, max_age=max_age, rate=rate, burst=burst)
+
+    def reconfigure(
+        self, *, writable: list[str], ranges: list[Range], max_age: float, rate: float, burst: int
+    ) -> None:
+        """Apply new rules (config reload); the ids already executed stay remembered."""
         self._writable = writable
         self._ranges = ranges
         self._max_age_ms = int(max_age * 1000)
-        self._recent = RecentIds(window=max(600.0, 2 * max_age))
         self._rate = RateLimit(rate, burst)
 
     def may_write(self, tag: str) -> bool:
