@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 import orjson
 
@@ -22,17 +23,31 @@ class SecretMask(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        # A URL in an exception text carries the secret percent-encoded.
+        variants = {
+            variant
+            for s in secrets
+            if len(s) >= 3
+            for variant in (s, quote(s, safe=""), quote_plus(s, safe=""))
+        }
+        self._secrets = sorted(variants, key=len, reverse=True)
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask secrets in the message and its arguments; never drops a record."""
+        """Mask secrets in the message, its arguments and its exception; never drops a record."""
         if self._secrets:
             message = record.getMessage()
-            masked = message
-            for secret in self._secrets:
-                masked = masked.replace(secret, MASK)
+            masked = self._mask(message)
             if masked != message:
                 record.msg, record.args = masked, None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = self._mask(record.exc_text)
         return True
 
 
@@ -48,7 +63,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
+            body["exc"] = record.exc_text or self.formatException(record.exc_info)
         return orjson.dumps(body).decode()
 
 
@@ -62,7 +77,7 @@ class TextFormatter(logging.Formatter):
             f"{record.name}: {record.getMessage()}"
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 
