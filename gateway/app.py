@@ -108,9 +108,12 @@ class Gateway:
             settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
         )
         self.topics = Topics(
-            prefix=f"{settings.mqtt.topic_prefix}",
+            prefix=settings.mqtt.topic_prefix,
             qos=settings.mqtt.qos,
             retain=settings.mqtt.retain,
+            batch_max_bytes=(
+                settings.mqtt.batch_max_bytes if settings.mqtt.payload == "batch" else None
+            ),
         )
         self.pollers: list[TagPoller] = []
         self.started = asyncio.Event()

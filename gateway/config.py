@@ -223,6 +223,16 @@ class MqttSettings(Section):
         True, description="Verify the broker's certificate. Turn off only on a test bench."
     )
     keepalive: Duration = Field(30.0, ge=1, description="MQTT keepalive interval.")
+    payload: Literal["per-tag", "batch"] = Field(
+        "per-tag",
+        description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
+        "message per poll group and cycle on P/batch/<group>, for consumers that ingest in bulk.",
+    )
+    batch_max_bytes: ByteSize = Field(
+        256 * 1024,
+        ge=1024,
+        description="Batches larger than this are split into several messages.",
+    )
 
     @field_validator("url")
     @classmethod

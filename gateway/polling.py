@@ -16,7 +16,12 @@ from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message, TagState
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
-from gateway.core.payloads import alarm_event_payload, alarm_payload, sample_payload
+from gateway.core.payloads import (
+    alarm_event_payload,
+    alarm_payload,
+    batch_payloads,
+    sample_payload,
+)
 from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
@@ -98,6 +103,7 @@ class Topics:
     prefix: str
     qos: int
     retain: bool
+    batch_max_bytes: int | None = None  # set: one batch message per poll instead of per tag
 
 
 class TagPoller:
@@ -228,19 +234,31 @@ class TagPoller:
         """Shape the decided samples and commit them, with their tag state, to the buffer."""
         if not decided:
             return
-        prefix = self._topics.prefix + "/tags/"
-        qos, retain = self._topics.qos, self._topics.retain
+        topics = self._topics
         is_good = self._decider.is_good
-        path = self._topic_map.path
-        messages = [
-            Message(
-                prefix + path(reading.name),
-                sample_payload(reading, seq, good=is_good(reading.quality), backfill=backfill),
-                qos,
-                retain,
-            )
-            for reading, seq in decided
-        ]
+        if topics.batch_max_bytes is not None:
+            topic = f"{topics.prefix}/batch/{escape_level(self.name)}"
+            messages = [
+                Message(topic, payload, topics.qos, False)
+                for payload in batch_payloads(
+                    now_ms(),
+                    [(reading, seq, is_good(reading.quality)) for reading, seq in decided],
+                    max_bytes=topics.batch_max_bytes,
+                    backfill=backfill,
+                )
+            ]
+        else:
+            prefix = topics.prefix + "/tags/"
+            path = self._topic_map.path
+            messages = [
+                Message(
+                    prefix + path(reading.name),
+                    sample_payload(reading, seq, good=is_good(reading.quality), backfill=backfill),
+                    topics.qos,
+                    topics.retain,
+                )
+                for reading, seq in decided
+            ]
         states: list[TagState] = [(r.name, seq, r.value, r.quality) for r, seq in decided]
         await self._buffer.append(messages, states)
 

@@ -293,3 +293,27 @@ async def test_sigkill_leaves_the_will_and_sigterm_stops_cleanly(
     log = stopped.stderr.decode()
     assert "Traceback" not in log
     assert "status set to offline" in log
+
+
+async def test_batch_payload_mode_publishes_one_message_per_poll(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    poll = [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.Tank*.*"]}]
+    mqtt = {"payload": "batch", "batch_max_bytes": "2KB"}
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=poll, mqtt=mqtt)
+    async with subscribe(mosquitto, f"{PREFIX}/#") as sub, running_gateway(config):
+        batches = f"{PREFIX}/batch/fast"
+        await sub.wait_for(lambda ms: sum(len(m.json()["samples"]) for m in sub.on(batches)) >= 30)
+        simulator.plant.force(SETPOINT, 77.0, now_ms=now_ms())
+        await sub.wait_for(
+            lambda ms: any(s["value"] == 77.0 for m in sub.on(batches) for s in m.json()["samples"])
+        )
+    assert not any("/tags/" in m.topic for m in sub.messages)
+    bodies = [m.json() for m in sub.on(f"{PREFIX}/batch/fast")]
+    assert len(bodies[0]["samples"]) < 30  # 2 KB per message: the first poll is split
+    assert all(len(m.payload) <= 2048 for m in sub.on(f"{PREFIX}/batch/fast"))
+    samples = [s for body in bodies for s in body["samples"]]
+    assert {s["tag"] for s in samples} == {n for n in simulator.plant.names if ".Area1.Tank" in n}
+    assert set(samples[0]) == {"tag", "value", "quality", "ts", "seq"}
+    assert [s["seq"] for s in samples if s["tag"] == SETPOINT] == [1, 2]
+    assert all(TS.match(body["ts"]) for body in bodies)

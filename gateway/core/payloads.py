@@ -29,6 +29,43 @@ def sample_payload(reading: Reading, seq: int, *, good: bool, backfill: bool = F
     return orjson.dumps(body)
 
 
+def batch_payloads(
+    polled_ms: int,
+    samples: list[tuple[Reading, int, bool]],
+    *,
+    max_bytes: int,
+    backfill: bool = False,
+) -> list[bytes]:
+    """``{"ts", "samples": [{"tag", "value", "quality", "ts", "seq"}, ...]}`` for one poll,
+    split into several messages when one would exceed ``max_bytes``. Each sample is shaped
+    as on ``P/tags``, so ``good``/``quality_text`` mark the ones that are not good."""
+    items = []
+    for reading, seq, good in samples:
+        item: dict[str, Any] = {
+            "tag": reading.name,
+            "value": reading.value,
+            "quality": reading.quality,
+            "ts": format_ts(reading.ts_ms),
+            "seq": seq,
+        }
+        if not good:
+            item["good"] = False
+            item["quality_text"] = quality_text(reading.quality)
+        items.append(item)
+    head: dict[str, Any] = {"ts": format_ts(polled_ms)}
+    if backfill:
+        head["backfill"] = True
+    return _split(head, items, max_bytes)
+
+
+def _split(head: dict[str, Any], items: list[dict[str, Any]], max_bytes: int) -> list[bytes]:
+    payload = orjson.dumps({**head, "samples": items})
+    if len(payload) <= max_bytes or len(items) == 1:
+        return [payload]
+    middle = len(items) // 2
+    return _split(head, items[:middle], max_bytes) + _split(head, items[middle:], max_bytes)
+
+
 def _ts_or_none(ms: int | None) -> str | None:
     return None if ms is None else format_ts(ms)
 

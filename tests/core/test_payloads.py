@@ -1,0 +1,49 @@
+import orjson
+
+from gateway.core.payloads import batch_payloads, sample_payload
+from gateway.wincc.models import Reading
+
+
+def test_sample_payload_fields() -> None:
+    good = orjson.loads(sample_payload(Reading("T", 1.5, 128, 0), 7, good=True))
+    assert good == {
+        "value": 1.5,
+        "quality": 128,
+        "good": True,
+        "ts": "1970-01-01T00:00:00.000Z",
+        "seq": 7,
+    }
+    bad = orjson.loads(sample_payload(Reading("T", 1.5, 8, 0), 8, good=False, backfill=True))
+    assert bad["quality_text"] == "bad: not connected"
+    assert bad["backfill"] is True
+
+
+def test_batch_carries_every_sample_and_marks_the_bad_ones() -> None:
+    samples = [
+        (Reading(f"T{i}", i, 128 if i % 2 else 0x44, 1000 + i), i + 1, bool(i % 2))
+        for i in range(4)
+    ]
+    (payload,) = batch_payloads(5000, samples, max_bytes=100_000)
+    body = orjson.loads(payload)
+    assert body["ts"] == "1970-01-01T00:00:05.000Z"
+    assert [s["tag"] for s in body["samples"]] == ["T0", "T1", "T2", "T3"]
+    assert body["samples"][1] == {
+        "tag": "T1",
+        "value": 1,
+        "quality": 128,
+        "ts": "1970-01-01T00:00:01.001Z",
+        "seq": 2,
+    }
+    assert body["samples"][0]["good"] is False
+    assert body["samples"][0]["quality_text"] == "uncertain: last usable value"
+    assert "backfill" not in body
+
+
+def test_large_batches_are_split_in_order_below_the_limit() -> None:
+    samples = [(Reading(f"System1.Area1.Tag{i}", float(i), 128, i), i, True) for i in range(1000)]
+    payloads = batch_payloads(0, samples, max_bytes=8 * 1024, backfill=True)
+    assert len(payloads) > 5
+    assert all(len(p) <= 8 * 1024 for p in payloads)
+    bodies = [orjson.loads(p) for p in payloads]
+    assert all(b["backfill"] is True for b in bodies)
+    assert [s["seq"] for b in bodies for s in b["samples"]] == list(range(1000))
