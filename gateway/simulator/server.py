@@ -21,6 +21,7 @@ from typing import Literal, Self
 import orjson
 from aiohttp import web
 
+from gateway.core.payloads import alarm_fields
 from gateway.core.timestamps import format_ts, now_ms, parse_ts
 from gateway.simulator.classic import ClassicApi, is_classic_path
 from gateway.simulator.faults import Faults, FaultsError
@@ -32,7 +33,7 @@ from gateway.simulator.plant import (
     UnknownTagError,
 )
 from gateway.simulator.tls import load_server_context, make_server_context
-from gateway.wincc.models import Alarm, Reading
+from gateway.wincc.models import Reading
 
 HISTORY_LIMIT_DEFAULT = 1000
 HISTORY_LIMIT_MAX = 10_000
@@ -98,23 +99,6 @@ def _reading_json(reading: Reading, tag_type: str) -> dict[str, object]:
         "quality": reading.quality,
         "timestamp": format_ts(reading.ts_ms),
         "type": tag_type,
-    }
-
-
-def _alarm_json(alarm: Alarm) -> dict[str, object]:
-    def ts(ms: int | None) -> str | None:
-        return None if ms is None else format_ts(ms)
-
-    return {
-        "id": alarm.id,
-        "tag": alarm.tag,
-        "text": alarm.text,
-        "priority": alarm.priority,
-        "state": alarm.state,
-        "acked": alarm.acked,
-        "came_at": ts(alarm.came_at),
-        "went_at": ts(alarm.went_at),
-        "acked_at": ts(alarm.acked_at),
     }
 
 
@@ -382,7 +366,8 @@ class Simulator:
         return _json(_reading_json(reading, self.plant.tag_type(name)))
 
     async def _active_alarms(self, request: web.Request) -> web.Response:
-        return _json({"alerts": [_alarm_json(alarm) for alarm in self.plant.active_alarms()]})
+        # By contract the API reports alarms with the same fields as P/alarms.
+        return _json({"alerts": [alarm_fields(alarm) for alarm in self.plant.active_alarms()]})
 
     async def _acknowledge(self, request: web.Request) -> web.Response:
         alarm_id = request.match_info["id"]
@@ -395,7 +380,7 @@ class Simulator:
             raise _ApiError(404, str(exc)) from exc
         self.ack_log.append((alarm_id, comment))
         self.acks += 1
-        return _json(_alarm_json(alarm))
+        return _json(alarm_fields(alarm))
 
     async def _history(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
