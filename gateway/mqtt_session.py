@@ -244,11 +244,11 @@ class MqttSession:
                         room.clear()
                         await room.wait()
                     return
-                for queued in batch:
+                for index, queued in enumerate(batch):
                     _, message = queued
                     info = paho.publish(message.topic, message.payload, message.qos, message.retain)
                     if info.rc != mqtt_client.MQTT_ERR_SUCCESS:
-                        self._buffer.requeue([queued])
+                        self._buffer.requeue(batch[index:])  # this one and the rest, in order
                         raise aiomqtt.MqttCodeError(info.rc, "could not publish")
                     if info.is_published():  # QoS 0, written at once
                         self._buffer.ack([queued])
