@@ -25,7 +25,7 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message
 from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
-from gateway.config import GatewaySettings, PollGroup, load_settings
+from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.commands import CommandPolicy, Range
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
@@ -80,16 +80,9 @@ class Gateway:
         self.topic_map = TopicMap()
         self.tag_types: dict[str, TagType] = {}
         self.alarm_poller: AlarmPoller | None = None
-        commands = settings.commands
         self.commands = CommandService(
             prefix=settings.mqtt.topic_prefix,
-            policy=CommandPolicy(
-                writable=commands.writable,
-                ranges=[Range(r.tags, r.min, r.max) for r in commands.ranges],
-                max_age=commands.max_age,
-                rate=commands.rate_limit,
-                burst=commands.burst,
-            ),
+            policy=CommandPolicy(**_command_rules(settings.commands)),
             client=client,
             tag_types=self.tag_types,
             topic_map=self.topic_map,
@@ -276,19 +269,9 @@ class Gateway:
             self.settings = previous
             log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
             return
-        self._configure_commands()
+        self.commands.policy.reconfigure(**_command_rules(self.settings.commands))
         self._start_pollers(resolved)
         log.info("config reloaded: %d groups polling", len(self.pollers))
-
-    def _configure_commands(self) -> None:
-        commands = self.settings.commands
-        self.commands.policy.reconfigure(
-            writable=commands.writable,
-            ranges=[Range(r.tags, r.min, r.max) for r in commands.ranges],
-            max_age=commands.max_age,
-            rate=commands.rate_limit,
-            burst=commands.burst,
-        )
 
     async def _resolve_until_done(self) -> list[ResolvedGroup]:
         backoff = Backoff(base=1.0, cap=30.0)
@@ -328,6 +311,17 @@ class Gateway:
                     self.topic_map.add(info.name)
         await self.source.ok()
         return resolved
+
+
+def _command_rules(commands: CommandSettings) -> dict[str, Any]:
+    """The ``[commands]`` settings as the command policy takes them."""
+    return {
+        "writable": commands.writable,
+        "ranges": [Range(r.tags, r.min, r.max) for r in commands.ranges],
+        "max_age": commands.max_age,
+        "rate": commands.rate_limit,
+        "burst": commands.burst,
+    }
 
 
 def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) -> None:
