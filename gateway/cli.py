@@ -44,10 +44,12 @@ def _add_logging(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser; every command's --help is its documentation."""
-    from gateway.simulator import cli as simulator_cli  # noqa: PLC0415 (keeps start light)
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; every command's --help is its documentation.
 
+    The simulator's flags are loaded only when ``simulate`` is the command, so ``run``
+    never imports the simulator (its web server, its certificate tooling).
+    """
     parser = argparse.ArgumentParser(
         prog="wincc-gateway",
         description="Edge gateway: polls Siemens WinCC tags and alarms over HTTPS and "
@@ -85,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demonstrations and acceptance tests.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    simulator_cli.configure_parser(simulate)
+    words = sys.argv[1:] if argv is None else argv
+    if "simulate" in [word for word in words if not word.startswith("-")][:1]:
+        from gateway.simulator import cli as simulator_cli  # noqa: PLC0415
+
+        simulator_cli.configure_parser(simulate)
 
     check = commands.add_parser(
         "check-config",
@@ -157,7 +163,7 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m gateway``."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:

