@@ -1,0 +1,199 @@
+"""``python -m bench [steady|stress|drain|all]``: parses arguments and calls; see README.md."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from bench.processes import BenchError, Broker, reaping
+from bench.reference import measure_references
+from bench.report import (
+    RESULTS,
+    Figures,
+    format_references,
+    format_table,
+    machine,
+    median,
+    write_json,
+)
+from bench.scenarios import SCENARIOS, RunOptions, RunResult, preflight, run_once
+
+DEFAULT_BACKLOG = 100_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The bench's arguments; ``--help`` is their documentation."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure the gateway end to end (simulator -> gateway -> mosquitto -> "
+        "subscriber) on this machine, next to plain MQTT clients on the same broker.",
+    )
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default="all",
+        choices=[*SCENARIOS, "all"],
+        help="what to measure (default all: steady, stress and drain)",
+    )
+    parser.add_argument(
+        "--tags",
+        type=int,
+        help="tags to poll (defaults: "
+        + ", ".join(f"{s.name} {s.tags:,}" for s in SCENARIOS.values())
+        + ")",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        help="measurement window of steady and stress (defaults: steady "
+        f"{SCENARIOS['steady'].seconds:g}, stress {SCENARIOS['stress'].seconds:g}); drain "
+        f"measures until the gateway has caught up, at most {SCENARIOS['drain'].seconds:g} s",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs per scenario; figures are their median"
+    )
+    parser.add_argument(
+        "--payload",
+        choices=("per-tag", "batch"),
+        default="per-tag",
+        help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"',
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        help=f"drain: samples to buffer while the broker is away "
+        f"(default {DEFAULT_BACKLOG:,}, at most ten per tag)",
+    )
+    parser.add_argument(
+        "--ref-scale",
+        type=float,
+        default=1.0,
+        help="scale the reference clients' message counts (default 1: 100,000 for mosquitto_pub)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="folder of the JSON results (default bench/results)",
+    )
+    return parser
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for flag, value in (("--tags", args.tags), ("--runs", args.runs), ("--backlog", args.backlog)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1")
+    for flag, number in (("--seconds", args.seconds), ("--ref-scale", args.ref_scale)):
+        if number is not None and not number > 0:
+            parser.error(f"{flag} must be positive")
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM unwind, so every child is stopped on the way out. SIGINT too,
+    since a shell starts background jobs with it ignored."""
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every scenario asked for, on one broker; 1 if any sample went missing."""
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    summaries: dict[str, Figures] = {}
+    lost = 0
+    with tempfile.TemporaryDirectory(prefix="wincc-bench-") as tmp, reaping() as stack:
+        folder = Path(tmp)
+        folder.chmod(0o755)  # mosquitto reads its config here, maybe as another user
+        preflight(folder, args.payload)
+        (folder / "broker").mkdir()
+        broker = Broker(folder / "broker")
+        stack.callback(broker.stop)
+        broker.start()
+        print(f"mosquitto on 127.0.0.1:{broker.port}; measuring the reference clients ...")
+        (folder / "references").mkdir()
+        references = measure_references(broker, folder / "references", scale=args.ref_scale)
+        print(format_references(references), flush=True)
+        reference = references[0].per_s
+        about = machine()
+        for name in names:
+            scenario = SCENARIOS[name]
+            seconds = args.seconds if args.seconds and name != "drain" else scenario.seconds
+            tags = args.tags or scenario.tags
+            backlog = args.backlog or min(DEFAULT_BACKLOG, 10 * tags)
+            runs: list[RunResult] = []
+            for number in range(1, args.runs + 1):
+                print(
+                    f"{name} run {number}/{args.runs}: {tags:,} tags, {scenario.summary}",
+                    flush=True,
+                )
+                options = RunOptions(scenario, tags, seconds, args.payload, backlog, number)
+                result = run_once(options, broker, folder)
+                runs.append(result)
+                print(
+                    f"  {result.samples_per_s:,.0f} samples/s, p50 "
+                    f"{result.latency_p50_ms or 0:,.0f} ms, p99 {result.latency_p99_ms or 0:,.0f}"
+                    f" ms, gateway CPU {result.gateway_cpu_pct:.0f} %, seq gaps "
+                    f"{result.seq_gaps}",
+                    flush=True,
+                )
+            lost += sum(run.seq_gaps for run in runs)
+            figures = median(runs)
+            for key in ("samples_per_s", "drain_per_s"):
+                rate = figures[key]
+                figures[f"{key}_vs_mosquitto_pub"] = None if rate is None else rate / reference
+            summaries[name] = figures
+            path = write_json(
+                args.out,
+                scenario=name,
+                settings={
+                    "tags": tags,
+                    "seconds": seconds,
+                    "runs": args.runs,
+                    "payload": args.payload,
+                    "change_rate": scenario.change_rate,
+                    "backlog": backlog if name == "drain" else None,
+                    "alarms": "disabled",
+                    "qos": 1,
+                },
+                references=references,
+                runs=runs,
+                figures=figures,
+                about=about,
+            )
+            print(f"  written to {path}", flush=True)
+    print()
+    print(format_references(references))
+    print()
+    print(format_table(summaries, reference))
+    if lost:
+        print(f"\nFAIL: {lost} published samples never reached the subscriber")
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 failed or samples lost, 2 bad arguments, 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    previous = {
+        signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
