@@ -110,3 +110,22 @@ async def test_drop_newest_keeps_the_backlog_and_counts(tmp_path: Path) -> None:
 async def _take_now(buf: DurableBuffer) -> list[tuple[int, Message]]:
     buf.close_for_new()
     return await buf.take(1000)
+
+
+def test_acknowledged_ids_are_deleted_as_contiguous_ranges() -> None:
+    assert buffer_module.id_ranges([5, 3, 4, 9, 11, 10, 1]) == [(1, 1), (3, 5), (9, 11)]
+    assert buffer_module.id_ranges([2, 2, 3]) == [(2, 3)]
+    assert buffer_module.id_ranges([]) == []
+
+
+async def test_acks_out_of_order_delete_exactly_the_acknowledged_rows(tmp_path: Path) -> None:
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 10))
+    batch = await buf.take(10)
+    buf.ack([batch[i] for i in (7, 2, 3, 0, 9, 4)])
+    await buf.close()
+    again = DurableBuffer(tmp_path / "b.db", 10**9)
+    assert (await again.open()).backlog == 4
+    assert topics(await again.take(10)) == ["t/1", "t/5", "t/6", "t/8"]
+    await again.close()
