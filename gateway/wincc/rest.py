@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from gateway.core.timestamps import format_ts, parse_ts
+from gateway.core.timestamps import TimestampMemo, format_ts, parse_ts
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -72,6 +72,7 @@ class RestClient:
         self._timeout = timeout
         self._batch_size = batch_size
         self._history_page = history_page
+        self._timestamps = TimestampMemo()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._login_lock = asyncio.Lock()
         self._token: str | None = None
@@ -86,7 +87,7 @@ class RestClient:
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
-        return parse_read_answer(names, data)
+        return parse_read_answer(names, data, self._timestamps)
 
     async def read(self, name: str) -> Reading:
         """Read one tag."""
@@ -341,7 +342,9 @@ def _error_text(body: bytes) -> str | None:
     return error if isinstance(error, str) and error else None
 
 
-def parse_read_answer(names: Sequence[str], data: dict[str, Any]) -> ReadResult:
+def parse_read_answer(
+    names: Sequence[str], data: dict[str, Any], timestamps: TimestampMemo | None = None
+) -> ReadResult:
     """Readings and per-name errors of a bulk read answer, in the server's order.
 
     A malformed item costs only its own name an error entry; a name the answer does not
@@ -363,7 +366,7 @@ def parse_read_answer(names: Sequence[str], data: dict[str, Any]) -> ReadResult:
             errors[name] = str(error)
             continue
         try:
-            readings.append(_reading(name, item))
+            readings.append(_reading(name, item, timestamps))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
     if len(readings) + len(errors) != len(names):
@@ -374,13 +377,15 @@ def parse_read_answer(names: Sequence[str], data: dict[str, Any]) -> ReadResult:
     return result
 
 
-def _reading(name: str, item: dict[str, Any]) -> Reading:
+def _reading(name: str, item: dict[str, Any], timestamps: TimestampMemo | None = None) -> Reading:
     """A reading from one API item; ``KeyError``/``TypeError``/``ValueError`` if malformed."""
     value = item["value"]
     quality = item["quality"]
     if type(quality) is not int or type(value) not in _VALUE_TYPES:
         raise TypeError(f"value {value!r} or quality {quality!r} has the wrong type")
-    return Reading(name, value, quality, parse_ts(item["timestamp"]))
+    text = item["timestamp"]
+    ts_ms = parse_ts(text) if timestamps is None else timestamps.parse(name, text)
+    return Reading(name, value, quality, ts_ms)
 
 
 def _single_reading(method: str, path: str, data: dict[str, Any]) -> Reading:

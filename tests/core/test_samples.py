@@ -82,3 +82,15 @@ def test_forget_keeps_seq_so_it_is_never_reused() -> None:
     decider.decide([r(1)], 0)
     decider.forget(["T"])
     assert [seq for _, seq in decider.decide([r(1)], 0)] == [2]
+
+
+def test_timestamp_memo_parses_each_new_text_and_reuses_repeats() -> None:
+    from gateway.core.timestamps import TimestampMemo, parse_ts  # noqa: PLC0415
+
+    memo = TimestampMemo()
+    first = "2026-11-24T10:00:00.123Z"
+    assert memo.parse("A", first) == parse_ts(first)
+    assert memo.parse("A", first) == parse_ts(first)
+    later = "2026-11-24T10:00:01.500+00:00"
+    assert memo.parse("A", later) == parse_ts(later)
+    assert memo.parse("B", first) == parse_ts(first)
