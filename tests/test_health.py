@@ -323,10 +323,16 @@ async def test_the_gateway_serves_health_and_metrics_on_its_listen_address(
 ) -> None:
     health = {"enabled": True, "listen": "127.0.0.1:0"}
     config = settings_for(simulator, mosquitto, tls, tmp_path, health=health)
-    async with running_gateway(config) as gateway, aiohttp.ClientSession() as http:
+    polled = asyncio.Event()
+    observe = lambda _group, _seconds: polled.set()  # noqa: E731
+    async with (
+        running_gateway(config, observe=observe) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
         url = f"http://127.0.0.1:{gateway.health.port}"
         _, body = await health_until(http, url, lambda status, _: status == 200)
         assert body["status"] == "ok"
+        await asyncio.wait_for(polled.wait(), 10)
         async with http.get(url + "/metrics") as response:
             text = await response.text()
     assert 'wincc_gateway_poll_duration_seconds_count{group="fast"}' in text
