@@ -27,6 +27,7 @@ from gateway.buffer import DurableBuffer, Message
 from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.commands import CommandPolicy, Range
+from gateway.core.payloads import alarm_from_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.errors import ConfigError, WinCCError
@@ -37,7 +38,7 @@ from gateway.mqtt_session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import TagType
+from gateway.wincc.models import Alarm, TagType
 from gateway.wincc.resolve import resolve_tags
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Gateway:
         self.client = client
         self._observe = observe
         self._stopping = False
+        self._published_alarms: dict[str, Alarm] = {}
         self.buffer = DurableBuffer(
             settings.buffer.path,
             settings.buffer.max_size,
@@ -119,6 +121,9 @@ class Gateway:
         """Run until ``stop`` is set, then shut down cleanly."""
         restored = await self.buffer.open()
         self.decider.restore(restored.seqs, restored.last)
+        self._published_alarms = {
+            alarm_id: alarm_from_payload(body) for alarm_id, body in restored.alarms.items()
+        }
         try:
             await self._run(stop)
         finally:
@@ -196,6 +201,7 @@ class Gateway:
                 topics=self.topics,
                 buffer=self.buffer,
                 source=self.source,
+                published=self._published_alarms,
             )
             self._spawn("alarms", self.alarm_poller.run())
         self.started.set()

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS tag_state (
     value BLOB,
     quality INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarm_state (
+    id TEXT PRIMARY KEY,
+    body BLOB NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -65,13 +69,18 @@ Queued = tuple[int, Message]
 TagState = tuple[str, int, Value, int]
 """What a published sample leaves behind: tag name, seq, value, quality."""
 
+AlarmState = tuple[str, bytes | None]
+"""An alarm's id and its published retained state; None once the alarm is cleared."""
+
 
 @dataclass(slots=True)
 class Restored:
-    """The per-tag state a previous run left: seq and last published value/quality."""
+    """What a previous run left: per tag the seq and last published value/quality, and the
+    retained state of every alarm it had published and not cleared."""
 
     seqs: dict[str, int] = field(default_factory=dict)
     last: dict[str, tuple[Value, int]] = field(default_factory=dict)
+    alarms: dict[str, bytes] = field(default_factory=dict)
     backlog: int = 0
 
 
@@ -163,6 +172,7 @@ class DurableBuffer:
         ):
             restored.seqs[name] = seq
             restored.last[name] = (orjson.loads(value), quality)
+        restored.alarms = dict(db.execute("SELECT id, body FROM alarm_state"))
         restored.backlog = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self._last_appended = db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
         self.size_bytes = self._used_bytes()
@@ -182,19 +192,26 @@ class DurableBuffer:
 
     # --- appending ----------------------------------------------------------------------
 
-    async def append(self, messages: list[Message], states: list[TagState] | None = None) -> None:
+    async def append(
+        self,
+        messages: list[Message],
+        states: list[TagState] | None = None,
+        alarms: list[AlarmState] | None = None,
+    ) -> None:
         """Commit messages (and the tag state they carry) before anyone may send them.
 
         Never raises and never blocks on a full buffer: the configured policy drops
         messages instead, counted and logged once per episode. Shielded: a poller stopped
         mid-append (reload, shutdown) still leaves the buffer consistent.
         """
-        if messages or states:
-            await asyncio.shield(self._append(messages, states or []))
+        if messages or states or alarms:
+            await asyncio.shield(self._append(messages, states or [], alarms or []))
 
-    async def _append(self, messages: list[Message], states: list[TagState]) -> None:
+    async def _append(
+        self, messages: list[Message], states: list[TagState], alarms: list[AlarmState]
+    ) -> None:
         try:
-            first, kept, dropped_old = await self._run(self._insert, messages, states)
+            first, kept, dropped_old = await self._run(self._insert, messages, states, alarms)
         except sqlite3.Error as exc:
             self.dropped += len(messages)
             if not self._failing:
@@ -221,7 +238,9 @@ class DurableBuffer:
             self._read_after = self._cache[-1][0] if self._cache else first - 1
         self._ready.set()
 
-    def _insert(self, messages: list[Message], states: list[TagState]) -> tuple[int, int, int]:
+    def _insert(
+        self, messages: list[Message], states: list[TagState], alarms: list[AlarmState]
+    ) -> tuple[int, int, int]:
         """Insert in one transaction; returns (first id, rows kept, oldest rows dropped)."""
         db = self._db
         assert db is not None
@@ -229,6 +248,7 @@ class DurableBuffer:
         keep = len(messages)
         if self.policy == "drop_newest" and self.size_bytes >= self.max_size:
             keep = 0
+        last = 0
         db.execute("BEGIN IMMEDIATE")
         try:
             if keep:
@@ -236,6 +256,7 @@ class DurableBuffer:
                     "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
                     [(m.topic, m.payload, m.qos, m.retain) for m in messages],
                 )
+                last = db.execute("SELECT last_insert_rowid()").fetchone()[0]
             if states:
                 db.executemany(
                     "INSERT INTO tag_state (name, seq, value, quality) VALUES (?, ?, ?, ?) "
@@ -246,7 +267,15 @@ class DurableBuffer:
                         for name, seq, value, quality in states
                     ],
                 )
-            last = db.execute("SELECT last_insert_rowid()").fetchone()[0] if keep else 0
+            if alarms:
+                db.executemany(
+                    "INSERT OR REPLACE INTO alarm_state (id, body) VALUES (?, ?)",
+                    [(alarm_id, body) for alarm_id, body in alarms if body is not None],
+                )
+                db.executemany(
+                    "DELETE FROM alarm_state WHERE id = ?",
+                    [(alarm_id,) for alarm_id, body in alarms if body is None],
+                )
             if self.policy == "drop_oldest" and self._used_bytes() > self.max_size:
                 dropped_old = self._drop_oldest(db, at_least=keep)
             db.execute("COMMIT")

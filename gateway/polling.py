@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message, TagState
+from gateway.buffer import AlarmState, DurableBuffer, Message, TagState
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
 from gateway.core.payloads import (
@@ -284,6 +284,7 @@ class AlarmPoller:
         topics: Topics,
         buffer: DurableBuffer,
         source: SourceHealth,
+        published: dict[str, Alarm] | None = None,
     ) -> None:
         self.interval = interval
         self._client = client
@@ -291,6 +292,7 @@ class AlarmPoller:
         self._buffer = buffer
         self._source = source
         self._tracker = AlarmTracker()
+        self._tracker.restore(published or {})
         self.stats = PollStats()
 
     @property
@@ -327,9 +329,10 @@ class AlarmPoller:
         diff = self._tracker.update(alarms, now_ms())
         base = self._topics.prefix + "/alarms/"
         qos = self._topics.qos
+        states = [(alarm.id, alarm_payload(alarm)) for alarm in diff.changed]
         messages = [
-            Message(base + escape_level(alarm.id), alarm_payload(alarm), qos, True)
-            for alarm in diff.changed
+            Message(base + escape_level(alarm_id), payload, qos, True)
+            for alarm_id, payload in states
         ]
         messages += [
             Message(base + escape_level(alarm_id), b"", qos, True) for alarm_id in diff.cleared
@@ -338,5 +341,6 @@ class AlarmPoller:
             Message(base + "events", alarm_event_payload(t.alarm, t.event, t.at_ms), qos, False)
             for t in diff.events
         ]
-        await self._buffer.append(messages)
+        cleared: list[AlarmState] = [(alarm_id, None) for alarm_id in diff.cleared]
+        await self._buffer.append(messages, alarms=[*states, *cleared])
         self.stats.published += len(messages)

@@ -317,3 +317,34 @@ async def test_batch_payload_mode_publishes_one_message_per_poll(
     assert set(samples[0]) == {"tag", "value", "quality", "ts", "seq"}
     assert [s["seq"] for s in samples if s["tag"] == SETPOINT] == [1, 2]
     assert all(TS.match(body["ts"]) for body in bodies)
+
+
+async def test_after_a_restart_alarms_gone_meanwhile_are_cleared_and_others_not_repeated(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    plant = simulator.plant
+    for alarm_id in list(plant.alarms):
+        plant.clear_alarm(alarm_id, now_ms=now_ms())
+        if plant.alarms[alarm_id].went_at is not None and not plant.alarms[alarm_id].acked:
+            plant.acknowledge(alarm_id, now_ms=now_ms())
+    going = next(iter(plant.alarms))
+    staying = next(a for a in plant.alarms if plant.alarms[a].tag != plant.alarms[going].tag)
+    for alarm_id in (going, staying):
+        plant.raise_alarm(alarm_id, now_ms=now_ms())
+        plant.acknowledge(alarm_id, now_ms=now_ms())
+    config = settings_for(simulator, mosquitto, tls, tmp_path)
+    events_topic = f"{PREFIX}/alarms/events"
+    async with subscribe(mosquitto, f"{PREFIX}/alarms/#") as sub:
+        async with running_gateway(config):
+            await sub.wait_for(lambda ms: len(sub.on(events_topic)) == 4)  # came, acked each
+        before = len(sub.messages)
+        plant.clear_alarm(going, now_ms=now_ms())  # acked and gone while the gateway is down
+        async with running_gateway(config):
+            await sub.wait_for(
+                lambda ms: any(m.topic == f"{PREFIX}/alarms/{going}" and not m.payload for m in ms)
+            )
+            await sub.wait_for(lambda ms: len(sub.on(events_topic)) > 4)
+        after = sub.messages[before:]
+    assert [m.json()["event"] for m in after if m.topic == events_topic] == ["went"]
+    assert [m.json()["id"] for m in after if m.topic == events_topic] == [going]
+    assert not [m for m in after if m.topic == f"{PREFIX}/alarms/{staying}"]

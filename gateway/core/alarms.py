@@ -33,6 +33,11 @@ class AlarmTracker:
     def __init__(self) -> None:
         self._active: dict[str, Alarm] = {}
 
+    def restore(self, alarms: dict[str, Alarm]) -> None:
+        """Start from the alarms a previous run had published: the first poll then clears
+        those gone meanwhile and repeats no event for those still there."""
+        self._active = dict(alarms)
+
     @property
     def active(self) -> dict[str, Alarm]:
         """The alarms seen in the last poll, by id."""

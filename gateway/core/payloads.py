@@ -8,7 +8,7 @@ import orjson
 
 from gateway import __version__
 from gateway.core.quality import quality_text
-from gateway.core.timestamps import format_ts
+from gateway.core.timestamps import format_ts, parse_ts
 from gateway.wincc.models import Alarm, Reading
 
 
@@ -92,6 +92,27 @@ def alarm_fields(alarm: Alarm) -> dict[str, Any]:
         "went_at": _ts_or_none(alarm.went_at),
         "acked_at": _ts_or_none(alarm.acked_at),
     }
+
+
+def alarm_from_payload(payload: bytes) -> Alarm:
+    """The alarm a retained ``P/alarms/<id>`` payload describes (the reverse of
+    ``alarm_payload``), so a restarted gateway knows what it had published."""
+    body = orjson.loads(payload)
+
+    def ms(text: str | None) -> int | None:
+        return None if text is None else parse_ts(text)
+
+    return Alarm(
+        id=body["id"],
+        tag=body["tag"],
+        text=body["text"],
+        priority=body["priority"],
+        state=body["state"],
+        acked=body["acked"],
+        came_at=ms(body["came_at"]),
+        went_at=ms(body["went_at"]),
+        acked_at=ms(body["acked_at"]),
+    )
 
 
 def alarm_payload(alarm: Alarm) -> bytes:

@@ -63,3 +63,19 @@ def test_alarm_coming_again_with_the_same_id() -> None:
     tracker = AlarmTracker()
     tracker.update([alarm("went")], 1)
     assert events(tracker.update([alarm("came")], 2)) == ["came"]
+
+
+def test_alarm_payload_round_trips() -> None:
+    from gateway.core.payloads import alarm_from_payload, alarm_payload  # noqa: PLC0415
+
+    for original in (alarm(), alarm("went", acked=True)):
+        assert alarm_from_payload(alarm_payload(original)) == original
+
+
+def test_restored_tracker_clears_what_went_meanwhile_and_repeats_no_event() -> None:
+    tracker = AlarmTracker()
+    tracker.restore({"1001": alarm(), "1002": alarm(alarm_id="1002")})
+    diff = tracker.update([alarm(alarm_id="1002")], now_ms=7)
+    assert diff.cleared == ["1001"]
+    assert diff.changed == []
+    assert events(diff) == ["went"]
