@@ -140,6 +140,7 @@ class Gateway:
             self._stopping = True
             for task in self._tasks.values():
                 task.cancel()
+            await self.buffer.settle()
             self.session.stop()
             try:
                 async with asyncio.timeout(SHUTDOWN_TIMEOUT):

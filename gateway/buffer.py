@@ -119,6 +119,7 @@ class DurableBuffer:
         self._overflowing = False
         self._failing = False
         self._dropped_up_to = 0
+        self._appending: set[asyncio.Future[None]] = set()
         self.depth = 0
         self.size_bytes = 0
         self.buffered = 0
@@ -205,7 +206,16 @@ class DurableBuffer:
         mid-append (reload, shutdown) still leaves the buffer consistent.
         """
         if messages or states or alarms:
-            await asyncio.shield(self._append(messages, states or [], alarms or []))
+            work = asyncio.ensure_future(self._append(messages, states or [], alarms or []))
+            self._appending.add(work)
+            work.add_done_callback(self._appending.discard)
+            await asyncio.shield(work)
+
+    async def settle(self) -> None:
+        """Wait for appends still running (their pollers may have been cancelled), so a
+        clean stop sends what they commit instead of leaving it for the next start."""
+        if self._appending:
+            await asyncio.wait(set(self._appending))
 
     async def _append(
         self, messages: list[Message], states: list[TagState], alarms: list[AlarmState]
