@@ -108,7 +108,6 @@ class CommandService:
         known_alarms: Callable[[], dict[str, Any]],
         source_down: Callable[[], bool],
         answer: AnswerSink,
-        ack_supported: bool = True,
     ) -> None:
         self._write_prefix = f"{prefix}/cmd/write/"
         self._ack_prefix = f"{prefix}/cmd/ack/"
@@ -120,7 +119,6 @@ class CommandService:
         self._known_alarms = known_alarms
         self._source_down = source_down
         self._answer = answer
-        self._ack_supported = ack_supported
         self.results: dict[str, int] = {}
 
     @property
@@ -196,8 +194,6 @@ class CommandService:
         by_level = {escape_level(alarm_id): alarm_id for alarm_id in self._known_alarms()}
         alarm_id = by_level.get(target, target)
         request = parse_ack(inbound.payload)
-        if not self._ack_supported:
-            raise CommandRejected("acknowledge is not offered by this WinCC interface")
         self.policy.check_new(request.request_id)
         self._check_source()
         self.policy.take_rate(time.monotonic())

@@ -80,11 +80,6 @@ class MqttSession:
         self._refused_topics: set[str] = set()
         self._window = PUBLISH_WINDOW
 
-    @property
-    def status_topic(self) -> str:
-        """``P/status``."""
-        return self._status_topic
-
     def _new_client(self) -> aiomqtt.Client:
         settings = self._settings
         parts = urlsplit(settings.url)

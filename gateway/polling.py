@@ -45,14 +45,12 @@ class SourceHealth:
 
     def __init__(self, on_change: SourceListener | None = None) -> None:
         self.state = "unknown"
-        self.last_ok_ms: int | None = None
         self.errors_by_kind: dict[str, int] = {}
         self._failing: str | None = None
         self._on_change = on_change
 
     async def ok(self) -> None:
         """A request succeeded."""
-        self.last_ok_ms = now_ms()
         self._failing = None
         if self.state != "up":
             if self.state == "down":

@@ -81,8 +81,3 @@ class SampleDecider:
             self._seq[name] = seq
             out.append((reading, seq))
         return out
-
-    def forget(self, names: Iterable[str]) -> None:
-        """Drop what was seen of tags no longer polled (their seq is kept: never reused)."""
-        for name in names:
-            self._last.pop(name, None)

@@ -77,13 +77,6 @@ def test_good_codes_are_configurable() -> None:
     assert [seq for _, seq in decider.decide([r(1, quality=192)], 0)] == [1]
 
 
-def test_forget_keeps_seq_so_it_is_never_reused() -> None:
-    decider = SampleDecider([128], drop_bad=False)
-    decider.decide([r(1)], 0)
-    decider.forget(["T"])
-    assert [seq for _, seq in decider.decide([r(1)], 0)] == [2]
-
-
 def test_timestamp_memo_parses_each_new_text_and_reuses_repeats() -> None:
     from gateway.core.timestamps import TimestampMemo, parse_ts  # noqa: PLC0415
 
