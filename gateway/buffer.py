@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from gateway.core.payloads import compact_json
 from gateway.wincc.models import Value
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ class DurableBuffer:
                     "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, "
                     "value = excluded.value, quality = excluded.quality",
                     [
-                        (name, seq, orjson.dumps(value), quality)
+                        (name, seq, compact_json(value), quality)
                         for name, seq, value, quality in states
                     ],
                 )

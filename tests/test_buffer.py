@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,22 @@ async def test_acks_out_of_order_delete_exactly_the_acknowledged_rows(tmp_path: 
     assert (await again.open()).backlog == 4
     assert topics(await again.take(10)) == ["t/1", "t/5", "t/6", "t/8"]
     await again.close()
+
+
+async def test_committing_a_first_poll_of_tag_states_allocates_what_it_stores(
+    tmp_path: Path,
+) -> None:
+    """A first poll commits every tag's state at once. Each encoded value must own only its
+    few bytes: orjson's 4 KiB per result would make 5,000 states cost 20 MB, and glibc keeps
+    such a peak as resident memory for the life of the process."""
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    states = [(f"System1.Tag{i}", 1, i * 0.5, 128) for i in range(5000)]
+    tracemalloc.start()
+    try:
+        await buf.append(msgs(0, 5000), states)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    await buf.close()
+    assert peak < 8_000_000, f"peak {peak / 1e6:.1f} MB"
