@@ -152,8 +152,15 @@ class TagPoller:
                 await asyncio.sleep(delay)
             started = loop.time()
             polled_at = now_ms()
+            # One message per tag: each chunk is published as soon as it is in, so a
+            # change waits for its own chunk, not for the whole group. Not while an
+            # outage is being recovered (the archive goes first) nor for batch payloads
+            # (one message per poll).
+            streaming = outage_from is None and self._topics.batch_max_bytes is None
             try:
-                result = await self._client.read_many(self.tags)
+                result = await self._client.read_many(
+                    self.tags, self.publish if streaming else None
+                )
             except WinCCError as exc:
                 self.stats.failures += 1
                 if isinstance(exc, WinCCUnavailable) and outage_from is None:
@@ -169,7 +176,8 @@ class TagPoller:
                 )
             outage_from = None
             last_good_ms = polled_at
-            await self.publish(result)
+            if not streaming:
+                await self.publish(result)
             finished = loop.time()
             self.stats.polls += 1
             self.stats.last_duration = finished - started
@@ -185,7 +193,9 @@ class TagPoller:
         """Publish, in time order and flagged, what the archive recorded in (start, end].
 
         Changes at or before ``start_ms`` (the last good poll) were already published or
-        superseded by what was; the change detector drops repeats of published values.
+        superseded by what was; the change detector drops repeats of published values. So
+        are changes no younger than a tag's last decided reading: a poll that failed half
+        way may have published its first chunks.
         """
         assert self._backfill is not None
         limit = asyncio.Semaphore(self._backfill.concurrency)
@@ -208,7 +218,10 @@ class TagPoller:
                 exc,
             )
             return
-        readings = sorted((r for found in per_tag for r in found), key=lambda r: r.ts_ms)
+        newer = self._decider.newer_than_seen
+        readings = sorted(
+            (r for found in per_tag for r in found if newer(r)), key=lambda r: r.ts_ms
+        )
         decided = self._decider.decide(readings, self.deadband)
         await self._commit(decided, backfill=True)
         self.stats.backfilled += len(decided)
@@ -220,7 +233,8 @@ class TagPoller:
         )
 
     async def publish(self, result: ReadResult) -> None:
-        """Decide which readings to publish and commit them, with their seq, to the buffer."""
+        """Decide which readings of a poll (or of one chunk of it) to publish and commit
+        them, with their seq, to the buffer."""
         self.stats.readings += len(result.readings)
         if result.errors:
             self._report_errors(result.errors)

@@ -353,3 +353,42 @@ async def test_random_kills_never_skip_or_reuse_a_seq(
         await stop_task(task)
     assert collector.reused() == []
     assert sum(final.values()) > 200
+
+
+async def test_a_poll_failing_half_way_is_backfilled_without_going_back_in_time(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The first chunk of a poll is published, then WinCC goes away before the second is
+    read. The backfill after the outage must not republish the first chunk's tag from
+    the archive: its changes up to the published one were handled already."""
+    first, second = "System1.Area1.Tank1.Setpoint", "System1.Area1.Valve1.Mode"
+    poll = [{"name": "slow", "interval": "2s", "tags": [first, second]}]
+    config = settings_for(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        poll=poll,
+        wincc={"batch_size": 1, "max_concurrency": 1},
+        alarms={"enabled": False},
+    )
+    collector, task = await start_collector(mosquitto)
+
+    def values(name: str) -> list[Any]:
+        return [body["value"] for tag, body in collector.order if tag == tag_path(name)]
+
+    try:
+        async with running_gateway(config):
+            await collector.wait_until(lambda: bool(values(first) and values(second)))
+            simulator.faults.latency_ms = 300
+            simulator.plant.force(first, 11.0, now_ms=now_ms())
+            simulator.plant.force(first, 12.0, now_ms=now_ms() + 1)
+            await collector.wait_until(lambda: 12.0 in values(first))
+            simulator.faults.down = True  # the second chunk's request is still under way
+            await asyncio.sleep(1)  # an outage of a second; nothing to wait for
+            simulator.faults.down = False
+            simulator.plant.force(second, "after", now_ms=now_ms())
+            await collector.wait_until(lambda: "after" in values(second))
+    finally:
+        await stop_task(task)
+    assert values(first)[1:] == [12.0], "11.0 is older than what was published"

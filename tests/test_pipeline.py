@@ -348,3 +348,30 @@ async def test_after_a_restart_alarms_gone_meanwhile_are_cleared_and_others_not_
     assert [m.json()["event"] for m in after if m.topic == events_topic] == ["went"]
     assert [m.json()["id"] for m in after if m.topic == events_topic] == [going]
     assert not [m for m in after if m.topic == f"{PREFIX}/alarms/{staying}"]
+
+
+async def test_each_chunk_of_a_poll_is_published_as_soon_as_it_is_read(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """One tag per request, one request at a time, 500 ms each: the first tag's sample
+    reaches the broker while the second tag is still being read, so a change waits for
+    its own chunk rather than for the whole poll."""
+    poll = [{"name": "slow", "interval": "2s", "tags": [SETPOINT, MODE]}]
+    config = settings_for(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        poll=poll,
+        wincc={"batch_size": 1, "max_concurrency": 1},
+        alarms={"enabled": False},
+    )
+    async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config) as gateway:
+        await sub.wait_for(lambda ms: bool(values_on(ms, SETPOINT) and values_on(ms, MODE)))
+        simulator.faults.latency_ms = 500
+        simulator.plant.force(SETPOINT, 21.0, now_ms=now_ms())
+        simulator.plant.force(MODE, "chunked", now_ms=now_ms())
+        await sub.wait_for(has_value(SETPOINT, 21.0))
+        assert "chunked" not in values_on(sub.messages, MODE), "read after the first chunk"
+        assert gateway.pollers[0].stats.polls == 1, "the second poll is still running"
+        await sub.wait_for(has_value(MODE, "chunked"))

@@ -37,13 +37,24 @@ class SampleDecider:
     good reading of that tag is published even if its value did not change (recovery).
     """
 
-    __slots__ = ("_drop_bad", "_good_codes", "_last", "_seq", "bad_published", "withheld")
+    __slots__ = (
+        "_drop_bad",
+        "_good_codes",
+        "_last",
+        "_seen",
+        "_seq",
+        "bad_published",
+        "withheld",
+    )
 
     def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
         self._good_codes = frozenset(good_codes)
         self._drop_bad = drop_bad
         self._last: dict[str, tuple[Value, int]] = {}
         self._seq: dict[str, int] = {}
+        # The reading object decided last per tag, and the deadband it was decided with:
+        # the client hands out the same object while the tag is unchanged.
+        self._seen: dict[str, tuple[Reading, float]] = {}
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
 
@@ -52,16 +63,32 @@ class SampleDecider:
         self._seq.update(seqs)
         self._last.update(last)
 
+    def newer_than_seen(self, reading: Reading) -> bool:
+        """Whether ``reading`` is younger than the last one decided for its tag, so that
+        filling a gap from the archive never goes back behind what was already decided."""
+        seen = self._seen.get(reading.name)
+        return seen is None or reading.ts_ms > seen[0].ts_ms
+
     def is_good(self, quality: int) -> bool:
         """Whether a quality code counts as good."""
         return quality in self._good_codes
 
     def decide(self, readings: Iterable[Reading], deadband: float) -> list[tuple[Reading, int]]:
-        """The readings to publish, each with its tag's next seq; updates what was seen."""
+        """The readings to publish, each with its tag's next seq; updates what was seen.
+
+        A reading that is the very object decided last time, under the same deadband, is
+        skipped at once: deciding it again could change nothing. A repeated not-good
+        reading is therefore withheld (and counted) once, not once per poll.
+        """
         out: list[tuple[Reading, int]] = []
         last_by_name = self._last
+        seen_by_name = self._seen
         for reading in readings:
             name = reading.name
+            seen = seen_by_name.get(name)
+            if seen is not None and seen[0] is reading and seen[1] == deadband:
+                continue
+            seen_by_name[name] = (reading, deadband)
             last = last_by_name.get(name)
             if (
                 last is not None

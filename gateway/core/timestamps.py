@@ -28,22 +28,3 @@ def parse_ts(text: str) -> int:
 def now_ms() -> int:
     """The wall clock in epoch milliseconds."""
     return int(datetime.now(UTC).timestamp() * 1000)
-
-
-class TimestampMemo:
-    """``parse_ts`` for the polling path: a tag's timestamp text stays the same from poll
-    to poll until the tag changes, so most texts were parsed before."""
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[str, int]] = {}
-
-    def parse(self, key: str, text: str) -> int:
-        """Epoch milliseconds of ``text``, the timestamp of ``key`` (a tag name)."""
-        last = self._last.get(key)
-        if last is not None and last[0] == text:
-            return last[1]
-        ms = parse_ts(text)
-        self._last[key] = (text, ms)
-        return ms

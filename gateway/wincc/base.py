@@ -6,17 +6,24 @@ WinCC REST service or WinCC Unified (GraphQL) slot in beside the ``rest`` dialec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, Value
+
+ChunkHandler = Callable[[ReadResult], Awaitable[None]]
+"""Takes the result of one chunk of a bulk read as soon as that chunk is in."""
 
 
 class WinCCClient(Protocol):
     """Reads, writes, alarms, history and browsing of one WinCC server."""
 
-    async def read_many(self, names: Sequence[str]) -> ReadResult:
-        """Read many tags; per-name failures land in ``ReadResult.errors``."""
+    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+        """Read many tags; per-name failures land in ``ReadResult.errors``.
+
+        With ``each``, every chunk's result is also handed to it as soon as it is in, so
+        the first chunks can be published while the last are still on their way.
+        """
         ...
 
     async def read(self, name: str) -> Reading:

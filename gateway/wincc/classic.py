@@ -37,6 +37,8 @@ from gateway.errors import (
     WinCCRejected,
     WinCCUnsupported,
 )
+from gateway.wincc.base import ChunkHandler
+from gateway.wincc.memo import ReadingMemo
 from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
 from gateway.wincc.rest import (
     _VALUE_TYPES,
@@ -178,6 +180,7 @@ class ClassicClient:
         if accept_language:
             self._headers["Accept-Language"] = accept_language
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._memo = ReadingMemo()
         self._tree = _Cached(self._fetch_tree, CONFIG_TTL)
         self._archives = _Cached(self._fetch_archives, CONFIG_TTL)
         self._came_at: dict[str, int] = {}  # alarm id -> came time, kept while it is listed
@@ -186,15 +189,16 @@ class ClassicClient:
 
     # --- the API -------------------------------------------------------------------------
 
-    async def read_many(self, names: Sequence[str]) -> ReadResult:
-        """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order."""
-        return await read_in_chunks(names, self._batch_size, self._read_chunk)
+    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+        """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order;
+        ``each`` gets every chunk's result as it comes in."""
+        return await read_in_chunks(names, self._batch_size, self._read_chunk, each)
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", VALUES_PATH, json={"variableNames": list(names)})
         self._note_shape("POST tagManagement/Values", data)
         if data is not None:
-            return parse_values_answer(names, data)
+            return parse_values_answer(names, data, self._memo)
         if len(names) == 1:
             return ReadResult(errors={names[0]: EMPTY_ANSWER})
         # Some invalid name emptied the whole answer: halve the chunk until it is found,
@@ -489,7 +493,7 @@ def item_failure(fields: dict[str, Any]) -> str | None:
     return text or None
 
 
-def _reading(name: str, fields: dict[str, Any]) -> Reading:
+def _reading(name: str, fields: dict[str, Any], memo: ReadingMemo | None = None) -> Reading:
     """A reading from one item with lowered keys; ``KeyError``/``TypeError``/``ValueError``."""
     value = fields["value"]
     quality = fields.get("qualitycode", fields.get("quality"))
@@ -497,10 +501,14 @@ def _reading(name: str, fields: dict[str, Any]) -> Reading:
         raise KeyError("qualitycode")
     if type(quality) is not int or type(value) not in _VALUE_TYPES:
         raise TypeError(f"value {value!r} or quality {quality!r} has the wrong type")
+    if memo is not None:
+        return memo.reading(name, value, quality, fields["timestamp"])
     return Reading(name, value, quality, parse_ts(fields["timestamp"]))
 
 
-def parse_values_answer(names: Sequence[str], data: Any) -> ReadResult:
+def parse_values_answer(
+    names: Sequence[str], data: Any, memo: ReadingMemo | None = None
+) -> ReadResult:
     """Readings and per-name errors of a ``tagManagement/Values`` answer.
 
     Items are matched to ``names`` by ``variableName``, exactly or else ignoring case (the
@@ -529,7 +537,7 @@ def parse_values_answer(names: Sequence[str], data: Any) -> ReadResult:
             errors[name] = failure
             continue
         try:
-            readings.append(_reading(name, fields))
+            readings.append(_reading(name, fields, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
     if len(readings) + len(errors) != len(names):

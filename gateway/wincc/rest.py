@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from gateway.core.timestamps import TimestampMemo, format_ts, parse_ts
+from gateway.core.timestamps import format_ts, parse_ts
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -28,7 +28,9 @@ from gateway.errors import (
     WinCCTimeout,
     WinCCUnavailable,
 )
+from gateway.wincc.base import ChunkHandler
 from gateway.wincc.concurrency import run_all
+from gateway.wincc.memo import ReadingMemo
 from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
 
 _LOG = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class RestClient:
         self._timeout = timeout
         self._batch_size = batch_size
         self._history_page = history_page
-        self._timestamps = TimestampMemo()
+        self._memo = ReadingMemo()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._login_lock = asyncio.Lock()
         self._token: str | None = None
@@ -81,13 +83,14 @@ class RestClient:
 
     # --- the API -------------------------------------------------------------------------
 
-    async def read_many(self, names: Sequence[str]) -> ReadResult:
-        """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order."""
-        return await read_in_chunks(names, self._batch_size, self._read_chunk)
+    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+        """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order;
+        ``each`` gets every chunk's result as it comes in."""
+        return await read_in_chunks(names, self._batch_size, self._read_chunk, each)
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
-        return parse_read_answer(names, data, self._timestamps)
+        return parse_read_answer(names, data, self._memo)
 
     async def read(self, name: str) -> Reading:
         """Read one tag."""
@@ -270,15 +273,24 @@ async def read_in_chunks(
     names: Sequence[str],
     size: int,
     read_chunk: Callable[[Sequence[str]], Coroutine[Any, Any, ReadResult]],
+    each: ChunkHandler | None = None,
 ) -> ReadResult:
-    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order.
+    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order;
+    ``each`` gets every chunk's result as soon as it is in.
 
     Shared by the HTTP dialects: only how one chunk is asked for differs.
     """
     chunks = [names[start : start + size] for start in range(0, len(names), size)]
     if not chunks:
         return ReadResult()
-    parts = await run_all([read_chunk(chunk) for chunk in chunks])
+
+    async def read_and_hand_on(chunk: Sequence[str]) -> ReadResult:
+        part = await read_chunk(chunk)
+        if each is not None:
+            await each(part)
+        return part
+
+    parts = await run_all([read_and_hand_on(chunk) for chunk in chunks])
     if len(parts) == 1:
         return parts[0]
     merged = ReadResult()
@@ -343,7 +355,7 @@ def _error_text(body: bytes) -> str | None:
 
 
 def parse_read_answer(
-    names: Sequence[str], data: dict[str, Any], timestamps: TimestampMemo | None = None
+    names: Sequence[str], data: dict[str, Any], memo: ReadingMemo | None = None
 ) -> ReadResult:
     """Readings and per-name errors of a bulk read answer, in the server's order.
 
@@ -366,7 +378,7 @@ def parse_read_answer(
             errors[name] = str(error)
             continue
         try:
-            readings.append(_reading(name, item, timestamps))
+            readings.append(_reading(name, item, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
     if len(readings) + len(errors) != len(names):
@@ -377,15 +389,16 @@ def parse_read_answer(
     return result
 
 
-def _reading(name: str, item: dict[str, Any], timestamps: TimestampMemo | None = None) -> Reading:
+def _reading(name: str, item: dict[str, Any], memo: ReadingMemo | None = None) -> Reading:
     """A reading from one API item; ``KeyError``/``TypeError``/``ValueError`` if malformed."""
     value = item["value"]
     quality = item["quality"]
     if type(quality) is not int or type(value) not in _VALUE_TYPES:
         raise TypeError(f"value {value!r} or quality {quality!r} has the wrong type")
     text = item["timestamp"]
-    ts_ms = parse_ts(text) if timestamps is None else timestamps.parse(name, text)
-    return Reading(name, value, quality, ts_ms)
+    if memo is not None:
+        return memo.reading(name, value, quality, text)
+    return Reading(name, value, quality, parse_ts(text))
 
 
 def _single_reading(method: str, path: str, data: dict[str, Any]) -> Reading:

@@ -77,13 +77,31 @@ def test_good_codes_are_configurable() -> None:
     assert [seq for _, seq in decider.decide([r(1, quality=192)], 0)] == [1]
 
 
-def test_timestamp_memo_parses_each_new_text_and_reuses_repeats() -> None:
-    from gateway.core.timestamps import TimestampMemo, parse_ts  # noqa: PLC0415
+def test_the_same_reading_object_is_skipped_but_an_equal_new_one_is_decided() -> None:
+    """The client hands out the same object while a tag is unchanged; a repeated bad
+    reading is then withheld once, while an equal but new reading is decided again."""
+    decider = SampleDecider([128], drop_bad=True)
+    bad = r(5.0, quality=0x48)
+    assert decider.decide([bad], 0) == []
+    assert decider.decide([bad, bad], 0) == []
+    assert decider.withheld == 1
+    assert decider.decide([r(5.0, quality=0x48)], 0) == []
+    assert decider.withheld == 2
 
-    memo = TimestampMemo()
-    first = "2026-11-24T10:00:00.123Z"
-    assert memo.parse("A", first) == parse_ts(first)
-    assert memo.parse("A", first) == parse_ts(first)
-    later = "2026-11-24T10:00:01.500+00:00"
-    assert memo.parse("A", later) == parse_ts(later)
-    assert memo.parse("B", first) == parse_ts(first)
+
+def test_the_same_reading_under_a_new_deadband_is_decided_again() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    decider.decide([r(10.0)], 0)
+    moved = r(10.3)
+    assert decider.decide([moved], deadband=0.5) == []
+    assert [s.value for s, _ in decider.decide([moved], deadband=0.1)] == [10.3]
+
+
+def test_only_readings_younger_than_the_last_decided_one_are_newer() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    assert decider.newer_than_seen(r(1, ts=100))
+    decider.decide([r(1, ts=100)], 0)
+    assert not decider.newer_than_seen(r(2, ts=100))
+    assert not decider.newer_than_seen(r(2, ts=50))
+    assert decider.newer_than_seen(r(2, ts=101))
+    assert decider.newer_than_seen(r(2, name="other", ts=1))
