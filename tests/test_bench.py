@@ -40,6 +40,7 @@ def _tiny_run(tmp_path: Path, *options: str) -> int:
 def _check_run(document: dict[str, Any]) -> None:
     assert [ref["name"] for ref in document["references"]] == [
         "mosquitto_pub",
+        "mosquitto_pub_default",
         "aiomqtt_serial",
         "aiomqtt_gathered",
     ]
@@ -47,6 +48,7 @@ def _check_run(document: dict[str, Any]) -> None:
     (run,) = document["runs"]
     assert run.keys() >= FIGURES
     assert document["median"].keys() >= FIGURES
+    assert document["median"]["samples_per_s_vs_mosquitto_pub_default"] > 0
     assert run["seq_gaps"] == 0
     assert run["seq_gap_loss_pct"] == 0
     assert run["duplicates"] == 0
