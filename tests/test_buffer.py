@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +151,31 @@ async def test_committing_a_first_poll_of_tag_states_allocates_what_it_stores(
         tracemalloc.stop()
     await buf.close()
     assert peak < 8_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+async def test_appends_made_together_share_a_transaction_and_keep_their_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of a poll arrive together; one transaction each would make the last wait
+    behind all the others on a busy machine."""
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    transactions: list[int] = []
+    insert = buf._insert
+
+    def counting(messages: list[Message], *rest: Any) -> tuple[int, int, int]:
+        transactions.append(len(messages))
+        return insert(messages, *rest)
+
+    monkeypatch.setattr(buf, "_insert", counting)
+    await asyncio.gather(
+        *(buf.append(msgs(10 * i, 10), [(f"T{i}", i + 1, i, 128)]) for i in range(20))
+    )
+    assert sum(transactions) == 200
+    assert len(transactions) <= 2, transactions
+    assert topics(await buf.take(500)) == [f"t/{i}" for i in range(200)]
+    await buf.close()
+    again = DurableBuffer(tmp_path / "b.db", 10**9)
+    restored = await again.open()
+    assert restored.seqs == {f"T{i}": i + 1 for i in range(20)}
+    await again.close()
