@@ -138,7 +138,13 @@ class PollGroup(Section):
     name: str = Field(
         ..., min_length=1, description="Name of the scan class, used in logs and metrics."
     )
-    interval: Duration = Field(1.0, gt=0, description="Time between two polls of the group.")
+    interval: Duration = Field(
+        1.0,
+        gt=0,
+        description="Time between two polls of the group. With one message per tag, the chunks "
+        "(wincc.batch_size tags each) of a larger group start spread over the first half "
+        "of the interval, and each is published as soon as it is read.",
+    )
     tags: list[str] = Field(
         ...,
         min_length=1,

@@ -36,6 +36,9 @@ SourceListener = Callable[[str], Awaitable[None]]
 RETRY_CAP = 5.0
 """Longest wait between two polls while WinCC is unavailable: recovery is seen quickly."""
 
+SPREAD = 0.5
+"""Share of the interval over which the chunks of a large group start, one message per tag."""
+
 PollObserver = Callable[[str, float], None]
 """Called after each successful poll with the group's name and the poll's duration."""
 
@@ -153,14 +156,18 @@ class TagPoller:
             started = loop.time()
             polled_at = now_ms()
             # One message per tag: each chunk is published as soon as it is in, so a
-            # change waits for its own chunk, not for the whole group. Not while an
-            # outage is being recovered (the archive goes first) nor for batch payloads
-            # (one message per poll).
+            # change waits for its own chunk, not for the whole group, and the chunks
+            # are spread over half the interval, so no chunk waits behind the others
+            # to be decided and stored. Not while an outage is being recovered (the
+            # archive goes first) nor for batch payloads (one snapshot per poll).
             streaming = outage_from is None and self._topics.batch_max_bytes is None
             try:
-                result = await self._client.read_many(
-                    self.tags, self.publish if streaming else None
-                )
+                if streaming:
+                    result = await self._client.read_many(
+                        self.tags, self.publish, spread=self.interval * SPREAD
+                    )
+                else:
+                    result = await self._client.read_many(self.tags)
             except WinCCError as exc:
                 self.stats.failures += 1
                 if isinstance(exc, WinCCUnavailable) and outage_from is None:

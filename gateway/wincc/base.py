@@ -18,11 +18,15 @@ ChunkHandler = Callable[[ReadResult], Awaitable[None]]
 class WinCCClient(Protocol):
     """Reads, writes, alarms, history and browsing of one WinCC server."""
 
-    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+    async def read_many(
+        self, names: Sequence[str], each: ChunkHandler | None = None, spread: float = 0.0
+    ) -> ReadResult:
         """Read many tags; per-name failures land in ``ReadResult.errors``.
 
         With ``each``, every chunk's result is also handed to it as soon as it is in, so
-        the first chunks can be published while the last are still on their way.
+        the first chunks can be published while the last are still on their way. With
+        ``spread``, the chunks start evenly spaced over that many seconds instead of all
+        at once.
         """
         ...
 

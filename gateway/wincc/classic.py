@@ -189,10 +189,13 @@ class ClassicClient:
 
     # --- the API -------------------------------------------------------------------------
 
-    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+    async def read_many(
+        self, names: Sequence[str], each: ChunkHandler | None = None, spread: float = 0.0
+    ) -> ReadResult:
         """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order;
-        ``each`` gets every chunk's result as it comes in."""
-        return await read_in_chunks(names, self._batch_size, self._read_chunk, each)
+        ``each`` gets every chunk's result as it comes in; chunk starts are spaced evenly
+        over ``spread`` seconds."""
+        return await read_in_chunks(names, self._batch_size, self._read_chunk, each, spread)
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", VALUES_PATH, json={"variableNames": list(names)})

@@ -83,10 +83,13 @@ class RestClient:
 
     # --- the API -------------------------------------------------------------------------
 
-    async def read_many(self, names: Sequence[str], each: ChunkHandler | None = None) -> ReadResult:
+    async def read_many(
+        self, names: Sequence[str], each: ChunkHandler | None = None, spread: float = 0.0
+    ) -> ReadResult:
         """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order;
-        ``each`` gets every chunk's result as it comes in."""
-        return await read_in_chunks(names, self._batch_size, self._read_chunk, each)
+        ``each`` gets every chunk's result as it comes in; chunk starts are spaced evenly
+        over ``spread`` seconds."""
+        return await read_in_chunks(names, self._batch_size, self._read_chunk, each, spread)
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
@@ -274,23 +277,28 @@ async def read_in_chunks(
     size: int,
     read_chunk: Callable[[Sequence[str]], Coroutine[Any, Any, ReadResult]],
     each: ChunkHandler | None = None,
+    spread: float = 0.0,
 ) -> ReadResult:
     """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order;
-    ``each`` gets every chunk's result as soon as it is in.
+    ``each`` gets every chunk's result as soon as it is in, and chunk ``i`` of ``n``
+    starts ``i * spread / n`` seconds after the first.
 
     Shared by the HTTP dialects: only how one chunk is asked for differs.
     """
     chunks = [names[start : start + size] for start in range(0, len(names), size)]
     if not chunks:
         return ReadResult()
+    gap = spread / len(chunks)
 
-    async def read_and_hand_on(chunk: Sequence[str]) -> ReadResult:
+    async def read_and_hand_on(index: int, chunk: Sequence[str]) -> ReadResult:
+        if index and gap > 0:
+            await asyncio.sleep(index * gap)
         part = await read_chunk(chunk)
         if each is not None:
             await each(part)
         return part
 
-    parts = await run_all([read_and_hand_on(chunk) for chunk in chunks])
+    parts = await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
     if len(parts) == 1:
         return parts[0]
     merged = ReadResult()
