@@ -408,11 +408,28 @@ async def embedded_broker(port: int) -> AsyncIterator[int]:
         ) from exc
     finally:
         broker_log.setLevel(level)
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def one_line_for_dropped_clients(
+        loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        # amqtt lets a client connection that breaks off (a subscriber killed, a stop
+        # while a client is connecting) escape to asyncio, which prints a traceback.
+        if context.get("message") == "Unhandled exception in client_connected_cb":
+            broker_log.debug("a client connection ended: %r", context.get("exception"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(one_line_for_dropped_clients)
     try:
         # amqtt does not report the port it bound for port 0; its listener's server knows.
         yield int(broker._servers["default"].instance.sockets[0].getsockname()[1])
     finally:
         await broker.shutdown()
+        loop.set_exception_handler(previous)
 
 
 @contextlib.asynccontextmanager

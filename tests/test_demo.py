@@ -115,7 +115,7 @@ async def test_demo_shows_data_within_5s_and_stops_cleanly_on_sigint() -> None:
         assert float(match["after"]) < START_LIMIT
         code, err = await demo.interrupt()
     assert code == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     assert "status set to offline" in err  # the gateway stopped in order, not killed
     assert "demo stopped:" in demo.output()
 
@@ -169,7 +169,7 @@ async def test_banner_hints_work_with_the_real_port() -> None:
         assert result["ok"] is True, result
         code, err = await demo.interrupt()
     assert code == 0, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
 
 
 async def test_run_demo_in_process_stops_after_duration() -> None:
