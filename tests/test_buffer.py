@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,28 @@ async def test_appends_made_together_share_a_transaction_and_keep_their_order(
     restored = await again.open()
     assert restored.seqs == {f"T{i}": i + 1 for i in range(20)}
     await again.close()
+
+
+def test_inserts_use_a_few_statement_shapes_whatever_the_row_count() -> None:
+    """Every distinct statement stays prepared in the sqlite3 module's cache (128 of
+    them); one shape per row count made a batch-mode gateway grow by 16 MB/s."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (a, b)")
+    shapes: set[str] = set()
+    statements = 0
+
+    class Recording:
+        def execute(self, sql: str, params: list[Any]) -> sqlite3.Cursor:
+            nonlocal statements
+            shapes.add(sql)
+            statements += 1
+            return db.execute(sql, params)
+
+    for count in range(1, 600):
+        statements = 0
+        rows = [(count, i) for i in range(count)]
+        buffer_module.insert_rows(Recording(), "INSERT INTO t (a, b) VALUES {rows}", rows)  # type: ignore[arg-type]
+        assert statements <= count // buffer_module.ROWS_PER_STATEMENT + 7
+        inserted = db.execute("SELECT b FROM t WHERE a = ? ORDER BY rowid", (count,))
+        assert [b for (b,) in inserted] == list(range(count))
+    assert len(shapes) <= 8
