@@ -10,6 +10,7 @@ set to offline, the broker connection closes, and the WinCC session logs out.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -320,6 +321,21 @@ class Gateway:
         return resolved
 
 
+COLLECT_AFTER = 50_000
+"""Allocations between two young collections of the cyclic garbage collector (Python: 700)."""
+
+
+def _tune_collector() -> None:
+    """Polling allocates tens of thousands of short-lived objects a second (the parsed
+    answers) beside long-lived per-tag state. With Python's defaults the cyclic collector
+    rescans that state over and over: a fifth of the gateway's CPU at 50,000 tags. What
+    is loaded by now is frozen out of the scans, and young collections run less often;
+    the hot path makes no reference cycles, so nothing waits longer to be freed."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(COLLECT_AFTER, older, oldest)
+
+
 def _command_rules(commands: CommandSettings) -> dict[str, Any]:
     """The ``[commands]`` settings as the command policy takes them."""
     return {
@@ -369,6 +385,7 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
     stop = asyncio.Event()
     reload_requested = asyncio.Event()
     _install_signal_handlers(stop, reload_requested.set)
+    _tune_collector()
     try:
         async with open_client(settings.wincc) as client:
             gateway = Gateway(settings, client)
