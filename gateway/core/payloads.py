@@ -68,11 +68,16 @@ def batch_payloads(
 
 
 def _split(head: dict[str, Any], items: list[dict[str, Any]], max_bytes: int) -> list[bytes]:
+    """Messages of at most ``max_bytes`` (a single oversized sample goes alone). Parts are
+    sized from the whole's average sample, so most samples are encoded twice at most."""
     payload = compact_json({**head, "samples": items})
     if len(payload) <= max_bytes or len(items) == 1:
         return [payload]
-    middle = len(items) // 2
-    return _split(head, items[:middle], max_bytes) + _split(head, items[middle:], max_bytes)
+    per_part = max(1, int(len(items) * 0.9 * max_bytes / len(payload)))
+    parts: list[bytes] = []
+    for start in range(0, len(items), per_part):
+        parts += _split(head, items[start : start + per_part], max_bytes)
+    return parts
 
 
 def _ts_or_none(ms: int | None) -> str | None:

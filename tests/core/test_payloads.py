@@ -47,3 +47,10 @@ def test_large_batches_are_split_in_order_below_the_limit() -> None:
     bodies = [orjson.loads(p) for p in payloads]
     assert all(b["backfill"] is True for b in bodies)
     assert [s["seq"] for b in bodies for s in b["samples"]] == list(range(1000))
+    # Well filled: parts sized from the average sample. Halving until they fit would
+    # make 16 parts of 6 KiB here (the whole is a little over 8 x 12 KiB).
+    whole = len(batch_payloads(0, samples, max_bytes=10**9)[0])
+    limit = 12 * 1024
+    parts = batch_payloads(0, samples, max_bytes=limit)
+    assert all(len(p) <= limit for p in parts)
+    assert len(parts) <= whole / (0.8 * limit) + 1
