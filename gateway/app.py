@@ -27,6 +27,7 @@ from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message
 from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
+from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Range
 from gateway.core.payloads import alarm_from_payload
 from gateway.core.samples import SampleDecider
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
 """Seconds a clean stop waits for queued messages to reach the broker."""
+BACKLOG_WINDOW = 30.0
+"""Seconds the backlog must keep growing, broker connected, to count as falling behind."""
+BACKLOG_MARGIN = 1000
+"""Growth over that window that is noise (a poll's worth of samples), in messages."""
 
 RELOADABLE = frozenset({"poll", "commands"})
 """Config sections a reload (SIGHUP) applies without a restart."""
@@ -135,6 +140,7 @@ class Gateway:
             self._group = group
             session_task = group.create_task(self.session.run(), name="mqtt-session")
             self._spawn("health", self.health.run())
+            self._spawn("backlog", self._watch_backlog())
             self._spawn("startup", self._start_polling())
             await stop.wait()
             log.info("stopping: polling ends, buffered messages are published")
@@ -153,6 +159,28 @@ class Gateway:
                     len(self.buffer),
                 )
                 session_task.cancel()
+
+    async def _watch_backlog(self) -> None:
+        """Say once when publishing falls behind the pollers while the broker is there,
+        and once when it has caught up."""
+        watch = BacklogWatch(window=BACKLOG_WINDOW, margin=BACKLOG_MARGIN)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(BACKLOG_WINDOW / 30)
+            depth = len(self.buffer)
+            change = watch.observe(loop.time(), depth, connected=self.session.connected.is_set())
+            if change is BacklogChange.FALLING_BEHIND:
+                log.warning(
+                    "publishing falls behind: %d messages wait, %d more than %g s ago, while "
+                    "the broker is connected; the broker or this machine does not keep up "
+                    "with the sample rate (a longer interval, a deadband or batch payloads "
+                    "lower it)",
+                    depth,
+                    watch.growth,
+                    BACKLOG_WINDOW,
+                )
+            elif change is BacklogChange.CAUGHT_UP:
+                log.info("publishing caught up: %d messages wait", depth)
 
     def _spawn(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Start a task the gateway's TaskGroup owns, remembered by name to stop it later.

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -149,12 +150,24 @@ class Mosquitto:
         while line := await process.stderr.readline():
             self.log.append(line.decode())
 
+    def freeze(self) -> None:
+        """Suspend the broker: connections stay open but nothing is answered, as with a
+        broker that cannot keep up."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen broker go on."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     async def stop(self) -> None:
         """Stop the broker (it saves its persistent sessions) and wait for it to exit."""
         process, self._process = self._process, None
         if process is None:
             return
         if process.returncode is None:
+            process.send_signal(signal.SIGCONT)  # a frozen broker handles no SIGTERM
             process.terminate()
         await process.wait()
         if self._reader is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import __version__
+from gateway import app as app_module
 from gateway.config import HealthSettings
 from gateway.core.timestamps import now_ms
 from gateway.errors import GatewayError
@@ -336,3 +338,57 @@ async def test_the_gateway_serves_health_and_metrics_on_its_listen_address(
         async with http.get(url + "/metrics") as response:
             text = await response.text()
     assert 'wincc_gateway_poll_duration_seconds_count{group="fast"}' in text
+
+
+async def test_a_backlog_growing_while_the_broker_is_connected_is_logged_once_then_its_end(
+    simulator: Simulator,
+    mosquitto: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frozen broker keeps the connection but takes nothing: the backlog grows while
+    connected, which is what a broker or machine too slow for the sample rate looks like."""
+    monkeypatch.setattr(app_module, "BACKLOG_WINDOW", 1.5)
+    monkeypatch.setattr(app_module, "BACKLOG_MARGIN", 50)
+    simulator.faults.change_rate = 5.0
+    poll = [{"name": "fast", "interval": "100ms", "tags": ["System1.**"]}]
+    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=poll)
+    app_log = logging.getLogger("gateway.app")
+    lines = LogLines()
+    app_log.addHandler(lines)
+    level = app_log.level
+    app_log.setLevel(logging.INFO)
+    try:
+        async with running_gateway(config) as gateway:
+            await gateway.session.connected.wait()
+            mosquitto.freeze()
+            try:
+                await lines.wait_for("publishing falls behind")
+                assert gateway.session.connected.is_set()
+            finally:
+                mosquitto.thaw()
+            await lines.wait_for("publishing caught up")
+    finally:
+        app_log.removeHandler(lines)
+        app_log.setLevel(level)
+    assert sum("publishing falls behind" in line for line in lines.seen) == 1, lines.seen
+
+
+class LogLines(logging.Handler):
+    """The messages logged, with a way to await one (the gateway logs from the loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self._new = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+        self._new.set()
+
+    async def wait_for(self, text: str, timeout: float = 20) -> None:
+        async with asyncio.timeout(timeout):
+            while not any(text in line for line in self.seen):
+                self._new.clear()
+                await self._new.wait()
