@@ -205,3 +205,16 @@ def test_inserts_use_a_few_statement_shapes_whatever_the_row_count() -> None:
         inserted = db.execute("SELECT b FROM t WHERE a = ? ORDER BY rowid", (count,))
         assert [b for (b,) in inserted] == list(range(count))
     assert len(shapes) <= 8
+
+
+async def test_a_tag_stated_twice_in_one_commit_keeps_its_last_state(tmp_path: Path) -> None:
+    """A backfill commits several samples of one tag at once, oldest first."""
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 3), [("A", 1, 1.0, 128), ("B", 1, 5.0, 128), ("A", 2, 2.0, 64)])
+    await buf.close()
+    again = DurableBuffer(tmp_path / "b.db", 10**9)
+    restored = await again.open()
+    await again.close()
+    assert restored.seqs == {"A": 2, "B": 1}
+    assert restored.last == {"A": (2.0, 64), "B": (5.0, 128)}
