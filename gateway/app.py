@@ -356,7 +356,7 @@ COLLECT_AFTER = 50_000
 def _tune_collector() -> None:
     """Polling allocates tens of thousands of short-lived objects a second (the parsed
     answers) beside long-lived per-tag state. With Python's defaults the cyclic collector
-    rescans that state over and over: a fifth of the gateway's CPU at 50,000 tags. What
+    rescans that state over and over: a third of the gateway's CPU at 50,000 tags. What
     is loaded by now is frozen out of the scans, and young collections run less often;
     the hot path makes no reference cycles, so nothing waits longer to be freed."""
     gc.freeze()
