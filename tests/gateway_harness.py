@@ -62,6 +62,22 @@ def settings_for(
     return config
 
 
+def one_tag_per_request(
+    sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp_path: Path, tags: list[str]
+) -> dict[str, Any]:
+    """A config polling ``tags`` every 2 s, one tag per bulk read and one read at a time,
+    alarms off: each tag is its own chunk, read in order."""
+    return settings_for(
+        sim,
+        broker,
+        tls,
+        tmp_path,
+        poll=[{"name": "slow", "interval": "2s", "tags": tags}],
+        wincc={"batch_size": 1, "max_concurrency": 1},
+        alarms={"enabled": False},
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     config: dict[str, Any], observe: PollObserver | None = None

@@ -25,7 +25,13 @@ from gateway.core.timestamps import now_ms, parse_ts
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, TlsFiles
-from tests.gateway_harness import PREFIX, GatewayProcess, running_gateway, settings_for
+from tests.gateway_harness import (
+    PREFIX,
+    GatewayProcess,
+    one_tag_per_request,
+    running_gateway,
+    settings_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -362,16 +368,7 @@ async def test_a_poll_failing_half_way_is_backfilled_without_going_back_in_time(
     read. The backfill after the outage must not republish the first chunk's tag from
     the archive: its changes up to the published one were handled already."""
     first, second = "System1.Area1.Tank1.Setpoint", "System1.Area1.Valve1.Mode"
-    poll = [{"name": "slow", "interval": "2s", "tags": [first, second]}]
-    config = settings_for(
-        simulator,
-        mosquitto,
-        tls,
-        tmp_path,
-        poll=poll,
-        wincc={"batch_size": 1, "max_concurrency": 1},
-        alarms={"enabled": False},
-    )
+    config = one_tag_per_request(simulator, mosquitto, tls, tmp_path, [first, second])
     collector, task = await start_collector(mosquitto)
 
     def values(name: str) -> list[Any]:

@@ -16,7 +16,13 @@ from gateway.core.topics import tag_path
 from gateway.errors import WinCCUnsupported
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, Received, TlsFiles, subscribe
-from tests.gateway_harness import PREFIX, GatewayProcess, running_gateway, settings_for
+from tests.gateway_harness import (
+    PREFIX,
+    GatewayProcess,
+    one_tag_per_request,
+    running_gateway,
+    settings_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -356,16 +362,7 @@ async def test_each_chunk_of_a_poll_is_published_as_soon_as_it_is_read(
     """One tag per request, one request at a time, 500 ms each: the first tag's sample
     reaches the broker while the second tag is still being read, so a change waits for
     its own chunk rather than for the whole poll."""
-    poll = [{"name": "slow", "interval": "2s", "tags": [SETPOINT, MODE]}]
-    config = settings_for(
-        simulator,
-        mosquitto,
-        tls,
-        tmp_path,
-        poll=poll,
-        wincc={"batch_size": 1, "max_concurrency": 1},
-        alarms={"enabled": False},
-    )
+    config = one_tag_per_request(simulator, mosquitto, tls, tmp_path, [SETPOINT, MODE])
     async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config) as gateway:
         await sub.wait_for(lambda ms: bool(values_on(ms, SETPOINT) and values_on(ms, MODE)))
         simulator.faults.latency_ms = 500
