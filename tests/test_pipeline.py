@@ -163,14 +163,20 @@ async def test_drop_policy_withholds_bad_samples_and_republishes_recovery(
     ]
 
 
-async def test_alarms_come_get_acked_go_and_their_retained_state_is_cleared(
-    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
-) -> None:
+def clear_all_alarms(simulator: Simulator) -> None:
+    """Start from a plant without active alarms: clear each, acknowledge those gone."""
     plant = simulator.plant
     for alarm_id in list(plant.alarms):
         plant.clear_alarm(alarm_id, now_ms=now_ms())
         if plant.alarms[alarm_id].went_at is not None and not plant.alarms[alarm_id].acked:
             plant.acknowledge(alarm_id, now_ms=now_ms())
+
+
+async def test_alarms_come_get_acked_go_and_their_retained_state_is_cleared(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    plant = simulator.plant
+    clear_all_alarms(simulator)
     assert plant.active_alarms() == []
     alarm_id = next(iter(plant.alarms))
     state_topic = f"{PREFIX}/alarms/{alarm_id}"
@@ -329,10 +335,7 @@ async def test_after_a_restart_alarms_gone_meanwhile_are_cleared_and_others_not_
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
     plant = simulator.plant
-    for alarm_id in list(plant.alarms):
-        plant.clear_alarm(alarm_id, now_ms=now_ms())
-        if plant.alarms[alarm_id].went_at is not None and not plant.alarms[alarm_id].acked:
-            plant.acknowledge(alarm_id, now_ms=now_ms())
+    clear_all_alarms(simulator)
     going = next(iter(plant.alarms))
     staying = next(a for a in plant.alarms if plant.alarms[a].tag != plant.alarms[going].tag)
     for alarm_id in (going, staying):
