@@ -214,10 +214,10 @@ class MqttSession:
         def acknowledged(
             mqtt: Any, userdata: Any, mid: int, reason: ReasonCode, props: Properties
         ) -> None:
-            if forward is not None:
-                forward(mqtt, userdata, mid, reason, props)
             queued = in_flight.pop(mid, None)
-            if queued is None:
+            if queued is None:  # one of aiomqtt's own publishes: status, command answers
+                if forward is not None:
+                    forward(mqtt, userdata, mid, reason, props)
                 return
             if reason.is_failure:
                 self._refused(queued, reason)
