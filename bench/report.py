@@ -56,6 +56,7 @@ _ROWS: list[_Row] = [
     ("tags", lambda f: _number(f["tags"])),
     ("measured window, s", lambda f: _number(f["window_s"], 1)),
     ("simulator changes in window", lambda f: _number(f["sim_changes"])),
+    ("  plant time the simulator skipped, s", lambda f: _number(f["sim_skipped_s"], 1)),
     ("samples delivered in window", lambda f: _number(f["delivered"])),
     ("samples/s delivered", lambda f: _number(f["samples_per_s"])),
     (

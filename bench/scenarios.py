@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.monitor import PeakRss, cpu_seconds
 from bench.processes import (
@@ -109,6 +110,7 @@ class RunResult:
     payload: str
     window_s: float
     sim_changes: int
+    sim_skipped_s: float  # the simulator fell behind by this much plant time; expect 0
     delivered: int  # distinct samples first received within the window
     messages: int  # MQTT messages received within the window
     published: int  # samples that left the gateway's buffer in the whole run
@@ -145,6 +147,7 @@ class _Window:
     start_ns: int
     end_ns: int
     changes: int
+    sim_skipped_s: float  # plant time the simulator skipped because it fell behind
     cpu: dict[str, float]  # process -> % of one core
     buffer_rows_end: int
 
@@ -251,6 +254,12 @@ def _left_behind(buffer_path: Path, collector: Collector) -> tuple[dict[str, int
         for tag, seq, _ in collector.parse(topic, payload) or ()
     }
     return seqs, left
+
+
+def _sim_delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, float]:
+    """Changes the simulator made, and plant time it skipped, between two stats."""
+    changes = int(after["changes"]) - int(before["changes"])
+    return changes, float(after["skipped_s"]) - float(before["skipped_s"])
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
@@ -368,13 +377,13 @@ class _Run:
     def _steady_window(self) -> _Window:
         start_ns = time.time_ns()
         self.cpu.start()
-        changes = int(self.sim.stats()["changes"])
+        before = self.sim.stats()
         started = time.monotonic()
         self._sleep(self.options.seconds)
         end_ns = time.time_ns()
         usage = self.cpu.percent(time.monotonic() - started)
-        changes = int(self.sim.stats()["changes"]) - changes
-        return _Window(start_ns, end_ns, changes, usage, outbox_rows(self.buffer_path))
+        changes, skipped = _sim_delta(before, self.sim.stats())
+        return _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
 
     def _drain_window(self) -> tuple[_Window, _Drain]:
         """Broker away until the backlog is on disk; then from its restart until the
@@ -392,7 +401,7 @@ class _Run:
         sim.set_change_rate(options.scenario.change_rate)
         targets, backlog = _backlog_targets(self.buffer_path, collector)
         collector.set_targets(targets)
-        changes = int(sim.stats()["changes"])
+        before = sim.stats()
         restart_ns = time.time_ns()
         self.broker.start()
         self.cpu.start()  # after the start: the broker is a new process
@@ -413,8 +422,8 @@ class _Run:
             self._wait(done, deadline - time.monotonic(), "the gateway to catch up")
         usage = self.cpu.percent(time.monotonic() - started)
         end_ns = collector.targets_done_ns or time.time_ns()
-        changes = int(sim.stats()["changes"]) - changes
-        window = _Window(restart_ns, end_ns, changes, usage, outbox_rows(self.buffer_path))
+        changes, skipped = _sim_delta(before, sim.stats())
+        window = _Window(restart_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
         first_ns = collector.first_recv_after(restart_ns)
         return window, _Drain(restart_ns, backlog, backlog_ns, first_ns)
 
@@ -446,6 +455,7 @@ class _Run:
             payload=self.options.payload,
             window_s=round(seconds, 3),
             sim_changes=window.changes,
+            sim_skipped_s=round(window.sim_skipped_s, 3),
             delivered=delivered,
             messages=messages,
             published=published,

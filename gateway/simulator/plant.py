@@ -365,6 +365,7 @@ class Plant:
         self._carry = 0.0  # fractional changes owed from earlier steps
         self.changes = 0
         self.changes_good = 0
+        self.skipped_s = 0.0  # plant time skipped because the steps fell behind
 
     # --- reading -------------------------------------------------------------------------
 
@@ -450,17 +451,31 @@ class Plant:
 
     # --- changing ------------------------------------------------------------------------
 
-    def step(self, now_ms: int, *, change_rate: float, bad_quality: float = 0.0) -> int:
+    def step(
+        self,
+        now_ms: int,
+        *,
+        change_rate: float,
+        bad_quality: float = 0.0,
+        catch_up_s: float | None = None,
+    ) -> int:
         """Advance the plant to ``now_ms``; returns how many changes were made.
 
         On average ``change_rate * tags`` changes a second: alarm-linked tags take their
         share at ``HOT_FACTOR`` times the base rate, so every minute sees alarm
         transitions, and the rest is spread over the tags that drift.
+
+        ``catch_up_s`` bounds the plant time one step makes up. When computing the
+        changes costs more CPU than there is, each step would otherwise take longer than
+        the last; beyond the bound the plant skips ahead (``skipped_s`` adds it up).
         """
         elapsed = max(0, now_ms - self._last_step_ms) / 1000.0
         self._last_step_ms = max(now_ms, self._last_step_ms)
         if change_rate <= 0.0 or elapsed == 0.0:
             return 0
+        if catch_up_s is not None and elapsed > catch_up_s:
+            self.skipped_s += elapsed - catch_up_s
+            elapsed = catch_up_s
         rng = self._rng
         made = 0
         hot_rate = change_rate * HOT_FACTOR

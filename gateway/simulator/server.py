@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import random
 import secrets
 import ssl
@@ -35,10 +36,15 @@ from gateway.simulator.plant import (
 from gateway.simulator.tls import load_server_context, make_server_context
 from gateway.wincc.models import Reading
 
+log = logging.getLogger(__name__)
+
 HISTORY_LIMIT_DEFAULT = 1000
 HISTORY_LIMIT_MAX = 10_000
 SHUTDOWN_TIMEOUT = 2.0  # seconds in-flight requests get when the simulator stops
 LOGIN_PATH = "/api/auth/login"
+CATCH_UP_TICKS = 5
+"""Plant time one step makes up at most, in ticks: beyond it the plant skips ahead, so
+that a change rate too high for the CPU slows the plant, not the HTTP answers."""
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -221,6 +227,7 @@ class Simulator:
             "changes": self.plant.changes,
             "changes_good": self.plant.changes_good,
             "alarm_transitions": self.plant.alarm_transitions,
+            "skipped_s": round(self.plant.skipped_s, 3),
             "reads": self.reads,
             "read_items": self.read_items,
             "writes": self.writes,
@@ -229,13 +236,25 @@ class Simulator:
         }
 
     async def _tick(self) -> None:
+        catch_up = self.options.tick * CATCH_UP_TICKS
+        behind_reported = False
         while True:
             await asyncio.sleep(self.options.tick)
             self.plant.step(
                 now_ms(),
                 change_rate=self.faults.change_rate,
                 bad_quality=self.faults.bad_quality,
+                catch_up_s=catch_up,
             )
+            if self.plant.skipped_s and not behind_reported:
+                behind_reported = True
+                log.warning(
+                    "the simulated plant falls behind: %d tags at %g changes per tag and "
+                    "second need more CPU than it gets, so it makes fewer changes than asked "
+                    "(skipped_s in /_sim/stats adds up the plant time skipped)",
+                    len(self.plant),
+                    self.faults.change_rate,
+                )
 
     # --- HTTP ----------------------------------------------------------------------------
 

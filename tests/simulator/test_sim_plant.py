@@ -88,6 +88,16 @@ def test_change_rate_is_honoured(alarms: int) -> None:
     assert plant.changes_good == made
 
 
+def test_a_step_makes_up_no_more_than_its_catch_up_bound() -> None:
+    plant = Plant(1000, 0, now_ms=T0, seed=5)
+    made = plant.step(T0 + 10_000, change_rate=1.0, catch_up_s=0.5)
+    assert 400 <= made <= 600  # 0.5 s of 1,000 changes a second, not 10 s of them
+    assert plant.skipped_s == pytest.approx(9.5)
+    made = plant.step(T0 + 10_400, change_rate=1.0, catch_up_s=0.5)
+    assert 300 <= made <= 500  # within the bound, the whole 0.4 s
+    assert plant.skipped_s == pytest.approx(9.5)
+
+
 def test_zero_change_rate_freezes_the_plant() -> None:
     plant = Plant(200, 5, now_ms=T0, seed=5)
     before = [plant.item(i) for i in range(200)]

@@ -13,6 +13,7 @@ import trustme
 
 from gateway.core.timestamps import format_ts, now_ms, parse_ts
 from gateway.simulator import Simulator, SimulatorOptions
+from gateway.simulator.server import CATCH_UP_TICKS
 
 LEVEL = "System1.Area1.Tank1.Level"
 SETPOINT = "System1.Area1.Tank1.Setpoint"
@@ -549,6 +550,30 @@ async def test_stats(sim: Simulator, session: aiohttp.ClientSession, auth: dict[
     assert body["alarm_transitions"] == transitions + 2
     assert (body["reads"], body["read_items"], body["writes"], body["acks"]) == (2, 3, 1, 1)
     assert body["uptime_s"] >= 0
+    assert body["skipped_s"] == 0
+
+
+async def test_a_starved_plant_skips_ahead_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    options = SimulatorOptions(port=0, tags=100, alarms=0, change_rate=1.0, tick=0.01, seed=1)
+    async with Simulator(options) as simulator:
+        # the event loop starved, as when the changes cost more CPU than there is
+        time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the point
+        deadline = time.monotonic() + 5
+        while not simulator.plant.skipped_s:
+            assert time.monotonic() < deadline, "the plant never skipped ahead"
+            await asyncio.sleep(0.01)
+        # it made up only CATCH_UP_TICKS ticks of the 0.5 s: about 5 changes, not 50
+        assert simulator.plant.changes < 25
+        assert simulator.plant.skipped_s >= 0.5 - 0.01 * CATCH_UP_TICKS
+        time.sleep(0.2)  # noqa: ASYNC251 - and once more
+        deadline = time.monotonic() + 5
+        skipped = simulator.plant.skipped_s
+        while simulator.plant.skipped_s == skipped:
+            assert time.monotonic() < deadline, "the second starvation was not skipped"
+            await asyncio.sleep(0.01)
+    warnings = [r for r in caplog.records if "falls behind" in r.getMessage()]
+    assert len(warnings) == 1  # once, not once per step
+    assert "100 tags at 1 changes per tag" in warnings[0].getMessage()
 
 
 @pytest.mark.parametrize(
