@@ -349,8 +349,10 @@ class Gateway:
         return resolved
 
 
-COLLECT_AFTER = 50_000
-"""Allocations between two young collections of the cyclic garbage collector (Python: 700)."""
+COLLECT_AFTER = 200_000
+"""Objects allocated and not yet freed between two young collections of the cyclic garbage
+collector (Python: 700): above what one poll of 50,000 tags keeps alive at once in batch
+mode, so that a poll does not set off collections that only find its own samples in use."""
 
 
 def _tune_collector() -> None:
