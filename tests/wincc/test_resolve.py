@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway.core.commands import CommandPolicy
+from gateway.core.globs import Glob
 from gateway.errors import WinCCNotFound, WinCCUnavailable
 from gateway.simulator.server import Simulator
 from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
@@ -179,3 +184,34 @@ async def test_each_folder_is_browsed_once_across_patterns() -> None:
     client = TreeClient(TREE)
     await resolve_tags(client, ["a.**.c", "a.b.*", "**"])
     assert sorted(client.browsed) == sorted(set(client.browsed))
+
+
+SEGMENTS = ["a", "b", "c", "ab", "B", "b[1]"]
+PATTERN_LEVELS = [*SEGMENTS, "*", "?", "**", "[ab]", "b*", "*b", "b[[]1]"]
+
+
+def _leaves_only(names: list[str]) -> list[str]:
+    """Names of which none is also a folder of another (a tree has leaves or folders)."""
+    unique = sorted(set(names))
+    return [n for n in unique if not any(other.startswith(n + ".") for other in unique)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(
+        st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4).map(".".join),
+        min_size=1,
+        max_size=12,
+    ).map(_leaves_only),
+    pattern=st.lists(st.sampled_from(PATTERN_LEVELS), min_size=1, max_size=5).map(".".join),
+)
+def test_resolving_and_matching_agree(names: list[str], pattern: str) -> None:
+    """Whatever the tree and the pattern: the tags a pattern resolves to by browsing are
+    exactly the names it matches, so an allow-list admits only what the same pattern
+    resolves to."""
+    resolved = {tag.name for tag in asyncio.run(resolve_tags(TreeClient(names), [pattern])).tags}
+    assert resolved == {name for name in names if Glob(pattern).matches(name)}
+    allow = CommandPolicy(
+        writable=[pattern], acknowledge=[], ranges=[], max_age=30, max_wait=2, rate=1, burst=1
+    )
+    assert {name for name in names if allow.may_write(name)} <= resolved
