@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message
-from gateway.commands import Answer, CommandService, inbound_from, internal_error_answer
+from gateway.commands import Answer, CommandService, command_topics, inbound_from
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Range
@@ -88,6 +88,13 @@ class Gateway:
         self.topic_map = TopicMap()
         self.tag_types: dict[str, TagType] = {}
         self.alarm_poller: AlarmPoller | None = None
+        self.started = asyncio.Event()
+        self.session = MqttSession(
+            settings.mqtt,
+            self.buffer,
+            subscriptions=command_topics(settings.mqtt.topic_prefix),
+            on_message=self._on_message,
+        )
         self.commands = CommandService(
             prefix=settings.mqtt.topic_prefix,
             policy=CommandPolicy(**_command_rules(settings.commands)),
@@ -96,13 +103,9 @@ class Gateway:
             topic_map=self.topic_map,
             known_alarms=lambda: self.alarm_poller.active if self.alarm_poller else {},
             source_down=lambda: self.source.state == "down",
+            ready=self.started.is_set,
             answer=self._answer,
-        )
-        self.session = MqttSession(
-            settings.mqtt,
-            self.buffer,
-            subscriptions=self.commands.subscriptions,
-            on_message=self._on_message,
+            connected=self.session.connected,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
         self.decider = SampleDecider(
@@ -117,7 +120,6 @@ class Gateway:
             ),
         )
         self.pollers: list[TagPoller] = []
-        self.started = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # startup, pollers, alarms by name
         self.metrics = GatewayMetrics(self)
@@ -139,6 +141,7 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             self._group = group
             session_task = group.create_task(self.session.run(), name="mqtt-session")
+            commands_task = group.create_task(self.commands.run(), name="commands")
             self._spawn("health", self.health.run())
             self._spawn("backlog", self._watch_backlog())
             self._spawn("startup", self._start_polling())
@@ -147,6 +150,7 @@ class Gateway:
             self._stopping = True
             for task in self._tasks.values():
                 task.cancel()
+            await self._finish_commands(commands_task)
             await self.buffer.settle()
             self.session.stop()
             try:
@@ -159,6 +163,19 @@ class Gateway:
                     len(self.buffer),
                 )
                 session_task.cancel()
+
+    async def _finish_commands(self, commands: asyncio.Task[None]) -> None:
+        """Let a write already sent to WinCC end and be answered before the broker goes:
+        waiting commands are refused, one in flight is awaited (WinCC's timeout bounds
+        it, for the write and its read-back)."""
+        self.commands.close()
+        limit = 2 * self.settings.wincc.timeout + SHUTDOWN_TIMEOUT
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.shield(commands)
+        except TimeoutError:
+            log.warning("stopping: command answers not all delivered within %g s", limit)
+            commands.cancel()
 
     async def _watch_backlog(self) -> None:
         """Say once when publishing falls behind the pollers while the broker is there,
@@ -200,16 +217,18 @@ class Gateway:
             task.cancel()
 
     async def _on_message(self, _client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        """A command arrived: answer it, whatever it holds."""
+        """A command arrived: stamp its arrival and hand it over; it is answered, whatever
+        it holds, without holding up the next message."""
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
         inbound = inbound_from(str(message.topic), bytes(payload), message.properties)
         try:
-            await self.commands.handle(inbound)
+            self.commands.submit(inbound)
         except Exception:
             log.exception("command on %s failed unexpectedly", inbound.topic[:200])
-            await self._answer(internal_error_answer(self.commands, inbound))
+            self.commands.internal_error(inbound)
 
-    async def _answer(self, answer: Answer) -> None:
+    async def _answer(self, answer: Answer) -> bool:
+        """Publish one command answer; False when the broker connection is not there."""
         properties = None
         if answer.correlation_data is not None and self.settings.mqtt.protocol == 5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -219,7 +238,9 @@ class Gateway:
                 Message(answer.topic, answer.payload, 1, False), properties
             )
         except aiomqtt.MqttError as exc:
-            log.warning("command answer to %s not delivered: %s", answer.topic[:200], exc)
+            log.info("command answer to %s waits for the broker: %s", answer.topic[:200], exc)
+            return False
+        return True
 
     async def _start_polling(self) -> None:
         """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
@@ -370,8 +391,10 @@ def _command_rules(commands: CommandSettings) -> dict[str, Any]:
     """The ``[commands]`` settings as the command policy takes them."""
     return {
         "writable": commands.writable,
+        "acknowledge": commands.acknowledge,
         "ranges": [Range(r.tags, r.min, r.max) for r in commands.ranges],
         "max_age": commands.max_age,
+        "max_wait": commands.max_wait,
         "rate": commands.rate_limit,
         "burst": commands.burst,
     }

@@ -1,40 +1,62 @@
-"""MQTT commands in, tag writes and alarm acknowledgements out, every one answered.
+"""MQTT commands in, tag writes and alarm acknowledgements out, every one answered once.
 
-The decisions are in ``gateway.core.commands``; this module parses the topic, runs the
-checks in order, executes through the WinCC client, reads the written tag back, answers
-on the MQTT 5 response topic (correlation data echoed) or ``P/cmd/result``, and writes
-one audit line per command.
+The decisions are in ``gateway.core.commands``. A command is judged in two steps:
+
+- on arrival (``submit``, without waiting for anything): topic, payload, allow-lists, type
+  and range, duplicate id, the rate limit and room in the queue. A refusal is answered at
+  once, so a flood of bad commands never delays good ones.
+- just before its WinCC request would go out: its age by the MQTT 5 expiry, by
+  ``commands.max_wait`` and by its ``ts``, all counted from arrival, and WinCC's state.
+
+Commands for different targets run concurrently, up to ``PARALLEL``; those for the same
+tag or alarm run in arrival order. A request sent to WinCC is always awaited to its end
+(bounded by the WinCC timeout), audited, and its id recorded; answers wait in an outbox
+that survives a lost broker connection and goes out on the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-from gateway.core.commands import CommandPolicy, parse_ack, parse_write, request_id_of
+from gateway.backoff import Backoff
+from gateway.core.commands import Arrival, CommandPolicy, parse_ack, parse_write, request_id_of
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import (
     CommandRejected,
     WinCCError,
+    WinCCNoAnswer,
     WinCCNotFound,
     WinCCRejected,
-    WinCCTimeout,
     WinCCUnavailable,
     WinCCUnsupported,
 )
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.models import TagType
+from gateway.wincc.models import TagType, Value
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("gateway.audit")
 
 MAX_TOPIC_BYTES = 65535
+PARALLEL = 4
+"""Commands for different targets that may be in flight to WinCC at once."""
+MAX_WAITING = 100
+"""Commands accepted and waiting for their turn; one more is refused ``busy`` at once."""
+MAX_UNSENT_ANSWERS = 10_000
+"""Answers kept while the broker is away; beyond that the oldest are dropped, logged."""
+OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
+"""Topics under the prefix that an answer must never be published to: the gateway's own
+output, and its command topics (an answer there would be taken for a command)."""
+
+Kind = Literal["tag", "alarm"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -43,9 +65,9 @@ class Inbound:
 
     topic: str
     payload: bytes
+    arrival: Arrival
     response_topic: str | None = None
     correlation_data: bytes | None = None
-    expires_at_ms: int | None = None
     sender: str | None = None
 
 
@@ -58,7 +80,26 @@ class Answer:
     correlation_data: bytes | None
 
 
-AnswerSink = Callable[[Answer], Awaitable[None]]
+AnswerSink = Callable[[Answer], Awaitable[bool]]
+"""Publishes an answer; False when the broker connection is not there or was lost."""
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A command that passed every check on arrival and waits for its turn."""
+
+    inbound: Inbound
+    kind: Kind
+    target: str
+    request_id: str | None
+    ts_ms: int | None = None
+    value: Value = None
+    comment: str | None = None
+
+
+def command_topics(prefix: str) -> tuple[str, str]:
+    """The command topics to subscribe to: writes and acknowledgements."""
+    return (f"{prefix}/cmd/write/#", f"{prefix}/cmd/ack/#")
 
 
 def valid_response_topic(topic: str | None) -> bool:
@@ -73,29 +114,24 @@ def valid_response_topic(topic: str | None) -> bool:
 
 
 def inbound_from(topic: str, payload: bytes, properties: Any) -> Inbound:
-    """The command and its MQTT 5 properties (response topic, correlation, expiry, sender)."""
-    if properties is None:
-        return Inbound(topic, payload)
+    """The command, stamped with its arrival now, and its MQTT 5 properties."""
     expiry = getattr(properties, "MessageExpiryInterval", None)
+    arrival = Arrival(time.monotonic(), now_ms(), int(expiry) if expiry is not None else None)
+    if properties is None:
+        return Inbound(topic, payload, arrival)
     user = dict(getattr(properties, "UserProperty", None) or [])
     return Inbound(
         topic,
         payload,
+        arrival,
         response_topic=getattr(properties, "ResponseTopic", None),
         correlation_data=getattr(properties, "CorrelationData", None),
-        expires_at_ms=now_ms() + int(expiry) * 1000 if expiry is not None else None,
         sender=user.get("client_id") or user.get("clientid"),
     )
 
 
-def internal_error_answer(service: CommandService, inbound: Inbound) -> Answer:
-    """The answer to a command whose handling failed on a fault of the gateway itself."""
-    body = {"id": request_id_of(inbound.payload), "ok": False, "error": "internal error"}
-    return service.answer_for(inbound, orjson.dumps(body))
-
-
 class CommandService:
-    """Validates, executes and answers commands, one at a time, in arrival order."""
+    """Validates, queues, executes and answers commands; owns its workers and outbox."""
 
     def __init__(
         self,
@@ -107,8 +143,11 @@ class CommandService:
         topic_map: TopicMap,
         known_alarms: Callable[[], dict[str, Any]],
         source_down: Callable[[], bool],
+        ready: Callable[[], bool],
         answer: AnswerSink,
+        connected: asyncio.Event,
     ) -> None:
+        self._prefix = prefix
         self._write_prefix = f"{prefix}/cmd/write/"
         self._ack_prefix = f"{prefix}/cmd/ack/"
         self._result_topic = f"{prefix}/cmd/result"
@@ -118,108 +157,322 @@ class CommandService:
         self._topic_map = topic_map
         self._known_alarms = known_alarms
         self._source_down = source_down
-        self._answer = answer
+        self._ready = ready
+        self._publish = answer
+        self._connected = connected
         self.results: dict[str, int] = {}
+        self._lanes: dict[tuple[Kind, str], deque[Accepted]] = {}
+        self._turns: asyncio.Queue[tuple[Kind, str] | None] = asyncio.Queue()
+        self._waiting = 0
+        self._closing = False
+        self._outbox: deque[Answer] = deque()
+        self._outbox_changed = asyncio.Event()
+        self._workers_done = False
 
-    @property
-    def subscriptions(self) -> tuple[str, str]:
-        """The command topics to subscribe to."""
-        return (self._write_prefix + "#", self._ack_prefix + "#")
+    # --- arrival -------------------------------------------------------------------------
 
-    async def handle(self, inbound: Inbound) -> None:
-        """Answer one command; never raises for anything a sender can put in a message."""
+    def submit(self, inbound: Inbound) -> None:
+        """Take a command off the wire: queue it for its turn, or refuse and answer it now.
+
+        Never waits, so the broker connection keeps being read while WinCC is slow.
+        """
         if inbound.topic.startswith(self._write_prefix):
-            kind, target = "tag", inbound.topic[len(self._write_prefix) :]
-            run = self._write
+            kind: Kind = "tag"
+            target = inbound.topic[len(self._write_prefix) :]
         elif inbound.topic.startswith(self._ack_prefix):
             kind, target = "alarm", inbound.topic[len(self._ack_prefix) :]
-            run = self._ack
         else:
             return
-        request_id = request_id_of(inbound.payload)
-        body: dict[str, Any] = {"id": request_id, "ok": False, "error": None, kind: None}
-        if kind == "tag":
-            body["value"] = None
         try:
-            body.update(await run(target, inbound))
-            body["ok"] = True
+            command = self._admit(kind, target, inbound)
         except CommandRejected as exc:
-            body["error"] = str(exc)
-            body[kind] = self._topic_map.tag(target) if kind == "tag" else target
-        self._count("ok" if body["ok"] else "refused")
-        audit.info(
-            "command %s %s=%r id=%r from=%r value=%r -> %s",
-            "write" if kind == "tag" else "ack",
-            kind,
-            body.get(kind) or target[:200],
-            request_id,
-            inbound.sender or request_id,
-            _short(body.get("value")),
-            "ok" if body["ok"] else f"refused: {body['error']}",
-        )
-        await self._send(inbound, body)
+            named = self._topic_map.tag(target) if kind == "tag" else target
+            self._finish(
+                kind, named, inbound, request_id=request_id_of(inbound.payload), error=str(exc)
+            )
+            return
+        key = (kind, command.target)
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._lanes[key] = deque([command])
+            self._turns.put_nowait(key)
+        else:  # a command for this target waits or runs: this one follows it
+            lane.append(command)
+        self._waiting += 1
 
-    async def _write(self, target: str, inbound: Inbound) -> dict[str, Any]:
+    def _admit(self, kind: Kind, target: str, inbound: Inbound) -> Accepted:
+        """Every check that needs no WinCC and no waiting, in the order a sender can fix."""
+        if self._closing:
+            raise CommandRejected("not executed: the gateway is stopping")
+        if not self._ready():
+            raise CommandRejected(
+                "not ready: the gateway is still resolving its tags; try again shortly"
+            )
+        if self._own_topic(inbound.response_topic):
+            raise CommandRejected(
+                "refused: the response topic is one of the gateway's own topics; "
+                f"answers to it go to {self._result_topic}"
+            )
+        command = self._write_command(target, inbound) if kind == "tag" else None
+        if command is None:
+            command = self._ack_command(target, inbound)
+        if self._waiting >= MAX_WAITING:
+            raise CommandRejected(
+                f"busy: {MAX_WAITING} commands are waiting for WinCC; not executed"
+            )
+        self.policy.claim(command.request_id)
+        try:
+            self.policy.take_rate(inbound.arrival.monotonic)
+        except CommandRejected:
+            self.policy.release(command.request_id, reached_wincc=False, now=time.monotonic())
+            raise
+        return command
+
+    def _write_command(self, target: str, inbound: Inbound) -> Accepted:
         tag = self._topic_map.tag(target)
         if tag is None or tag not in self._tag_types:
             raise CommandRejected("unknown tag")
         request = parse_write(inbound.payload)
-        policy = self.policy
-        value = policy.check_write(tag, self._tag_types[tag], request.value)
-        policy.check_fresh(request.ts_ms, inbound.expires_at_ms, now_ms())
-        policy.check_new(request.request_id)
-        self._check_source()
-        policy.take_rate(time.monotonic())
-        try:
-            written = await self._client.write(tag, value)
-        except WinCCTimeout as exc:
-            policy.executed(request.request_id, time.monotonic())
-            raise CommandRejected(
-                "WinCC did not answer in time: the write may have taken effect; "
-                "read the tag before sending it again"
-            ) from exc
-        except WinCCError as exc:
-            raise CommandRejected(_wincc_reason(exc, "tag")) from exc
-        policy.executed(request.request_id, time.monotonic())
-        try:
-            value = (await self._client.read(tag)).value
-        except WinCCError as exc:
-            log.warning("read-back of %s after a write failed: %s", tag, exc)
-            value = written.value
-        return {"tag": tag, "value": value}
+        value = self.policy.check_write(tag, self._tag_types[tag], request.value)
+        return Accepted(inbound, "tag", tag, request.request_id, request.ts_ms, value=value)
 
-    async def _ack(self, target: str, inbound: Inbound) -> dict[str, Any]:
+    def _ack_command(self, target: str, inbound: Inbound) -> Accepted:
         if not target or "/" in target:
             raise CommandRejected("the alarm id is exactly one topic level")
         by_level = {escape_level(alarm_id): alarm_id for alarm_id in self._known_alarms()}
         alarm_id = by_level.get(target, target)
         request = parse_ack(inbound.payload)
-        self.policy.check_new(request.request_id)
-        self._check_source()
-        self.policy.take_rate(time.monotonic())
-        try:
-            await self._client.acknowledge(alarm_id, request.comment)
-        except WinCCError as exc:
-            raise CommandRejected(_wincc_reason(exc, "alarm")) from exc
-        self.policy.executed(request.request_id, time.monotonic())
-        return {"alarm": alarm_id}
+        self.policy.check_ack(alarm_id)
+        return Accepted(inbound, "alarm", alarm_id, request.request_id, comment=request.comment)
 
-    def _check_source(self) -> None:
+    def _own_topic(self, topic: str | None) -> bool:
+        if topic is None or topic == self._result_topic:
+            return False
+        return any(
+            topic == own or topic.startswith(own + "/")
+            for own in (f"{self._prefix}/{level}" for level in OWN_TOPICS)
+        )
+
+    # --- execution -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The workers and the answer sender, until ``close()`` and the last answer."""
+        async with asyncio.TaskGroup() as group:
+            sender = group.create_task(self._send_answers(), name="command-answers")
+            workers = [
+                group.create_task(self._work(), name=f"command-{n}") for n in range(PARALLEL)
+            ]
+            await asyncio.wait(workers)
+            self._workers_done = True
+            self._outbox_changed.set()
+            await sender
+
+    def close(self) -> None:
+        """Stop: waiting commands are refused, those in flight finish, answers go out."""
+        if self._closing:
+            return
+        self._closing = True
+        for lane in self._lanes.values():  # a worker's own command is no longer in its lane
+            while lane:
+                self._waiting -= 1
+                self._refuse(lane.popleft(), "not executed: the gateway is stopping")
+        for _ in range(PARALLEL):
+            self._turns.put_nowait(None)
+
+    async def _work(self) -> None:
+        """Take the next target with commands waiting, run its oldest, hand the rest on."""
+        while True:
+            key = await self._turns.get()
+            if key is None:
+                return
+            lane = self._lanes.get(key)
+            if not lane:
+                self._lanes.pop(key, None)
+                continue
+            command = lane.popleft()
+            self._waiting -= 1
+            await self._execute(command)
+            if lane:
+                self._turns.put_nowait(key)
+            else:
+                del self._lanes[key]
+
+    async def _execute(self, command: Accepted) -> None:
+        """Run one command to its end and answer it; a request sent is always awaited."""
+        try:
+            self._check_due(command)
+        except CommandRejected as exc:
+            self._refuse(command, str(exc))
+            return
+        reached = True  # unless shown otherwise, the request may have reached WinCC
+        error: str | None = None
+        result: dict[str, Any] = {}
+        try:
+            if command.kind == "tag":
+                result = await self._write(command)
+            else:
+                await self._acknowledge(command)
+        except _NotSent as exc:
+            reached, error = False, str(exc)
+        except CommandRejected as exc:
+            error = str(exc)
+        except Exception:
+            log.exception("command on %s failed unexpectedly", command.inbound.topic[:200])
+            error = "internal error: the outcome is unknown; read the tag before sending again"
+        self.policy.release(command.request_id, reached_wincc=reached, now=time.monotonic())
+        self._finish(
+            command.kind,
+            command.target,
+            command.inbound,
+            request_id=command.request_id,
+            error=error,
+            result=result,
+            reached=reached,
+        )
+
+    def _check_due(self, command: Accepted) -> None:
+        """The checks made as the request is about to go out; time counts from arrival."""
+        if self._closing:
+            raise CommandRejected("not executed: the gateway is stopping")
+        self.policy.check_sent_in_time(
+            command.ts_ms, command.inbound.arrival, time.monotonic(), now_ms()
+        )
+        if command.kind == "tag":  # the rules may have been reloaded while it waited
+            self.policy.check_write(command.target, self._tag_types[command.target], command.value)
+        else:
+            self.policy.check_ack(command.target)
         if self._source_down():
             raise CommandRejected("WinCC is unavailable; the command was not executed")
 
-    async def _send(self, inbound: Inbound, body: dict[str, Any]) -> None:
-        await self._answer(self.answer_for(inbound, orjson.dumps(body)))
+    async def _write(self, command: Accepted) -> dict[str, Any]:
+        tag = command.target
+        try:
+            written = await self._client.write(tag, command.value)
+        except WinCCNoAnswer as exc:
+            raise CommandRejected(
+                f"outcome unknown: {exc}; the write may have taken effect, "
+                "read the tag before sending it again"
+            ) from exc
+        except WinCCError as exc:
+            raise _NotSent(_wincc_reason(exc, "tag")) from exc
+        try:
+            value = (await self._client.read(tag)).value
+        except WinCCError as exc:
+            log.warning("read-back of %s after a write failed: %s", tag, exc)
+            value = written.value
+        return {"value": value}
+
+    async def _acknowledge(self, command: Accepted) -> None:
+        try:
+            await self._client.acknowledge(command.target, command.comment)
+        except WinCCNoAnswer as exc:
+            raise CommandRejected(
+                f"outcome unknown: {exc}; the alarm may have been acknowledged"
+            ) from exc
+        except WinCCError as exc:
+            raise _NotSent(_wincc_reason(exc, "alarm")) from exc
+
+    def _refuse(self, command: Accepted, error: str) -> None:
+        """Answer a command that never reached WinCC."""
+        self.policy.release(command.request_id, reached_wincc=False, now=time.monotonic())
+        self._finish(
+            command.kind,
+            command.target,
+            command.inbound,
+            request_id=command.request_id,
+            error=error,
+        )
+
+    # --- answers -------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        kind: Kind,
+        target: str | None,
+        inbound: Inbound,
+        *,
+        request_id: str | None,
+        error: str | None,
+        result: dict[str, Any] | None = None,
+        reached: bool = False,
+    ) -> None:
+        """Count, audit and queue the one answer of a command.
+
+        ``reached``: the request went out to WinCC, so a failure leaves its outcome
+        unknown (``unknown``), not refused.
+        """
+        body: dict[str, Any] = {"id": request_id, "ok": error is None, "error": error, kind: target}
+        if kind == "tag":
+            body["value"] = None
+        if result:
+            body.update(result)
+        outcome = "ok" if error is None else "unknown" if reached else "refused"
+        self._count(outcome)
+        audit.info(
+            "command %s %s=%r id=%r claimed_client_id=%r value=%r -> %s",
+            "write" if kind == "tag" else "ack",
+            kind,
+            target or inbound.topic[:200],
+            request_id,
+            inbound.sender,
+            _short(body.get("value")),
+            outcome if error is None else f"{outcome}: {error}",
+        )
+        self.queue_answer(self.answer_for(inbound, orjson.dumps(body)))
+
+    def queue_answer(self, answer: Answer) -> None:
+        """Queue an answer for the sender; the oldest go when the broker is away too long."""
+        if len(self._outbox) >= MAX_UNSENT_ANSWERS:
+            dropped = self._outbox.popleft()
+            log.warning("command answer to %s dropped: too many undelivered", dropped.topic)
+        self._outbox.append(answer)
+        self._outbox_changed.set()
+
+    async def _send_answers(self) -> None:
+        """Publish the outbox in order; an answer not delivered is tried again after the
+        next connection. Ends once the workers are done and the outbox is empty, or the
+        broker is not there to take the rest."""
+        backoff = Backoff(base=0.2, cap=5.0)
+        while True:
+            if not self._outbox:
+                if self._workers_done:
+                    return
+                self._outbox_changed.clear()
+                await self._outbox_changed.wait()
+                continue
+            if self._workers_done and not self._connected.is_set():
+                log.warning(
+                    "%d command answers not delivered: the broker is not connected",
+                    len(self._outbox),
+                )
+                return
+            await self._connected.wait()
+            if await self._publish(self._outbox[0]):
+                self._outbox.popleft()
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())
 
     def answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
-        """The answer goes to the MQTT 5 response topic when valid, else ``P/cmd/result``."""
+        """The answer goes to the MQTT 5 response topic when valid and not one of the
+        gateway's own, else to ``P/cmd/result``."""
         topic = inbound.response_topic
-        if topic is None or not valid_response_topic(topic):
+        if topic is None or not valid_response_topic(topic) or self._own_topic(topic):
             topic = self._result_topic
         return Answer(topic, payload, inbound.correlation_data)
 
+    def internal_error(self, inbound: Inbound) -> None:
+        """Answer a command whose handling failed on a fault of the gateway itself."""
+        body = {"id": request_id_of(inbound.payload), "ok": False, "error": "internal error"}
+        self._count("refused")
+        self.queue_answer(self.answer_for(inbound, orjson.dumps(body)))
+
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1
+
+
+class _NotSent(CommandRejected):
+    """Refused before the request reached WinCC: the command was not executed."""
 
 
 def _wincc_reason(exc: WinCCError, kind: str) -> str:

@@ -294,14 +294,34 @@ class CommandSettings(Section):
 
     writable: list[str] = Field(
         [],
-        description="Globs of tags that MQTT commands may write. Empty: no writes at all.",
+        description="Globs of tags that MQTT commands may write, matched like [[poll]] tags "
+        "(* within a level, ** across levels); a pattern that matches no tag allows nothing. "
+        "Empty: no writes at all.",
         examples=[["System1.*.*.Setpoint"]],
     )
+    acknowledge: list[str] = Field(
+        [],
+        description="Globs of alarm ids that MQTT commands may acknowledge (same matcher). "
+        'Empty: no acknowledgements at all; ["**"] allows every alarm.',
+        examples=[["**"]],
+    )
     max_age: Duration = Field(
-        30.0, gt=0, description="Commands older than this are refused, never executed late."
+        30.0,
+        gt=0,
+        description="Commands whose ts is older than this when their request would go out are "
+        "refused, never executed late.",
+    )
+    max_wait: Duration = Field(
+        2.0,
+        gt=0,
+        description="Longest a command may wait at the gateway for its turn (a slow WinCC, "
+        "earlier commands for the same tag); counted from arrival, then it is refused.",
     )
     rate_limit: float = Field(
-        5.0, gt=0, description="Commands per second on average; faster ones are refused."
+        5.0,
+        gt=0,
+        description="Commands per second on average, counted as they arrive; faster ones are "
+        "refused.",
     )
     burst: int = Field(10, ge=1, description="Commands accepted at once before the rate applies.")
     ranges: list[ValueRange] = Field(

@@ -383,7 +383,7 @@ def demo_settings(
             topic_prefix=PREFIX,
             protocol=311,  # amqtt speaks MQTT 3.1.1 only
         ),
-        commands=CommandSettings(writable=[WRITABLE]),
+        commands=CommandSettings(writable=[WRITABLE], acknowledge=["**"]),
         buffer=BufferSettings(path=folder / "buffer.db"),
         health=HealthSettings(enabled=False),
     )

@@ -36,7 +36,12 @@ class WinCCUnavailable(WinCCError):
     """The server cannot answer now (503, connection refused, timeout): retry later."""
 
 
-class WinCCTimeout(WinCCUnavailable):
+class WinCCNoAnswer(WinCCUnavailable):
+    """The request went out (or may have) and no answer came back: the connection broke or
+    timed out. Whether a write took effect is unknown."""
+
+
+class WinCCTimeout(WinCCNoAnswer):
     """The server did not answer within the configured timeout."""
 
 

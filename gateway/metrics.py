@@ -157,7 +157,7 @@ class GatewayCollector(Collector):
         )
         yield _labelled_counter(
             "commands",
-            "MQTT commands answered, by result (ok, refused).",
+            "MQTT commands answered, by result: ok, refused (not executed), unknown (sent, no answer).",
             "result",
             gateway.commands.results,
         )

@@ -80,14 +80,26 @@ def one_tag_per_request(
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    config: dict[str, Any], observe: PollObserver | None = None
+    config: dict[str, Any], observe: PollObserver | None = None, *, wait: bool = True
 ) -> AsyncIterator[Gateway]:
-    """The gateway in this process, started and polling, stopped cleanly afterwards."""
+    """The gateway in this process, started and polling, stopped cleanly afterwards.
+
+    With ``wait=False`` the block runs as soon as the gateway is on its way, before the
+    tag lists are resolved.
+    """
     settings = GatewaySettings(**config)
     stop = asyncio.Event()
     async with open_client(settings.wincc) as client:
         gateway = Gateway(settings, client, observe=observe)
         task = asyncio.create_task(gateway.run(stop))
+        if not wait:
+            try:
+                yield gateway
+            finally:
+                stop.set()
+                async with asyncio.timeout(20):
+                    await task
+            return
         started = asyncio.create_task(gateway.started.wait())
         await asyncio.wait({task, started}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
         if task.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,7 +39,13 @@ def write_topic(tag: str) -> str:
 
 def command_config(sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp: Path, **commands: Any):
     poll = [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.Tank1.*"]}]
-    options = {"writable": WRITABLE, "rate_limit": 1000.0, "burst": 1000, **commands}
+    options = {
+        "writable": WRITABLE,
+        "acknowledge": ["**"],
+        "rate_limit": 1000.0,
+        "burst": 1000,
+        **commands,
+    }
     return settings_for(sim, broker, tls, tmp, poll=poll, commands=options)
 
 
@@ -57,21 +64,49 @@ class Commander:
         *,
         response_topic: str | None = None,
         correlation: bytes | None = None,
+        expiry: int | None = None,
     ) -> dict[str, Any]:
         """Publish one command and return its answer."""
         seen = len(self.answers.messages)
+        await self.publish(
+            topic, payload, response_topic=response_topic, correlation=correlation, expiry=expiry
+        )
+        messages = await self.answers.wait_for(lambda ms: len(ms) > seen)
+        answer: Received = messages[seen]
+        self.last = answer
+        return answer.json()  # type: ignore[no-any-return]
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+        expiry: int | None = None,
+    ) -> None:
+        """Publish one command without waiting for its answer."""
         properties = None
-        if self.v5 and (response_topic or correlation):
+        if self.v5 and (response_topic or correlation or expiry is not None):
             properties = Properties(PacketTypes.PUBLISH)
             if response_topic:
                 properties.ResponseTopic = response_topic
             if correlation:
                 properties.CorrelationData = correlation
+            if expiry is not None:
+                properties.MessageExpiryInterval = expiry
         await self.client.publish(topic, payload, qos=1, properties=properties)
-        messages = await self.answers.wait_for(lambda ms: len(ms) > seen)
-        answer: Received = messages[seen]
-        self.last = answer
-        return answer.json()  # type: ignore[no-any-return]
+
+    async def answers_by_correlation(
+        self, expected: int, timeout: float = 15.0
+    ) -> dict[bytes, list[dict[str, Any]]]:
+        """Every answer received, grouped by correlation data, once ``expected`` arrived."""
+        await self.answers.wait_for(lambda ms: len(ms) >= expected, timeout=timeout)
+        grouped: dict[bytes, list[dict[str, Any]]] = {}
+        for message in self.answers.messages:
+            correlation = getattr(message.properties, "CorrelationData", None) or b""
+            grouped.setdefault(correlation, []).append(message.json())
+        return grouped
 
 
 @contextlib.asynccontextmanager
@@ -185,6 +220,71 @@ async def test_rate_limit_refuses_the_excess(
     assert [a["ok"] for a in answers] == [True, True, False]
     assert "rate limit" in answers[2]["error"]
     assert [value for _, value in simulator.write_log] == [1.0, 2.0]
+
+
+async def test_the_allow_list_matches_levels_like_the_tag_lists(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """``*`` stays within one level in ``writable`` as in ``[[poll]] tags``: a pattern that
+    resolves to no tag allows nothing, however the whole name would glob."""
+    config = command_config(simulator, mosquitto, tls, tmp_path, writable=["System1.*.Setpoint"])
+    config["poll"] = [{"name": "all", "interval": "1s", "tags": ["System1.Area1.**"]}]
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        answer = await cmd.send(write_topic(SETPOINT), b"12.5")
+    assert answer["ok"] is False
+    assert answer["error"] == "tag is not in commands.writable"
+    assert simulator.write_log == []
+
+
+async def test_commands_that_cannot_run_in_time_expire_instead_of_running_late(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A slow WinCC (1.5 s a request): of 30 commands sent within a second, each with a
+    2 s MQTT 5 expiry, only those that can go out in time are written; every other one is
+    answered at once or within the expiry, none is executed late."""
+    config = command_config(simulator, mosquitto, tls, tmp_path, writable=[SETPOINT])
+    config["poll"] = [{"name": "slow", "interval": "10s", "tags": [LEVEL]}]
+    config["alarms"] = {"enabled": False}
+    config["wincc"]["timeout"] = "5s"
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        simulator.faults.latency_ms = 1500
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        for n in range(30):
+            await cmd.publish(
+                write_topic(SETPOINT), f"{n}.0", correlation=f"c{n}".encode(), expiry=2
+            )
+        answers = await cmd.answers_by_correlation(30, timeout=8.0)
+        answered_within = loop.time() - sent_at
+        simulator.faults.latency_ms = 0
+    assert sorted(answers) == sorted(f"c{n}".encode() for n in range(30))
+    assert all(len(each) == 1 for each in answers.values())
+    ok = [n for n in range(30) if answers[f"c{n}".encode()][0]["ok"]]
+    assert ok == [0]
+    assert simulator.write_log == [(SETPOINT, 0.0)]
+    refusals = {answers[f"c{n}".encode()][0]["error"].split(":")[0] for n in range(1, 30)}
+    assert refusals <= {"expired", "busy"}, refusals
+    assert answered_within < 8.0
+
+
+async def test_commands_before_the_tag_table_is_resolved_are_refused_not_ready(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """While a slow WinCC is still being browsed, a write is refused ``not ready``, not
+    ``unknown tag``; once resolved, the same write is executed."""
+    config = command_config(simulator, mosquitto, tls, tmp_path, writable=[SETPOINT])
+    simulator.faults.latency_ms = 1000
+    async with running_gateway(config, wait=False) as gateway, commander(mosquitto) as cmd:
+        await asyncio.wait_for(gateway.session.connected.wait(), 10)
+        early = await cmd.send(write_topic(SETPOINT), b"7.0")
+        assert not gateway.started.is_set()
+        simulator.faults.latency_ms = 0
+        await asyncio.wait_for(gateway.started.wait(), 15)
+        later = await cmd.send(write_topic(SETPOINT), b"8.0")
+    assert early["ok"] is False
+    assert early["error"].startswith("not ready"), early
+    assert later["ok"] is True
+    assert simulator.write_log == [(SETPOINT, 8.0)]
 
 
 async def test_commands_are_refused_not_queued_while_wincc_is_down(

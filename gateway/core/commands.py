@@ -2,9 +2,12 @@
 
 A write from MQTT moves a valve or a setpoint, so everything here refuses by default: a
 command is allowed only when its JSON is well formed and small, its topic maps to a known
-tag, the tag is on the allow-list, the value's type and range fit, it is fresh, its id is
-new, and the rate limit has room. Each refusal is a ``CommandRejected`` whose text is the
-answer's ``error``.
+tag, the tag is on the allow-list, the value's type and range fit, its id is new, the rate
+limit has room when it arrives, and it is still in time when its request would go out.
+Each refusal is a ``CommandRejected`` whose text is the answer's ``error``.
+
+Time is judged from the command's arrival at the gateway, never from when it is taken up:
+a command that waited is judged by how long it waited.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
 
+from gateway.core.globs import Glob, any_matches
 from gateway.core.timestamps import parse_ts
 from gateway.errors import CommandRejected
 from gateway.wincc.models import TagType, Value
@@ -42,6 +45,16 @@ class AckRequest:
 
     request_id: str | None
     comment: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Arrival:
+    """When a command reached the gateway, by the monotonic clock (seconds) and the wall
+    clock (epoch ms), with the MQTT 5 message expiry interval it came with."""
+
+    monotonic: float
+    wall_ms: int
+    expiry_s: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -139,6 +152,8 @@ def fit_value(value: object, tag_type: TagType) -> Value:
         raise CommandRejected(
             f"a string tag takes a string of at most {MAX_STRING_VALUE} chars, not {_kind(value)}"
         )
+    if tag_type not in (TagType.FLOAT, TagType.INT):
+        raise CommandRejected(f"tags of type {tag_type.value!r} cannot be written from MQTT")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CommandRejected(f"a {tag_type.value} tag takes a number, not {_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -208,48 +223,107 @@ class RateLimit:
 
 
 class CommandPolicy:
-    """The allow-list, the tags' types and ranges, freshness, duplicates and the rate."""
+    """The allow-lists, the tags' types and ranges, timing, duplicates and the rate."""
 
     def __init__(
         self,
         *,
         writable: list[str],
+        acknowledge: list[str],
         ranges: list[Range],
         max_age: float,
+        max_wait: float,
         rate: float,
         burst: int,
     ) -> None:
         self._recent = RecentIds(window=max(600.0, 2 * max_age))
-        self.reconfigure(writable=writable, ranges=ranges, max_age=max_age, rate=rate, burst=burst)
+        self._open: set[str] = set()
+        self.reconfigure(
+            writable=writable,
+            acknowledge=acknowledge,
+            ranges=ranges,
+            max_age=max_age,
+            max_wait=max_wait,
+            rate=rate,
+            burst=burst,
+        )
 
     def reconfigure(
-        self, *, writable: list[str], ranges: list[Range], max_age: float, rate: float, burst: int
+        self,
+        *,
+        writable: list[str],
+        acknowledge: list[str],
+        ranges: list[Range],
+        max_age: float,
+        max_wait: float,
+        rate: float,
+        burst: int,
     ) -> None:
         """Apply new rules (config reload); the ids already executed stay remembered."""
-        self._writable = writable
-        self._ranges = ranges
+        self._writable = [Glob(pattern) for pattern in writable]
+        self._acknowledge = [Glob(pattern) for pattern in acknowledge]
+        self._ranges = [(Glob(limit.pattern), limit) for limit in ranges]
         self._max_age_ms = int(max_age * 1000)
+        self._max_wait = max_wait
         self._rate = RateLimit(rate, burst)
 
     def may_write(self, tag: str) -> bool:
         """Whether the allow-list admits the tag (empty list: nothing is writable)."""
-        return any(fnmatchcase(tag, pattern) for pattern in self._writable)
+        return any_matches(self._writable, tag)
 
-    def check_fresh(self, ts_ms: int | None, expires_at_ms: int | None, now_ms: int) -> None:
-        """Refuse a command older than max_age by its ts, or past its MQTT 5 expiry."""
-        if expires_at_ms is not None and now_ms > expires_at_ms:
-            raise CommandRejected("command expired (MQTT message expiry passed)")
+    def check_ack(self, alarm_id: str) -> None:
+        """Refuse an alarm that ``commands.acknowledge`` does not admit (empty: none)."""
+        if not any_matches(self._acknowledge, alarm_id):
+            raise CommandRejected("alarm is not in commands.acknowledge")
+
+    def check_sent_in_time(
+        self, ts_ms: int | None, arrival: Arrival, now: float, now_ms: int
+    ) -> None:
+        """Refuse, just before its request would go out, a command that is past its MQTT 5
+        expiry or ``commands.max_wait`` (both counted from arrival), or older than
+        ``commands.max_age`` by its ``ts``; whichever comes first."""
+        waited = now - arrival.monotonic
+        if arrival.expiry_s is not None and waited > arrival.expiry_s:
+            raise CommandRejected(
+                f"expired: its MQTT message expiry of {arrival.expiry_s} s passed "
+                f"after {waited:.1f} s at the gateway; not executed"
+            )
+        if waited > self._max_wait:
+            raise CommandRejected(
+                f"expired: waited {waited:.1f} s at the gateway, longer than "
+                f"commands.max_wait; not executed"
+            )
         if ts_ms is None:
             return
         if now_ms - ts_ms > self._max_age_ms:
-            raise CommandRejected(f"command too old ({(now_ms - ts_ms) / 1000:.1f} s > max_age)")
+            raise CommandRejected(
+                f"expired: command too old ({(now_ms - ts_ms) / 1000:.1f} s > "
+                "commands.max_age); not executed"
+            )
         if ts_ms - now_ms > self._max_age_ms:
             raise CommandRejected("command ts is in the future; check the sender's clock")
 
-    def check_new(self, request_id: str | None) -> None:
-        """Refuse an id that was already executed."""
-        if request_id is not None and request_id in self._recent:
+    def claim(self, request_id: str | None) -> None:
+        """Refuse an id already executed or still on its way; else hold it until
+        ``release``, so that a copy arriving meanwhile is refused too."""
+        if request_id is None:
+            return
+        if request_id in self._recent:
             raise CommandRejected(f"duplicate request id {request_id!r}: already executed")
+        if request_id in self._open:
+            raise CommandRejected(
+                f"duplicate request id {request_id!r}: the first is still being executed"
+            )
+        self._open.add(request_id)
+
+    def release(self, request_id: str | None, *, reached_wincc: bool, now: float) -> None:
+        """The command with this id is done; if its request reached WinCC (or may have),
+        the id is remembered as executed."""
+        if request_id is None:
+            return
+        self._open.discard(request_id)
+        if reached_wincc:
+            self._recent.add(request_id, now)
 
     def check_write(self, tag: str, tag_type: TagType, value: Any) -> Value:
         """The value to write, if the tag is writable and the value fits type and range."""
@@ -257,8 +331,8 @@ class CommandPolicy:
             raise CommandRejected("tag is not in commands.writable")
         fitted = fit_value(value, tag_type)
         if isinstance(fitted, int | float) and not isinstance(fitted, bool):
-            for limit in self._ranges:
-                if fnmatchcase(tag, limit.pattern):
+            for glob, limit in self._ranges:
+                if glob.matches(tag):
                     if limit.min is not None and fitted < limit.min:
                         raise CommandRejected(f"value below the allowed minimum {limit.min:g}")
                     if limit.max is not None and fitted > limit.max:
@@ -266,11 +340,6 @@ class CommandPolicy:
         return fitted
 
     def take_rate(self, now: float) -> None:
-        """Refuse when commands come faster than the rate limit allows."""
+        """Refuse when commands arrive faster than the rate limit allows."""
         if not self._rate.allow(now):
             raise CommandRejected("rate limit exceeded; try again shortly")
-
-    def executed(self, request_id: str | None, now: float) -> None:
-        """Remember that a command with this id reached WinCC."""
-        if request_id is not None:
-            self._recent.add(request_id, now)

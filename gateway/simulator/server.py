@@ -14,6 +14,7 @@ import random
 import secrets
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -148,6 +149,8 @@ class Simulator:
         )
         self.write_log: list[tuple[str, object]] = []
         self.ack_log: list[tuple[str, str | None]] = []
+        self.arrived: deque[str] = deque(maxlen=10_000)  # "METHOD path" of the latest requests
+        self._arrivals = asyncio.Condition()
         self.reads = 0
         self.read_items = 0
         self.writes = 0
@@ -283,6 +286,9 @@ class Simulator:
 
         The classic REST service gets the same faults; it checks Basic auth itself.
         """
+        async with self._arrivals:
+            self.arrived.append(f"{request.method} {request.path}")
+            self._arrivals.notify_all()
         try:
             if request.path.startswith("/api/") and self.options.dialect == "rest":
                 await self._inject_faults(request)
@@ -297,6 +303,17 @@ class Simulator:
             return web.Response()  # the transport is gone; this only completes the handler
         except web.HTTPException as exc:  # no such route, method not allowed, ...
             return _error(exc.status, exc.reason)
+
+    async def wait_for_request(self, method: str, path_part: str) -> None:
+        """Wait until a request ``method`` whose path holds ``path_part`` has come in (it
+        may still be held by the latency fault): tests see a request in flight. The caller
+        bounds the wait."""
+
+        def seen() -> bool:
+            return any(line.startswith(method + " ") and path_part in line for line in self.arrived)
+
+        async with self._arrivals:
+            await self._arrivals.wait_for(seen)
 
     async def _inject_faults(self, request: web.Request) -> None:
         faults = self.faults

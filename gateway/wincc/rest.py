@@ -22,6 +22,7 @@ from gateway.core.timestamps import format_ts, parse_ts
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
+    WinCCNoAnswer,
     WinCCNotFound,
     WinCCProtocolError,
     WinCCRejected,
@@ -311,7 +312,12 @@ async def read_in_chunks(
 def transport_error(
     where: str, timeout: float, exc: TimeoutError | aiohttp.ClientError
 ) -> WinCCError:
-    """The ``WinCCError`` of an exchange that got no HTTP answer, for ``raise ... from exc``."""
+    """The ``WinCCError`` of an exchange that got no HTTP answer, for ``raise ... from exc``.
+
+    A failure to connect means the request never went out (``WinCCUnavailable``); a
+    connection that breaks afterwards leaves it open whether the server acted on it
+    (``WinCCNoAnswer``).
+    """
     if isinstance(exc, TimeoutError):
         return WinCCTimeout(f"{where}: no answer within {timeout:g} s")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -321,7 +327,9 @@ def transport_error(
         )
     if isinstance(exc, aiohttp.ClientSSLError):
         return WinCCError(f"{where}: TLS handshake failed: {exc}")
-    return WinCCUnavailable(f"{where}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return WinCCUnavailable(f"{where}: {type(exc).__name__}: {exc}")
+    return WinCCNoAnswer(f"{where}: {type(exc).__name__}: {exc}")
 
 
 def _decode(method: str, path: str, status: int, body: bytes) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import pytest
 from gateway.commands import inbound_from, valid_response_topic
 from gateway.core.commands import (
     MAX_PAYLOAD,
+    Arrival,
     CommandPolicy,
     Range,
     RateLimit,
@@ -21,8 +22,10 @@ from gateway.wincc.models import TagType
 def policy(**overrides: object) -> CommandPolicy:
     options: dict[str, object] = {
         "writable": ["System1.*.*.Setpoint"],
+        "acknowledge": ["1*"],
         "ranges": [Range("System1.*.*.Setpoint", 0.0, 100.0)],
         "max_age": 30.0,
+        "max_wait": 2.0,
         "rate": 5.0,
         "burst": 10,
     }
@@ -117,6 +120,21 @@ def test_allow_list_is_globs_and_empty_means_nothing() -> None:
         policy(writable=[]).check_write("System1.Area1.Tank1.Setpoint", TagType.FLOAT, 1.0)
 
 
+def test_a_star_in_the_allow_list_stays_within_its_level() -> None:
+    narrow = policy(writable=["System1.*.Setpoint"], ranges=[])
+    assert not narrow.may_write("System1.Area1.Tank1.Setpoint")
+    assert narrow.may_write("System1.Area1.Setpoint")
+    assert policy(writable=["System1.**.Setpoint"]).may_write("System1.Area1.Tank1.Setpoint")
+
+
+def test_acknowledgements_have_their_own_allow_list() -> None:
+    policy().check_ack("1001")
+    with refused("not in commands.acknowledge"):
+        policy().check_ack("2001")
+    with refused("not in commands.acknowledge"):
+        policy(acknowledge=[]).check_ack("1001")
+
+
 def test_ranges() -> None:
     tag = "System1.Area1.Tank1.Setpoint"
     assert policy().check_write(tag, TagType.FLOAT, 100) == 100
@@ -126,25 +144,36 @@ def test_ranges() -> None:
         policy().check_write(tag, TagType.FLOAT, 100.5)
 
 
-def test_freshness_by_ts_and_by_mqtt_expiry() -> None:
-    fresh = policy(max_age=30.0)
-    fresh.check_fresh(ts_ms=1_000, expires_at_ms=None, now_ms=31_000)
-    with refused("too old"):
-        fresh.check_fresh(ts_ms=1_000, expires_at_ms=None, now_ms=31_001)
+def test_time_is_judged_from_arrival_by_ts_by_mqtt_expiry_and_by_max_wait() -> None:
+    fresh = policy(max_age=30.0, max_wait=2.0)
+    arrived = Arrival(monotonic=100.0, wall_ms=1_000, expiry_s=None)
+    fresh.check_sent_in_time(1_000, arrived, now=101.0, now_ms=31_000)
+    with refused("^expired: command too old"):
+        fresh.check_sent_in_time(1_000, arrived, now=101.0, now_ms=31_001)
     with refused("in the future"):
-        fresh.check_fresh(ts_ms=100_000, expires_at_ms=None, now_ms=1_000)
-    with refused("expiry"):
-        fresh.check_fresh(ts_ms=None, expires_at_ms=5_000, now_ms=5_001)
-    fresh.check_fresh(ts_ms=None, expires_at_ms=5_000, now_ms=5_000)
+        fresh.check_sent_in_time(100_000, arrived, now=101.0, now_ms=1_000)
+    with refused("^expired: waited 2.1 s"):
+        fresh.check_sent_in_time(None, arrived, now=102.1, now_ms=1_000)
+    fresh.check_sent_in_time(None, arrived, now=102.0, now_ms=1_000)
+    expiring = Arrival(monotonic=100.0, wall_ms=1_000, expiry_s=1)
+    with refused("^expired: its MQTT message expiry of 1 s passed"):
+        fresh.check_sent_in_time(None, expiring, now=101.5, now_ms=1_000)
+    fresh.check_sent_in_time(None, expiring, now=101.0, now_ms=1_000)
 
 
-def test_duplicates_are_refused_within_the_window() -> None:
+def test_an_id_is_executed_at_most_once_even_while_the_first_is_in_flight() -> None:
     checker = policy()
-    checker.check_new("r1")
-    checker.executed("r1", now=0.0)
-    with refused("duplicate request id 'r1'"):
-        checker.check_new("r1")
-    checker.check_new(None)
+    checker.claim("r1")
+    with refused("duplicate request id 'r1': the first is still being executed"):
+        checker.claim("r1")
+    checker.release("r1", reached_wincc=True, now=0.0)
+    with refused("duplicate request id 'r1': already executed"):
+        checker.claim("r1")
+    checker.claim("r2")
+    checker.release("r2", reached_wincc=False, now=0.0)
+    checker.claim("r2")  # never reached WinCC: the sender may try again
+    checker.claim(None)
+    checker.claim(None)
     recent = RecentIds(window=10.0, limit=2)
     recent.add("a", 0.0)
     recent.add("b", 11.0)
@@ -171,7 +200,7 @@ def test_response_topics_with_wildcards_are_not_used() -> None:
 def test_inbound_without_properties_and_with_mqtt5_properties() -> None:
     plain = inbound_from("p/cmd/write/a", b"1", None)
     assert plain.response_topic is None
-    assert plain.expires_at_ms is None
+    assert plain.arrival.expiry_s is None
 
     class Props:
         ResponseTopic = "app/replies"
@@ -183,4 +212,4 @@ def test_inbound_without_properties_and_with_mqtt5_properties() -> None:
     assert inbound.response_topic == "app/replies"
     assert inbound.correlation_data == b"\x01\x02"
     assert inbound.sender == "scada-hmi-3"
-    assert inbound.expires_at_ms is not None
+    assert inbound.arrival.expiry_s == 10
