@@ -106,6 +106,8 @@ async def running_gateway(
             started.cancel()
             task.result()
         assert gateway.started.is_set(), "the gateway did not start polling in 15 s"
+        async with asyncio.timeout(15):  # subscribed to its command topics
+            await gateway.session.connected.wait()
         try:
             yield gateway
         finally:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.commands import MAX_WAITING
 from gateway.core.timestamps import format_ts, now_ms
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
@@ -285,6 +286,134 @@ async def test_commands_before_the_tag_table_is_resolved_are_refused_not_ready(
     assert early["error"].startswith("not ready"), early
     assert later["ok"] is True
     assert simulator.write_log == [(SETPOINT, 8.0)]
+
+
+def slow_write_config(sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp: Path):
+    """Only the setpoint writable, one slow poll, no alarms: WinCC's latency falls on the
+    commands, not on a poller that would mark WinCC down."""
+    config = command_config(sim, broker, tls, tmp, writable=[SETPOINT])
+    config["poll"] = [{"name": "slow", "interval": "30s", "tags": [LEVEL]}]
+    config["alarms"] = {"enabled": False}
+    config["wincc"]["timeout"] = "5s"
+    return config
+
+
+async def test_a_stop_waits_for_the_write_in_flight_and_answers_it(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = slow_write_config(simulator, mosquitto, tls, tmp_path)
+    async with commander(mosquitto) as cmd:
+        async with running_gateway(config):
+            simulator.faults.latency_ms = 1000
+            await cmd.publish(write_topic(SETPOINT), b'{"value": 21.0, "id": "in-flight"}')
+            async with asyncio.timeout(10):
+                await simulator.wait_for_request("PUT", SETPOINT)
+        # The gateway has stopped: the write it had sent ended and was answered first.
+        messages = await cmd.answers.wait_for(lambda ms: len(ms) >= 1)
+    assert messages[0].json() == {
+        "id": "in-flight",
+        "ok": True,
+        "error": None,
+        "tag": SETPOINT,
+        "value": 21.0,
+    }
+    assert simulator.write_log == [(SETPOINT, 21.0)]
+
+
+async def test_an_answer_lost_with_the_broker_goes_out_on_the_next_connection(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = slow_write_config(simulator, mosquitto, tls, tmp_path)
+    v3 = aiomqtt.ProtocolVersion.V311  # a 3.1.1 session outlives the broker's restart
+    async with subscribe(mosquitto, RESULT, protocol=v3, identifier="hmi", clean=False):
+        pass
+    async with running_gateway(config) as gateway:
+        simulator.faults.latency_ms = 1000
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish(write_topic(SETPOINT), b'{"value": 22.0, "id": "w1"}', qos=1)
+        async with asyncio.timeout(10):
+            await simulator.wait_for_request("PUT", SETPOINT)
+        await mosquitto.stop()
+        await mosquitto.start()
+        async with subscribe(mosquitto, protocol=v3, identifier="hmi", clean=False) as answers:
+            messages = await answers.wait_for(lambda ms: len(ms) >= 1, timeout=30)
+        assert gateway.commands.results == {"ok": 1}
+    assert messages[0].topic == RESULT
+    assert messages[0].json()["id"] == "w1"
+    assert messages[0].json()["ok"] is True
+    assert simulator.write_log == [(SETPOINT, 22.0)]
+
+
+async def test_a_connection_lost_after_the_write_was_sent_leaves_the_outcome_unknown(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = slow_write_config(simulator, mosquitto, tls, tmp_path)
+    async with running_gateway(config) as gateway, commander(mosquitto) as cmd:
+        simulator.faults.drop_rate = 1.0  # WinCC takes the request, the connection breaks
+        answer = await cmd.send(write_topic(SETPOINT), b'{"value": 23.0, "id": "lost"}')
+        simulator.faults.drop_rate = 0.0
+        again = await cmd.send(write_topic(SETPOINT), b'{"value": 23.0, "id": "lost"}')
+    assert answer["ok"] is False
+    assert answer["error"].startswith("outcome unknown:"), answer
+    assert "read the tag" in answer["error"]
+    assert "not executed" not in answer["error"]
+    assert again["error"] == "duplicate request id 'lost': already executed"
+    assert gateway.commands.results == {"unknown": 1, "refused": 1}
+
+
+async def test_a_full_queue_refuses_busy_at_once(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = slow_write_config(simulator, mosquitto, tls, tmp_path)
+    count = MAX_WAITING + 10
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        simulator.faults.latency_ms = 1500
+        for n in range(count):
+            await cmd.publish(write_topic(SETPOINT), f"{n}.5", correlation=f"c{n}".encode())
+        answers = await cmd.answers_by_correlation(count, timeout=20)
+    assert all(len(answers[f"c{n}".encode()]) == 1 for n in range(count))
+    errors = [answers[f"c{n}".encode()][0]["error"] or "" for n in range(count)]
+    assert errors[0] == ""
+    assert sum(error.startswith("busy:") for error in errors) >= 9
+    assert {error.split(":")[0] for error in errors[1:]} == {"busy", "expired"}, errors
+    assert simulator.write_log == [(SETPOINT, 0.5)]
+
+
+async def test_answers_never_go_to_the_gateways_own_topics(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    config = command_config(simulator, mosquitto, tls, tmp_path)
+    own = [
+        f"{PREFIX}/tags/{tag_path(SETPOINT)}",
+        f"{PREFIX}/status",
+        f"{PREFIX}/alarms/events",
+        f"{PREFIX}/batch/fast",
+        f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}",
+    ]
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        for topic in own:
+            answer = await cmd.send(write_topic(SETPOINT), b"3.0", response_topic=topic)
+            assert cmd.last.topic == RESULT, topic
+            assert answer["ok"] is False
+            assert "the response topic is one of the gateway's own topics" in answer["error"]
+    assert simulator.write_log == []
+
+
+async def test_acknowledgements_outside_their_allow_list_are_refused(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    alarm_id = next(iter(simulator.plant.alarms))
+    simulator.plant.raise_alarm(alarm_id, now_ms=now_ms())
+    config = command_config(simulator, mosquitto, tls, tmp_path, acknowledge=[])
+    async with running_gateway(config), commander(mosquitto) as cmd:
+        answer = await cmd.send(f"{PREFIX}/cmd/ack/{alarm_id}", b"")
+    assert answer == {
+        "id": None,
+        "ok": False,
+        "error": "alarm is not in commands.acknowledge",
+        "alarm": alarm_id,
+    }
+    assert simulator.ack_log == []
 
 
 async def test_commands_are_refused_not_queued_while_wincc_is_down(
