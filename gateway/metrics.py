@@ -157,7 +157,8 @@ class GatewayCollector(Collector):
         )
         yield _labelled_counter(
             "commands",
-            "MQTT commands answered, by result: ok, refused (not executed), unknown (sent, no answer).",
+            "MQTT commands answered, by result: ok, refused (not executed), "
+            "unknown (sent to WinCC, no answer).",
             "result",
             gateway.commands.results,
         )
