@@ -518,40 +518,116 @@ payloads = st.one_of(
     st.just(b"[" * 5000 + b"]" * 5000),
     st.just(b'{"value": "' + b"\xff" * 100 + b'"}'),
 )
+POLLED_READ_ONLY = [
+    "System1.Area1.Tank1.Level",
+    "System1.Area1.Tank1.Temperature",
+]
+"""Polled (``System1.Area1.Tank1.*``) but not in the fuzz's allow-list."""
+
+
+def mutate(tag: str, how: int, extra: str) -> str:
+    """A near miss of a valid write topic for ``tag``: case, levels added or dropped,
+    escapes, wildcard characters (a topic the gateway is subscribed to, though)."""
+    path = tag_path(tag)
+    levels = path.split("/")
+    variants = [
+        path.upper(),
+        path.lower(),
+        path + "/",
+        path + "/" + extra,
+        "/".join(levels[:-1]),
+        "/".join([*levels[:-1], extra]),
+        path.replace("/Setpoint", "/%53etpoint"),
+        path.replace("/Tank1/", "/Tank1//"),
+        path.replace("/", ".", 1),
+        "/" + path,
+        path.replace("Setpoint", "Setpoint\u200b"),
+        path.replace("Tank1", "Tank*"),
+        path.replace("Tank1", "Tank?"),
+        path.replace("/", "%2F"),
+        tag,
+    ]
+    return f"{PREFIX}/cmd/write/" + variants[how % len(variants)]
+
+
+hostile_topics = st.one_of(
+    st.tuples(st.sampled_from(["write", "ack"]), st.lists(level, min_size=1, max_size=4)).map(
+        lambda kind_levels: f"{PREFIX}/cmd/{kind_levels[0]}/" + "/".join(kind_levels[1])
+    ),
+    st.builds(mutate, st.just(SETPOINT), st.integers(0, 100), level),
+    st.sampled_from(POLLED_READ_ONLY).map(write_topic),
+)
+valid_writes = st.floats(0, 100).map(lambda v: orjson.dumps({"value": v}))
+response_topics = st.sampled_from(
+    [
+        None,
+        "replies/fuzz",
+        "replies/+",
+        f"{PREFIX}/status",
+        f"{PREFIX}/tags/{tag_path(SETPOINT)}",
+        f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}",
+    ]
+)
 hostile = st.tuples(
-    st.sampled_from(["write", "ack"]),
-    st.lists(level, min_size=1, max_size=4).map("/".join),
-    payloads,
+    hostile_topics,
+    st.one_of(payloads, valid_writes),
+    response_topics,
+    st.sampled_from([None, 1, 60]),
 )
 
 
-async def test_hostile_topics_and_payloads_never_write_and_always_answer(
+async def test_hostile_commands_never_write_or_acknowledge_and_are_answered_once(
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
-    """Arbitrary commands against a gateway whose allow-list admits only the setpoint,
-    with the setpoint's own topic excluded from generation: nothing may ever be written."""
-    config = command_config(simulator, mosquitto, tls, tmp_path, writable=[SETPOINT])
-    alarm_ids = set(simulator.plant.alarms)
-    cases: list[tuple[str, str, bytes]] = []
+    """Arbitrary commands, near misses of valid topics, polled tags that are not writable
+    and alarms that are not acknowledgeable, with MQTT 5 expiry and response topics (some
+    the gateway's own), against a gateway whose allow-lists admit only the setpoint and one
+    alarm, both excluded from generation: nothing may ever be written or acknowledged, and
+    every command gets exactly one answer."""
+    alarm_ids = sorted(simulator.plant.alarms)
+    allowed_alarm = alarm_ids[0]
+    config = command_config(
+        simulator, mosquitto, tls, tmp_path, writable=[SETPOINT], acknowledge=[allowed_alarm]
+    )
+    not_allowed_acks = [f"{PREFIX}/cmd/ack/{alarm_id}" for alarm_id in alarm_ids[1:]]
+    for alarm_id in alarm_ids[1:]:
+        simulator.plant.raise_alarm(alarm_id, now_ms=now_ms())
+    cases: list[tuple[str, bytes, str | None, int | None]] = []
 
-    @settings(max_examples=60, suppress_health_check=list(HealthCheck), deadline=None)
-    @given(hostile)
-    def collect(case: tuple[str, str, bytes]) -> None:
-        kind, suffix, _ = case
-        if kind == "write" and suffix == tag_path(SETPOINT):
-            return
-        if kind == "ack" and suffix in alarm_ids:
+    @settings(max_examples=150, suppress_health_check=list(HealthCheck), deadline=None)
+    @given(
+        st.one_of(
+            hostile,
+            st.tuples(st.sampled_from(not_allowed_acks), payloads, response_topics, st.just(None)),
+        )
+    )
+    def collect(case: tuple[str, bytes, str | None, int | None]) -> None:
+        topic = case[0]
+        if topic in (write_topic(SETPOINT), f"{PREFIX}/cmd/ack/{allowed_alarm}"):
             return
         cases.append(case)
 
     collect()
     async with running_gateway(config) as gateway, commander(mosquitto) as cmd:
-        for kind, suffix, payload in cases:
-            answer = await cmd.send(f"{PREFIX}/cmd/{kind}/{suffix}", payload)
-            assert answer["ok"] is False, (kind, suffix, payload, answer)
-            assert isinstance(answer["error"], str)
+        for n, (topic, payload, response_topic, expiry) in enumerate(cases):
+            await cmd.publish(
+                topic,
+                payload,
+                response_topic=response_topic,
+                correlation=f"fuzz-{n}".encode(),
+                expiry=expiry,
+            )
+        answers = await cmd.answers_by_correlation(len(cases), timeout=30)
         # Still answering, and still writing what is allowed.
-        ok = await cmd.send(write_topic(SETPOINT), b"1.5")
+        ok = await cmd.send(write_topic(SETPOINT), b"1.5", correlation=b"last")
+    commands = {f"fuzz-{n}".encode() for n in range(len(cases))}
+    answered = {key for key in answers if key != b"last"}
+    assert answered == commands
+    for n, case in enumerate(cases):
+        (answer,) = answers[f"fuzz-{n}".encode()]
+        assert answer["ok"] is False, (case, answer)
+        assert isinstance(answer["error"], str)
     assert ok["ok"] is True
     assert simulator.write_log == [(SETPOINT, 1.5)]
-    assert gateway.commands.results["refused"] == len(cases)
+    assert simulator.ack_log == []
+    assert gateway.commands.results == {"refused": len(cases), "ok": 1}
