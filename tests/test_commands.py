@@ -164,6 +164,12 @@ REFUSALS: list[tuple[str, str, bytes | str, str]] = [
         orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() - 60_000)}),
         "too old",
     ),
+    (
+        "ts in the future",
+        SETPOINT,
+        orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() + 60_000)}),
+        "command ts is in the future",
+    ),
     ("range", SETPOINT, b"150.0", "above the allowed maximum 100"),
     ("read-only in WinCC", LEVEL, b"5.0", "WinCC refused it (403)"),
 ]
@@ -301,22 +307,29 @@ def slow_write_config(sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp: Pat
 async def test_a_stop_waits_for_the_write_in_flight_and_answers_it(
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
+    """A stop lets the write already sent end and be answered; the command waiting behind
+    it is refused, and a copy of the first one's id is refused while it runs."""
     config = slow_write_config(simulator, mosquitto, tls, tmp_path)
     async with commander(mosquitto) as cmd:
         async with running_gateway(config):
             simulator.faults.latency_ms = 1000
-            await cmd.publish(write_topic(SETPOINT), b'{"value": 21.0, "id": "in-flight"}')
+            await cmd.publish(write_topic(SETPOINT), b'{"value": 21.0, "id": "first"}')
             async with asyncio.timeout(10):
                 await simulator.wait_for_request("PUT", SETPOINT)
+            await cmd.publish(write_topic(SETPOINT), b'{"value": 24.0, "id": "behind"}')
+            copy = await cmd.send(write_topic(SETPOINT), b'{"value": 21.0, "id": "first"}')
         # The gateway has stopped: the write it had sent ended and was answered first.
-        messages = await cmd.answers.wait_for(lambda ms: len(ms) >= 1)
-    assert messages[0].json() == {
-        "id": "in-flight",
+        messages = await cmd.answers.wait_for(lambda ms: len(ms) >= 3)
+    by_id = {m.json()["id"]: m.json() for m in messages if m.json() != copy}
+    assert copy["error"] == "duplicate request id 'first': the first is still being executed"
+    assert by_id["first"] == {
+        "id": "first",
         "ok": True,
         "error": None,
         "tag": SETPOINT,
         "value": 21.0,
     }
+    assert by_id["behind"]["error"] == "not executed: the gateway is stopping"
     assert simulator.write_log == [(SETPOINT, 21.0)]
 
 
