@@ -23,7 +23,7 @@ import pytest
 
 from gateway.core.timestamps import now_ms, parse_ts
 from gateway.core.topics import tag_path
-from gateway.simulator.server import Simulator
+from gateway.simulator.server import Simulator, SimulatorOptions
 from tests.conftest import Mosquitto, TlsFiles
 from tests.gateway_harness import (
     PREFIX,
@@ -389,3 +389,46 @@ async def test_a_poll_failing_half_way_is_backfilled_without_going_back_in_time(
     finally:
         await stop_task(task)
     assert values(first)[1:] == [12.0], "11.0 is older than what was published"
+
+
+BACKLOG = 50_000
+
+
+async def test_gateway_killed_while_draining_a_large_backlog_loses_no_seq(
+    mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog of 50,000 samples builds up while the broker is away; the gateway is
+    killed (SIGKILL) in the middle of sending it, and the next start sends the rest: every
+    seq arrives, none carries two samples."""
+    monkeypatch.setattr("gateway.app.SHUTDOWN_TIMEOUT", 0.5)  # the broker is away anyway
+    options = SimulatorOptions(port=0, tags=5000, alarms=0, change_rate=10.0, seed=5)
+    async with Simulator(options, ssl_context=tls.server_context()) as simulator:
+        poll = [{"name": "all", "interval": "500ms", "tags": ["System1.**"]}]
+        config = settings_for(
+            simulator, mosquitto, tls, tmp_path, poll=poll, alarms={"enabled": False}
+        )
+        collector, task = await start_collector(mosquitto)
+        polls = PollCounter()
+        try:
+            async with running_gateway(config, polls) as gateway:
+                await mosquitto.stop()
+                while len(gateway.buffer) < BACKLOG:
+                    await polls.reach(polls.count + 1)
+            simulator.faults.change_rate = 0.0  # from here on only the backlog is sent
+            await mosquitto.start()
+            draining = GatewayProcess(config, tmp_path)
+            await draining.start()
+            await collector.wait_until(lambda: len(collector.order) > BACKLOG // 10, 60)
+            assert await draining.stop(signal.SIGKILL) == -signal.SIGKILL
+            with sqlite3.connect(tmp_path / "buffer.db") as db:
+                left = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            assert left > BACKLOG // 10, "killed in the middle of the backlog"
+            last = GatewayProcess(config, tmp_path)
+            await last.start()
+            final = final_seqs(tmp_path / "buffer.db")
+            assert sum(final.values()) >= BACKLOG
+            await collector.wait_complete(final, timeout=120)
+            assert await last.stop(signal.SIGTERM) == 0
+        finally:
+            await stop_task(task)
+    assert collector.reused() == []
