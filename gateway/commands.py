@@ -213,9 +213,11 @@ class CommandService:
                 "refused: the response topic is one of the gateway's own topics; "
                 f"answers to it go to {self._result_topic}"
             )
-        command = self._write_command(target, inbound) if kind == "tag" else None
-        if command is None:
-            command = self._ack_command(target, inbound)
+        command = (
+            self._write_command(target, inbound)
+            if kind == "tag"
+            else self._ack_command(target, inbound)
+        )
         if self._waiting >= MAX_WAITING:
             raise CommandRejected(
                 f"busy: {MAX_WAITING} commands are waiting for WinCC; not executed"
@@ -418,9 +420,9 @@ class CommandService:
             _short(body.get("value")),
             outcome if error is None else f"{outcome}: {error}",
         )
-        self.queue_answer(self.answer_for(inbound, orjson.dumps(body)))
+        self._queue_answer(self._answer_for(inbound, orjson.dumps(body)))
 
-    def queue_answer(self, answer: Answer) -> None:
+    def _queue_answer(self, answer: Answer) -> None:
         """Queue an answer for the sender; the oldest go when the broker is away too long."""
         if len(self._outbox) >= MAX_UNSENT_ANSWERS:
             dropped = self._outbox.popleft()
@@ -453,7 +455,7 @@ class CommandService:
             else:
                 await asyncio.sleep(backoff.next_delay())
 
-    def answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
+    def _answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
         """The answer goes to the MQTT 5 response topic when valid and not one of the
         gateway's own, else to ``P/cmd/result``."""
         topic = inbound.response_topic
@@ -465,7 +467,7 @@ class CommandService:
         """Answer a command whose handling failed on a fault of the gateway itself."""
         body = {"id": request_id_of(inbound.payload), "ok": False, "error": "internal error"}
         self._count("refused")
-        self.queue_answer(self.answer_for(inbound, orjson.dumps(body)))
+        self._queue_answer(self._answer_for(inbound, orjson.dumps(body)))
 
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1
