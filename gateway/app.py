@@ -79,11 +79,16 @@ class Gateway:
         self._observe = observe
         self._stopping = False
         self._published_alarms: dict[str, Alarm] = {}
+        self.decider = SampleDecider(
+            settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
+        )
         self.buffer = DurableBuffer(
             settings.buffer.path,
             settings.buffer.max_size,
             policy=settings.buffer.policy,
             sync=settings.buffer.sync,
+            on_stored=self.decider.stored,
+            on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
         self.tag_types: dict[str, TagType] = {}
@@ -105,9 +110,6 @@ class Gateway:
             on_message=self._on_message,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
-        self.decider = SampleDecider(
-            settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
-        )
         self.topics = Topics(
             prefix=settings.mqtt.topic_prefix,
             qos=settings.mqtt.qos,
@@ -140,6 +142,7 @@ class Gateway:
             self._group = group
             session_task = group.create_task(self.session.run(), name="mqtt-session")
             self._spawn("health", self.health.run())
+            self._spawn("buffer", self.buffer.run())
             self._spawn("backlog", self._watch_backlog())
             self._spawn("startup", self._start_polling())
             await stop.wait()

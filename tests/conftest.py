@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -299,3 +302,71 @@ async def simulator(tls: TlsFiles, dialect: str) -> AsyncIterator[Simulator]:
     options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7, dialect=speaks)
     async with Simulator(options, ssl_context=tls.server_context()) as sim:
         yield sim
+
+
+SMALL_DISK = "16m"
+"""Size of the filesystem ``small_disk`` mounts: room for a few seconds of a test's polls."""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of this test's own, small enough to run full for real; skipped (with the
+    reason) where this user may not mount one."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no mount command here: a full disk cannot be made")
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={SMALL_DISK},mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file into ``folder``'s filesystem until not one more byte fits, and return
+    it: deleting it gives the space back."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        size = 1 << 20
+        while size:
+            try:
+                os.write(fd, bytes(size))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                size //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+@contextlib.contextmanager
+def logged(logger: str, text: str) -> Iterator[asyncio.Event]:
+    """An event set once ``logger`` logs a line containing ``text``, to await it."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watched = logging.getLogger(logger)
+    level = watched.level
+    watched.setLevel(logging.DEBUG)
+    handler = Watch()
+    watched.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        watched.removeHandler(handler)
+        watched.setLevel(level)

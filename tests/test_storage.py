@@ -1,0 +1,137 @@
+"""Storage faults on a real filesystem: a disk that runs full while the gateway runs, and
+a bug in the buffer's background work.
+
+The full disk is a small tmpfs of the test's own, filled by a file the test writes into
+it; deleting the file gives the space back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from gateway.buffer import DurableBuffer
+from gateway.config import GatewaySettings
+from gateway.core.topics import tag_path
+from gateway.simulator.server import Simulator
+from gateway.wincc.connect import open_client
+from tests.conftest import Mosquitto, TlsFiles, fill_disk
+from tests.gateway_harness import running_gateway, settings_for
+from tests.test_durability import (
+    POLL,
+    PollCounter,
+    SeqCollector,
+    final_seqs,
+    lively,
+    start_collector,
+    stop_task,
+)
+from tests.test_health import health_until, samples
+
+pytestmark = pytest.mark.slow
+
+STORAGE_DROPS = ("wincc_gateway_samples_dropped_total", (("reason", "storage"),))
+
+
+async def scrape(http: aiohttp.ClientSession, url: str) -> dict[Any, float]:
+    async with http.get(f"{url}/metrics") as response:
+        return samples(await response.text())
+
+
+def newest(collector: SeqCollector, tag: str) -> tuple[Any, int] | None:
+    """Value and quality of the highest seq a tag's subscriber has received."""
+    bodies = [body for name, body in collector.order if name == tag]
+    if not bodies:
+        return None
+    body = max(bodies, key=lambda b: b["seq"])
+    return body["value"], body["quality"]
+
+
+async def test_a_full_disk_shows_counts_its_drops_and_heals_with_every_tag_current(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path, small_disk: Path
+) -> None:
+    lively(simulator, rate=2.0)
+    config = settings_for(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        poll=POLL,
+        buffer={"path": str(small_disk / "buffer.db")},
+        health={"enabled": True, "listen": "127.0.0.1:0"},
+        alarms={"enabled": False},
+    )
+    collector, task = await start_collector(mosquitto)
+    polls = PollCounter()
+    filler = None
+    try:
+        async with (
+            running_gateway(config, observe=polls) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            url = f"http://127.0.0.1:{gateway.health.port}"
+            await health_until(http, url, lambda status, _: status == 200)
+            filler = fill_disk(small_disk)
+            _, body = await health_until(http, url, lambda status, _: status == 503)
+            assert body["reasons"] == ["buffer: cannot store (database or disk is full)"]
+            await asyncio.wait_for(polls.reach(polls.count + 10), 10)  # polling goes on
+            lively(simulator, rate=0.0)  # the values now are the ones every tag ends with
+            await asyncio.wait_for(polls.reach(polls.count + 3), 10)
+            assert (await scrape(http, url))[STORAGE_DROPS] > 0
+            assert (await health_until(http, url, lambda s, _: s == 503))[0] == 503
+
+            filler.unlink()
+            filler = None
+            await health_until(http, url, lambda status, _: status == 200)
+            current = {
+                tag_path(name): (reading.value, reading.quality)
+                for name in gateway.pollers[0].tags
+                for reading in [simulator.plant.reading(name)]
+            }
+            assert len(current) > 10
+            try:
+                await collector.wait_until(
+                    lambda: all(newest(collector, tag) == now for tag, now in current.items())
+                )
+            except TimeoutError:
+                stale = {t: v for t, v in current.items() if newest(collector, t) != v}
+                pytest.fail(f"{len(stale)} tags never got their current value: {stale}")
+        await collector.wait_complete(final_seqs(small_disk / "buffer.db"))
+    finally:
+        if filler is not None:
+            filler.unlink()
+        await stop_task(task)
+    assert collector.reused() == []
+
+
+async def test_a_bug_in_the_buffers_background_work_stops_the_gateway(
+    simulator: Simulator,
+    mosquitto: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not swallowed: the gateway exits with the error (and a service manager restarts
+    it) instead of running on while acknowledged messages are never deleted."""
+
+    def broken(_buffer: DurableBuffer, _ids: list[int]) -> None:
+        raise RuntimeError("a bug in the deletes")
+
+    monkeypatch.setattr(DurableBuffer, "_delete", broken)
+    settings = GatewaySettings(**settings_for(simulator, mosquitto, tls, tmp_path))
+    stop = asyncio.Event()
+    async with open_client(settings.wincc) as client:
+        run = asyncio.create_task(Gateway(settings, client).run(stop))
+        await asyncio.wait({run}, timeout=15)
+        stopped_by_itself = run.done()
+        stop.set()
+        error = await asyncio.gather(run, return_exceptions=True)
+    assert stopped_by_itself, "the gateway ran on after its background work failed"
+    assert isinstance(error[0], BaseException)
+    assert "a bug in the deletes" in "".join(traceback.format_exception(error[0]))
