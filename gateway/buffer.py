@@ -34,6 +34,7 @@ import orjson
 
 from gateway.backoff import Backoff
 from gateway.core.payloads import compact_json
+from gateway.errors import GatewayError
 from gateway.wincc.models import Value
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,13 @@ class DurableBuffer:
     async def open(self) -> Restored:
         """Open (or create) the database and return what the previous run left."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
-        restored = await self._run(self._open_db)
+        try:
+            restored = await self._run(self._open_db)
+        except (OSError, sqlite3.Error) as exc:
+            self._executor.shutdown()
+            self._executor = None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise GatewayError(f"buffer.path {self.path}: cannot open: {why}") from exc
         self.depth = restored.backlog
         if restored.backlog:
             self._spilled = True

@@ -331,6 +331,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
+def make_read_only(folder: Path) -> None:
+    """Remount ``small_disk`` read-only (nothing may have a file open on it for writing)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+
+
 def fill_disk(folder: Path) -> Path:
     """Write a file into ``folder``'s filesystem until not one more byte fits, and return
     it: deleting it gives the space back."""

@@ -16,7 +16,8 @@ import pytest
 
 from gateway import buffer as buffer_module
 from gateway.buffer import DurableBuffer, Message, TagState
-from tests.conftest import fill_disk, logged
+from gateway.errors import GatewayError
+from tests.conftest import fill_disk, logged, make_read_only
 
 
 def msgs(start: int, count: int, size: int = 10) -> list[Message]:
@@ -392,3 +393,18 @@ async def test_a_bug_in_the_background_deletes_is_not_swallowed(
             group.create_task(buf.run())
             buf.ack(await buf.take(5))
     assert caught.group_contains(RuntimeError, match="a bug in the deletes")
+
+
+async def test_a_buffer_on_a_read_only_volume_is_refused_at_start(small_disk: Path) -> None:
+    """Opened read-only, every later write would fail: the gateway must not start as if
+    it could store samples."""
+    path = small_disk / "b.db"
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128)])
+    await buf.close()
+    make_read_only(small_disk)
+    with pytest.raises(
+        GatewayError, match=rf"buffer\.path {path}: cannot open: Read-only file system"
+    ):
+        await DurableBuffer(path, 10**9).open()
