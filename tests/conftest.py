@@ -331,6 +331,46 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
+@pytest.fixture
+def fragile_disk(tmp_path: Path) -> Iterator[Path]:
+    """An ext4 filesystem of this test's own (a loop-mounted image) that ``break_disk``
+    turns read-only under running programs, as the kernel does after a disk error;
+    skipped (with the reason) where this user may not make one."""
+    folder = tmp_path / "fragile-disk"
+    folder.mkdir()
+    image = tmp_path / "fragile-disk.img"
+    with image.open("wb") as file:
+        file.truncate(32 << 20)
+    mkfs = shutil.which("mkfs.ext4") or shutil.which("mkfs.ext4", path="/usr/sbin:/sbin")
+    if mkfs is None:
+        pytest.skip("no mkfs.ext4 here: a disk that turns read-only cannot be made")
+    subprocess.run([mkfs, "-q", str(image)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop,errors=remount-ro", str(image), str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount an ext4 image (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def break_disk(folder: Path) -> None:
+    """Make ext4 at ``folder`` report an error, so that the kernel remounts it read-only
+    (for good: only unmounting it undoes that)."""
+    source = subprocess.run(
+        ["findmnt", "--noheadings", "--output", "SOURCE", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error").write_text("test\n")
+
+
 def make_read_only(folder: Path) -> None:
     """Remount ``small_disk`` read-only (nothing may have a file open on it for writing)."""
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)

@@ -1,8 +1,9 @@
-"""Storage faults on a real filesystem: a disk that runs full while the gateway runs, and
-a bug in the buffer's background work.
+"""Storage faults on real filesystems: a disk that runs full while the gateway runs, one
+that turns read-only, and a bug in the buffer's background work.
 
 The full disk is a small tmpfs of the test's own, filled by a file the test writes into
-it; deleting the file gives the space back.
+it; deleting the file gives the space back. The read-only one is a loop-mounted ext4
+image that is told to report an error, which makes the kernel remount it read-only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gateway.config import GatewaySettings
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
 from gateway.wincc.connect import open_client
-from tests.conftest import Mosquitto, TlsFiles, fill_disk
+from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk
 from tests.gateway_harness import running_gateway, settings_for
 from tests.test_durability import (
     POLL,
@@ -108,6 +109,40 @@ async def test_a_full_disk_shows_counts_its_drops_and_heals_with_every_tag_curre
             filler.unlink()
         await stop_task(task)
     assert collector.reused() == []
+
+
+async def test_a_disk_turned_read_only_shows_and_counts_its_drops_while_polling_goes_on(
+    simulator: Simulator,
+    mosquitto: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    fragile_disk: Path,
+) -> None:
+    lively(simulator, rate=2.0)
+    config = settings_for(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        poll=POLL,
+        buffer={"path": str(fragile_disk / "buffer.db")},
+        health={"enabled": True, "listen": "127.0.0.1:0"},
+        alarms={"enabled": False},
+    )
+    polls = PollCounter()
+    async with (
+        running_gateway(config, observe=polls) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"http://127.0.0.1:{gateway.health.port}"
+        await health_until(http, url, lambda status, _: status == 200)
+        break_disk(fragile_disk)
+        _, body = await health_until(http, url, lambda status, _: status == 503)
+        assert body["reasons"] == ["buffer: cannot store (disk I/O error)"]
+        dropped = (await scrape(http, url))[STORAGE_DROPS]
+        await asyncio.wait_for(polls.reach(polls.count + 10), 10)  # polling goes on
+        assert (await scrape(http, url))[STORAGE_DROPS] > dropped
+        assert (await health_until(http, url, lambda s, _: s == 503))[0] == 503
 
 
 async def test_a_bug_in_the_buffers_background_work_stops_the_gateway(
