@@ -354,21 +354,28 @@ def fragile_disk(tmp_path: Path) -> Iterator[Path]:
     if mounted.returncode != 0:
         pytest.skip(f"cannot loop-mount an ext4 image (needs root): {mounted.stderr.strip()}")
     try:
+        if not _error_trigger(folder).exists():
+            pytest.skip("this kernel's ext4 has no trigger_fs_error: the disk cannot be broken")
         yield folder
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
-def break_disk(folder: Path) -> None:
-    """Make ext4 at ``folder`` report an error, so that the kernel remounts it read-only
-    (for good: only unmounting it undoes that)."""
+def _error_trigger(folder: Path) -> Path:
+    """The sysfs file that makes the ext4 filesystem at ``folder`` report an error."""
     source = subprocess.run(
         ["findmnt", "--noheadings", "--output", "SOURCE", str(folder)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error").write_text("test\n")
+    return Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error")
+
+
+def break_disk(folder: Path) -> None:
+    """Make ext4 at ``folder`` report an error, so that the kernel remounts it read-only
+    (for good: only unmounting it undoes that)."""
+    _error_trigger(folder).write_text("test\n")
 
 
 def make_read_only(folder: Path) -> None:
