@@ -338,15 +338,16 @@ class DurableBuffer:
         messages: list[Message],
         states: list[TagState] | None = None,
         alarms: list[AlarmState] | None = None,
-    ) -> None:
-        """Commit messages (and the tag state they carry) before anyone may send them.
+    ) -> bool:
+        """Commit messages (and the tag state they carry) before anyone may send them;
+        False when the disk refused them.
 
         Never raises and never blocks on a full buffer: the configured policy drops
         messages instead, counted and logged once per episode. Shielded: a poller stopped
         mid-append (reload, shutdown) still leaves the buffer consistent.
         """
         if not (messages or states or alarms):
-            return
+            return True
         if self._open_batch is None:
             batch = _Batch()
             commit: asyncio.Future[None] = asyncio.ensure_future(
@@ -361,6 +362,7 @@ class DurableBuffer:
         batch.states += states or ()
         batch.alarms += alarms or ()
         await asyncio.shield(commit)
+        return not batch.lost
 
     async def settle(self) -> None:
         """Wait for appends still running (their pollers may have been cancelled), so a

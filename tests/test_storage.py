@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -20,9 +21,12 @@ from gateway.app import Gateway
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewaySettings
 from gateway.core.topics import tag_path
+from gateway.polling import AlarmPoller, SourceHealth, Topics
 from gateway.simulator.server import Simulator
+from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
-from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk
+from gateway.wincc.models import Alarm
+from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk, logged
 from tests.gateway_harness import running_gateway, settings_for
 from tests.test_durability import (
     POLL,
@@ -38,6 +42,7 @@ from tests.test_health import health_until, samples
 pytestmark = pytest.mark.slow
 
 STORAGE_DROPS = ("wincc_gateway_samples_dropped_total", (("reason", "storage"),))
+PUBLISHED = ("wincc_gateway_samples_published_total", (("group", "fast"),))
 
 
 async def scrape(http: aiohttp.ClientSession, url: str) -> dict[Any, float]:
@@ -81,10 +86,13 @@ async def test_a_full_disk_shows_counts_its_drops_and_heals_with_every_tag_curre
             filler = fill_disk(small_disk)
             _, body = await health_until(http, url, lambda status, _: status == 503)
             assert body["reasons"] == ["buffer: cannot store (database or disk is full)"]
+            published = (await scrape(http, url))[PUBLISHED]
             await asyncio.wait_for(polls.reach(polls.count + 10), 10)  # polling goes on
             lively(simulator, rate=0.0)  # the values now are the ones every tag ends with
             await asyncio.wait_for(polls.reach(polls.count + 3), 10)
-            assert (await scrape(http, url))[STORAGE_DROPS] > 0
+            seen = await scrape(http, url)
+            assert seen[STORAGE_DROPS] > 0
+            assert seen[PUBLISHED] == published  # nothing counts as published meanwhile
             assert (await health_until(http, url, lambda s, _: s == 503))[0] == 503
 
             filler.unlink()
@@ -170,3 +178,33 @@ async def test_a_bug_in_the_buffers_background_work_stops_the_gateway(
     assert stopped_by_itself, "the gateway ran on after its background work failed"
     assert isinstance(error[0], BaseException)
     assert "a bug in the deletes" in "".join(traceback.format_exception(error[0]))
+
+
+async def test_an_alarm_change_the_disk_refused_is_published_once_it_takes_writes_again(
+    small_disk: Path,
+) -> None:
+    """The alarm's retained state must not stay behind: the change is diffed again."""
+    buffer = DurableBuffer(small_disk / "buffer.db", 10**9)
+    await buffer.open()
+    poller = AlarmPoller(
+        interval=1.0,
+        client=cast(WinCCClient, None),  # publish() is handed the alarms; nothing is read
+        topics=Topics(prefix="p", qos=1, retain=True),
+        buffer=buffer,
+        source=SourceHealth(),
+    )
+    came = Alarm("A1", "T", "too hot", 1, "came", False, 1_000, None, None)
+    await poller.publish([came])
+    filler = fill_disk(small_disk)
+    acked = replace(came, acked=True, acked_at=2_000, text="too hot" + " " * 5000)
+    with logged("gateway.buffer", "cannot store messages") as refused:
+        await poller.publish([acked])
+    assert refused.is_set()
+    filler.unlink()
+    await poller.publish([acked])
+    buffer.close_for_new()
+    sent = [(message.topic, message.payload) for _, message in await buffer.take(100)]
+    await buffer.close()
+    assert [topic for topic, _ in sent] == ["p/alarms/A1", "p/alarms/events"] * 2
+    assert b'"acked":true' in sent[2][1]
+    assert b'"event":"acked"' in sent[3][1]
