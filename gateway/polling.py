@@ -230,8 +230,9 @@ class TagPoller:
             (r for found in per_tag for r in found if newer(r)), key=lambda r: r.ts_ms
         )
         decided = self._decider.decide(readings, self.deadband)
-        if await self._commit(decided, backfill=True):
-            self.stats.backfilled += len(decided)
+        if not await self._commit(decided, backfill=True):
+            return  # the disk refused them: the buffer counts and logs that
+        self.stats.backfilled += len(decided)
         log.info(
             "group %s: backfilled %d samples from %.1f s of WinCC history",
             self.name,
