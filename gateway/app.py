@@ -79,11 +79,16 @@ class Gateway:
         self._observe = observe
         self._stopping = False
         self._published_alarms: dict[str, Alarm] = {}
+        self.decider = SampleDecider(
+            settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
+        )
         self.buffer = DurableBuffer(
             settings.buffer.path,
             settings.buffer.max_size,
             policy=settings.buffer.policy,
             sync=settings.buffer.sync,
+            on_stored=self.decider.stored,
+            on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
         self.tag_types: dict[str, TagType] = {}
@@ -108,9 +113,6 @@ class Gateway:
             connected=self.session.connected,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
-        self.decider = SampleDecider(
-            settings.quality.good_codes, drop_bad=settings.quality.policy == "drop"
-        )
         self.topics = Topics(
             prefix=settings.mqtt.topic_prefix,
             qos=settings.mqtt.qos,
@@ -143,6 +145,7 @@ class Gateway:
             session_task = group.create_task(self.session.run(), name="mqtt-session")
             commands_task = group.create_task(self.commands.run(), name="commands")
             self._spawn("health", self.health.run())
+            self._spawn("buffer", self.buffer.run())
             self._spawn("backlog", self._watch_backlog())
             self._spawn("startup", self._start_polling())
             await stop.wait()

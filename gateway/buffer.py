@@ -7,15 +7,24 @@ transaction as the samples that carry them, so a restart neither reuses nor skip
 and does not republish unchanged values. Recent messages are also kept in a bounded
 in-memory cache so that, while the broker keeps up, sending never reads the disk; once
 the cache overflows (a broker outage) the backlog is read back from disk in pages.
+
+When the disk refuses a write (full, read-only, failing), the transaction is rolled back,
+the messages are dropped and counted, ``storage_error`` says why, and the next write
+tries again: the buffer heals by itself once the disk takes writes again. The change
+detector learns which tag states were stored and which were lost, so a lost sample is
+decided again instead of counting as published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
+import stat
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +32,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from gateway.backoff import Backoff
 from gateway.core.payloads import compact_json
+from gateway.errors import GatewayError
 from gateway.wincc.models import Value
 
 log = logging.getLogger(__name__)
@@ -32,6 +43,13 @@ T = TypeVar("T")
 
 CACHE_LIMIT = 50_000
 """Messages kept in memory for sending; beyond that they are read back from disk."""
+
+RETRY_CAP = 5.0
+"""Longest wait, in seconds, before deleting acknowledged messages is tried again after
+the disk refused it."""
+
+PRIVATE = 0o600
+"""Mode of the database and its -wal and -shm files: they hold plant data."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -73,6 +91,9 @@ TagState = tuple[str, int, Value, int]
 AlarmState = tuple[str, bytes | None]
 """An alarm's id and its published retained state; None once the alarm is cleared."""
 
+StatesListener = Callable[[list[TagState]], None]
+"""Told which tag states a commit stored, or lost (see ``DurableBuffer``)."""
+
 
 @dataclass(slots=True)
 class Restored:
@@ -92,6 +113,7 @@ class _Batch:
     messages: list[Message] = field(default_factory=list)
     states: list[TagState] = field(default_factory=list)
     alarms: list[AlarmState] = field(default_factory=list)
+    lost: bool = False  # dropped before its turn, with the failed commit it builds on
 
 
 ROWS_PER_STATEMENT = 128
@@ -121,6 +143,35 @@ def insert_rows(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -
         start += size
 
 
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, rolled back whatever interrupts it.
+
+    SQLite rolls a transaction back by itself on some errors (a full disk) and not on
+    others; left open, every later ``BEGIN`` fails. A ``ROLLBACK`` of a transaction that
+    is already gone would fail too, and hide the error that matters.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def make_private(path: Path) -> None:
+    """Create the database file readable by its owner only (SQLite gives the -wal and
+    -shm files the database's mode), and close an existing one to others."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(file.stat().st_mode) & ~PRIVATE:
+                file.chmod(PRIVATE)
+                log.warning("buffer file %s could be read by others; now by its owner only", file)
+
+
 def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
     """``[5, 3, 4, 9]`` -> ``[(3, 5), (9, 9)]``: the ids as inclusive, contiguous ranges."""
     ranges: list[tuple[int, int]] = []
@@ -133,15 +184,30 @@ def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
 
 
 class DurableBuffer:
-    """The queue between the pollers and the MQTT session, on disk."""
+    """The queue between the pollers and the MQTT session, on disk.
+
+    ``on_stored`` and ``on_lost`` hear, for every commit, which tag states reached the
+    disk and which were dropped because the disk refused them. A commit that fails also
+    drops the appends queued behind it that carry a later state of the same tag: they
+    hold the next seq, and stored alone they would leave a gap behind the lost one.
+    """
 
     def __init__(
-        self, path: Path, max_size: int, *, policy: str = "drop_oldest", sync: str = "normal"
+        self,
+        path: Path,
+        max_size: int,
+        *,
+        policy: str = "drop_oldest",
+        sync: str = "normal",
+        on_stored: StatesListener | None = None,
+        on_lost: StatesListener | None = None,
     ) -> None:
         self.path = path
         self.max_size = max_size
         self.policy = policy
         self._sync = sync
+        self._on_stored = on_stored
+        self._on_lost = on_lost
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._cache: deque[Queued] = deque()
@@ -152,9 +218,7 @@ class DurableBuffer:
         self._closed = False
         self._to_delete: list[int] = []
         self._deleting = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
         self._overflowing = False
-        self._failing = False
         self._dropped_up_to = 0
         self._appending: set[asyncio.Future[None]] = set()
         # Appends waiting for the next transaction, and the task that will commit them.
@@ -164,14 +228,22 @@ class DurableBuffer:
         self.size_bytes = 0
         self.buffered = 0
         self.delivered = 0
-        self.dropped = 0
+        self.dropped = 0  # by the full buffer's policy
+        self.storage_dropped = 0  # because the disk refused them
+        self.storage_error: str | None = None  # why the disk refuses writes; None: it takes them
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def open(self) -> Restored:
         """Open (or create) the database and return what the previous run left."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
-        restored = await self._run(self._open_db)
+        try:
+            restored = await self._run(self._open_db)
+        except (OSError, sqlite3.Error) as exc:
+            self._executor.shutdown()
+            self._executor = None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise GatewayError(f"buffer.path {self.path}: cannot open: {why}") from exc
         self.depth = restored.backlog
         if restored.backlog:
             self._spilled = True
@@ -180,21 +252,47 @@ class DurableBuffer:
                 self.path,
                 restored.backlog,
             )
-        self._flusher = asyncio.create_task(self._flush_deletes(), name="buffer-deletes")
         return restored
+
+    async def run(self) -> None:
+        """Delete what the broker acknowledged, batched and off the sending path, until
+        cancelled.
+
+        The gateway runs this in its TaskGroup. A disk that refuses the delete is tried
+        again with backoff (``storage_error`` says why meanwhile); anything else is a bug
+        that stops the gateway, rather than acknowledged messages piling up unseen.
+        """
+        backoff = Backoff(base=0.5, cap=RETRY_CAP)
+        while True:
+            await self._deleting.wait()
+            self._deleting.clear()
+            try:
+                await self._delete_acknowledged()
+            except sqlite3.Error as exc:
+                self._storage_failed(exc, "delete acknowledged messages", "retrying")
+                await asyncio.sleep(backoff.next_delay())
+                self._deleting.set()
+            else:
+                backoff.reset()
 
     async def close(self) -> None:
         """Commit pending acknowledgements and close the database."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
         if self._executor is None:
             return
-        await self._delete_acknowledged()
-        await self._run(self._close_db)
-        self._executor.shutdown(wait=True)
-        self._executor = None
+        try:
+            await self._delete_acknowledged()
+        except sqlite3.Error as exc:
+            log.warning(
+                "buffer %s cannot delete %d acknowledged messages (%s); they are sent "
+                "again after the next start",
+                self.path,
+                len(self._to_delete),
+                exc,
+            )
+        finally:
+            await self._run(self._close_db)
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -202,6 +300,7 @@ class DurableBuffer:
 
     def _open_db(self) -> Restored:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
@@ -239,15 +338,16 @@ class DurableBuffer:
         messages: list[Message],
         states: list[TagState] | None = None,
         alarms: list[AlarmState] | None = None,
-    ) -> None:
-        """Commit messages (and the tag state they carry) before anyone may send them.
+    ) -> bool:
+        """Commit messages (and the tag state they carry) before anyone may send them;
+        False when the disk refused them.
 
         Never raises and never blocks on a full buffer: the configured policy drops
         messages instead, counted and logged once per episode. Shielded: a poller stopped
         mid-append (reload, shutdown) still leaves the buffer consistent.
         """
         if not (messages or states or alarms):
-            return
+            return True
         if self._open_batch is None:
             batch = _Batch()
             commit: asyncio.Future[None] = asyncio.ensure_future(
@@ -262,6 +362,7 @@ class DurableBuffer:
         batch.states += states or ()
         batch.alarms += alarms or ()
         await asyncio.shield(commit)
+        return not batch.lost
 
     async def settle(self) -> None:
         """Wait for appends still running (their pollers may have been cancelled), so a
@@ -279,19 +380,19 @@ class DurableBuffer:
             await asyncio.wait([previous])
         if self._open_batch is not None and self._open_batch[0] is batch:
             self._open_batch = None
+        if batch.lost:
+            return
         messages, states, alarms = batch.messages, batch.states, batch.alarms
         try:
             first, kept, dropped_old = await self._run(self._insert, messages, states, alarms)
         except sqlite3.Error as exc:
-            self.dropped += len(messages)
-            if not self._failing:
-                self._failing = True
-                # The message says it all (disk full, no permission); a traceback adds nothing.
-                log.error("buffer %s cannot store messages (%s); dropping them", self.path, exc)  # noqa: TRY400
+            self._storage_failed(exc, "store messages", "dropping them until it can")
+            self._lose(batch)
+            self._lose_followers(batch)
             return
-        if self._failing:
-            self._failing = False
-            log.info("buffer %s stores messages again", self.path)
+        self._storage_works()
+        if states and self._on_stored is not None:
+            self._on_stored(states)
         self._note_drops(len(messages) - kept + dropped_old)
         if dropped_old:
             self._forget_dropped_oldest()
@@ -308,6 +409,36 @@ class DurableBuffer:
             self._read_after = self._cache[-1][0] if self._cache else first - 1
         self._ready.set()
 
+    def _lose(self, batch: _Batch) -> None:
+        """Count a batch the disk did not take, and say which tag states it held."""
+        batch.lost = True
+        self.storage_dropped += len(batch.messages)
+        if batch.states and self._on_lost is not None:
+            self._on_lost(batch.states)
+
+    def _lose_followers(self, failed: _Batch) -> None:
+        """Drop the appends queued behind ``failed`` if they carry a later state of one of
+        its tags: that state holds the next seq of a lost one."""
+        if self._open_batch is None:
+            return
+        follower = self._open_batch[0]
+        names = {name for name, _, _, _ in failed.states}
+        if any(name in names for name, _, _, _ in follower.states):
+            self._open_batch = None
+            self._lose(follower)
+
+    def _storage_failed(self, exc: sqlite3.Error, what: str, then: str) -> None:
+        """Remember why the disk refused a write; logged once until it takes one again."""
+        if self.storage_error is None:
+            # The message says it all (disk full, read-only); a traceback adds nothing.
+            log.error("buffer %s cannot %s (%s); %s", self.path, what, exc, then)
+        self.storage_error = str(exc)
+
+    def _storage_works(self) -> None:
+        if self.storage_error is not None:
+            self.storage_error = None
+            log.info("buffer %s stores messages again", self.path)
+
     def _insert(
         self, messages: list[Message], states: list[TagState], alarms: list[AlarmState]
     ) -> tuple[int, int, int]:
@@ -319,8 +450,7 @@ class DurableBuffer:
         if self.policy == "drop_newest" and self.size_bytes >= self.max_size:
             keep = 0
         last = 0
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             if keep:
                 insert_rows(
                     db,
@@ -352,10 +482,6 @@ class DurableBuffer:
             if self.policy == "drop_oldest" and used > self.max_size:
                 dropped_old = self._drop_oldest(db, at_least=keep)
                 used = self._used_bytes()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self.size_bytes = used
         return last - keep + 1, keep, dropped_old
 
@@ -440,24 +566,24 @@ class DurableBuffer:
         self.depth = max(0, self.depth - len(batch))
         self._deleting.set()
 
-    async def _flush_deletes(self) -> None:
-        while True:
-            await self._deleting.wait()
-            self._deleting.clear()
-            await self._delete_acknowledged()
-
     async def _delete_acknowledged(self) -> None:
+        """Delete the acknowledged rows; the ids stay queued until that succeeded."""
         ids, self._to_delete = self._to_delete, []
-        if ids:
+        if not ids:
+            return
+        try:
             await self._run(self._delete, ids)
+        except BaseException:
+            self._to_delete[:0] = ids
+            raise
+        self._storage_works()
 
     def _delete(self, ids: list[int]) -> None:
         """Delete acknowledged rows; acks arrive nearly in order, so by ranges of ids."""
         db = self._db
         assert db is not None
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", id_ranges(ids))
-        db.execute("COMMIT")
+        with transaction(db):
+            db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", id_ranges(ids))
         self.size_bytes = self._used_bytes()
 
     def close_for_new(self) -> None:

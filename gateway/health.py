@@ -2,8 +2,9 @@
 
 ``/health`` answers 200 only when the gateway really moves data: connected to the broker,
 WinCC answering, every scan class polled within three of its intervals, the buffer below
-its limit. Anything else is 503 with one reason per problem, so a container runtime,
-systemd or a load balancer acts on the same verdict an operator reads.
+its limit and its disk taking writes. Anything else is 503 with one reason per problem,
+so a container runtime, systemd or a load balancer acts on the same verdict an operator
+reads.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def assess(gateway: Monitored, now: float, polling_since: float) -> Verdict:
     full = buffer.size_bytes >= buffer.max_size
     if full:
         reasons.append(f"buffer: full ({buffer.depth} messages waiting)")
+    if buffer.storage_error is not None:
+        reasons.append(f"buffer: cannot store ({buffer.storage_error})")
     details = {
         "version": __version__,
         "mqtt": {"connected": connected, "reconnects": session.reconnects},

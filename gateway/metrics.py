@@ -124,11 +124,13 @@ class GatewayCollector(Collector):
         dropped = CounterMetricFamily(
             f"{NAMESPACE}_samples_dropped",
             "Samples not published: reason=quality by the drop policy, "
-            "reason=buffer_full because the buffer was full.",
+            "reason=buffer_full because the buffer was full, "
+            "reason=storage because the disk refused to store them.",
             labels=["reason"],
         )
         dropped.add_metric(["quality"], gateway.decider.withheld)
         dropped.add_metric(["buffer_full"], buffer.dropped)
+        dropped.add_metric(["storage"], buffer.storage_dropped)
         yield dropped
         yield _counter(
             "bad_quality_published",

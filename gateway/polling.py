@@ -230,7 +230,8 @@ class TagPoller:
             (r for found in per_tag for r in found if newer(r)), key=lambda r: r.ts_ms
         )
         decided = self._decider.decide(readings, self.deadband)
-        await self._commit(decided, backfill=True)
+        if not await self._commit(decided, backfill=True):
+            return  # the disk refused them: the buffer counts and logs that
         self.stats.backfilled += len(decided)
         log.info(
             "group %s: backfilled %d samples from %.1f s of WinCC history",
@@ -246,13 +247,14 @@ class TagPoller:
         if result.errors:
             self._report_errors(result.errors)
         decided = self._decider.decide(result.readings, self.deadband)
-        await self._commit(decided, backfill=False)
-        self.stats.published += len(decided)
+        if await self._commit(decided, backfill=False):
+            self.stats.published += len(decided)
 
-    async def _commit(self, decided: list[tuple[Reading, int]], *, backfill: bool) -> None:
-        """Shape the decided samples and commit them, with their tag state, to the buffer."""
+    async def _commit(self, decided: list[tuple[Reading, int]], *, backfill: bool) -> bool:
+        """Shape the decided samples and commit them, with their tag state, to the buffer;
+        False when the disk refused them (the decider has heard so from the buffer)."""
         if not decided:
-            return
+            return True
         topics = self._topics
         is_good = self._decider.is_good
         if topics.batch_max_bytes is not None:
@@ -279,7 +281,7 @@ class TagPoller:
                 for reading, seq in decided
             ]
         states: list[TagState] = [(r.name, seq, r.value, r.quality) for r, seq in decided]
-        await self._buffer.append(messages, states)
+        return await self._buffer.append(messages, states)
 
     def _report_errors(self, errors: dict[str, str]) -> None:
         """Log each failing tag once, not once per poll."""
@@ -344,7 +346,12 @@ class AlarmPoller:
             await asyncio.sleep(max(0.0, self.interval - elapsed))
 
     async def publish(self, alarms: list[Alarm]) -> None:
-        """Diff against the last poll and commit state, clears and events to the buffer."""
+        """Diff against the last poll and commit state, clears and events to the buffer.
+
+        If the disk refused them, the next poll diffs against what was stored before, so
+        the retained states and events are published once it takes writes again.
+        """
+        stored = self._tracker.active
         diff = self._tracker.update(alarms, now_ms())
         base = self._topics.prefix + "/alarms/"
         qos = self._topics.qos
@@ -361,5 +368,7 @@ class AlarmPoller:
             for t in diff.events
         ]
         cleared: list[AlarmState] = [(alarm_id, None) for alarm_id in diff.cleared]
-        await self._buffer.append(messages, alarms=[*states, *cleared])
+        if not await self._buffer.append(messages, alarms=[*states, *cleared]):
+            self._tracker.restore(stored)
+            return
         self.stats.published += len(messages)

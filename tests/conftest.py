@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -299,3 +302,123 @@ async def simulator(tls: TlsFiles, dialect: str) -> AsyncIterator[Simulator]:
     options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7, dialect=speaks)
     async with Simulator(options, ssl_context=tls.server_context()) as sim:
         yield sim
+
+
+SMALL_DISK = "16m"
+"""Size of the filesystem ``small_disk`` mounts: room for a few seconds of a test's polls."""
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of this test's own, small enough to run full for real; skipped (with the
+    reason) where this user may not mount one."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no mount command here: a full disk cannot be made")
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={SMALL_DISK},mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@pytest.fixture
+def fragile_disk(tmp_path: Path) -> Iterator[Path]:
+    """An ext4 filesystem of this test's own (a loop-mounted image) that ``break_disk``
+    turns read-only under running programs, as the kernel does after a disk error;
+    skipped (with the reason) where this user may not make one."""
+    folder = tmp_path / "fragile-disk"
+    folder.mkdir()
+    image = tmp_path / "fragile-disk.img"
+    with image.open("wb") as file:
+        file.truncate(32 << 20)
+    mkfs = shutil.which("mkfs.ext4") or shutil.which("mkfs.ext4", path="/usr/sbin:/sbin")
+    if mkfs is None:
+        pytest.skip("no mkfs.ext4 here: a disk that turns read-only cannot be made")
+    subprocess.run([mkfs, "-q", str(image)], check=True)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop,errors=remount-ro", str(image), str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount an ext4 image (needs root): {mounted.stderr.strip()}")
+    try:
+        if not _error_trigger(folder).exists():
+            pytest.skip("this kernel's ext4 has no trigger_fs_error: the disk cannot be broken")
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _error_trigger(folder: Path) -> Path:
+    """The sysfs file that makes the ext4 filesystem at ``folder`` report an error."""
+    source = subprocess.run(
+        ["findmnt", "--noheadings", "--output", "SOURCE", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return Path("/sys/fs/ext4", Path(source).name, "trigger_fs_error")
+
+
+def break_disk(folder: Path) -> None:
+    """Make ext4 at ``folder`` report an error, so that the kernel remounts it read-only
+    (for good: only unmounting it undoes that)."""
+    _error_trigger(folder).write_text("test\n")
+
+
+def make_read_only(folder: Path) -> None:
+    """Remount ``small_disk`` read-only (nothing may have a file open on it for writing)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file into ``folder``'s filesystem until not one more byte fits, and return
+    it: deleting it gives the space back."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        size = 1 << 20
+        while size:
+            try:
+                os.write(fd, bytes(size))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                size //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+@contextlib.contextmanager
+def logged(logger: str, text: str) -> Iterator[asyncio.Event]:
+    """An event set once ``logger`` logs a line containing ``text``, to await it."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watched = logging.getLogger(logger)
+    level = watched.level
+    watched.setLevel(logging.DEBUG)
+    handler = Watch()
+    watched.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        watched.removeHandler(handler)
+        watched.setLevel(level)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
+import stat
+import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,9 @@ from typing import Any
 import pytest
 
 from gateway import buffer as buffer_module
-from gateway.buffer import DurableBuffer, Message
+from gateway.buffer import DurableBuffer, Message, TagState
+from gateway.errors import GatewayError
+from tests.conftest import fill_disk, logged, make_read_only
 
 
 def msgs(start: int, count: int, size: int = 10) -> list[Message]:
@@ -218,3 +224,187 @@ async def test_a_tag_stated_twice_in_one_commit_keeps_its_last_state(tmp_path: P
     await again.close()
     assert restored.seqs == {"A": 2, "B": 1}
     assert restored.last == {"A": (2.0, 64), "B": (5.0, 128)}
+
+
+# --- a disk that runs full, files only the owner reads ---------------------------------
+
+
+async def test_the_buffer_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Samples and tag states are plant data; the usual umask would let every local user
+    read them."""
+    umask = os.umask(0o022)
+    try:
+        buf = DurableBuffer(tmp_path / "b.db", 10**9)
+        await buf.open()
+        await buf.append(msgs(0, 3), [("A", 1, 1.0, 128)])
+        found = modes(tmp_path)
+        await buf.close()
+    finally:
+        os.umask(umask)
+    assert found == {"b.db": 0o600, "b.db-wal": 0o600, "b.db-shm": 0o600}
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """The permission bits of the buffer's files."""
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.glob("b.db*")}
+
+
+async def test_a_buffer_file_that_others_may_read_is_closed_to_them(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 1))
+    found = modes(tmp_path)
+    await buf.close()
+    assert found == {"b.db": 0o600, "b.db-wal": 0o600, "b.db-shm": 0o600}
+
+
+class Watcher:
+    """Records what the buffer says about the tag states it was given."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, int]] = []
+        self.lost: list[tuple[str, int]] = []
+
+    def on_stored(self, states: list[TagState]) -> None:
+        self.stored += [(name, seq) for name, seq, _, _ in states]
+
+    def on_lost(self, states: list[TagState]) -> None:
+        self.lost += [(name, seq) for name, seq, _, _ in states]
+
+
+def other_writer_gets_in(path: Path) -> bool:
+    """Whether another connection can start writing at once: no transaction of the
+    buffer's is left open."""
+    with contextlib.closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        other.execute("ROLLBACK")
+        return True
+
+
+async def test_a_write_that_finds_the_disk_full_is_rolled_back_and_the_next_one_works(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "b.db"
+    watcher = Watcher()
+    buf = DurableBuffer(path, 10**9, on_stored=watcher.on_stored, on_lost=watcher.on_lost)
+    await buf.open()
+    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128)])
+    filler = fill_disk(small_disk)
+    with logged("gateway.buffer", "cannot store messages (database or disk is full)") as said:
+        await buf.append(msgs(1, 2000, size=1000), [("A", 2, 2.0, 128), ("B", 1, 0.0, 128)])
+    assert said.is_set()
+    assert buf.storage_error == "database or disk is full"
+    assert (buf.storage_dropped, buf.dropped, len(buf)) == (2000, 0, 1)
+    assert watcher.lost == [("A", 2), ("B", 1)]
+    assert other_writer_gets_in(path)
+
+    filler.unlink()
+    with logged("gateway.buffer", "stores messages again") as healed:
+        await buf.append(msgs(2001, 2), [("A", 2, 3.0, 128)])
+    assert healed.is_set()
+    assert buf.storage_error is None
+    assert watcher.stored == [("A", 1), ("A", 2)]
+    assert topics(await _take_now(buf)) == ["t/0", "t/2001", "t/2002"]
+    await buf.close()
+    restored = await DurableBuffer(path, 10**9).open()
+    assert restored.seqs == {"A": 2}
+    assert restored.last == {"A": (3.0, 128)}
+
+
+async def test_appends_that_build_on_a_lost_commit_are_dropped_with_it(small_disk: Path) -> None:
+    """A tag's next sample, appended while the commit of the one before is under way, has
+    the next seq: stored alone it would leave a seq gap behind the lost one."""
+    watcher = Watcher()
+    buf = DurableBuffer(
+        small_disk / "b.db", 10**9, on_stored=watcher.on_stored, on_lost=watcher.on_lost
+    )
+    await buf.open()
+    gate = threading.Event()
+    # The buffer's one thread waits for the test, so the first commit stays under way.
+    held = asyncio.ensure_future(buf._run(gate.wait))
+    first = asyncio.create_task(buf.append(msgs(0, 2000, size=1000), [("A", 1, 1.0, 128)]))
+    await asyncio.sleep(0)  # the append opens its batch and starts its commit
+    assert buf._open_batch is not None
+    await asyncio.sleep(0)  # the commit takes the batch, then waits at the gate
+    assert buf._open_batch is None
+    later = asyncio.create_task(buf.append(msgs(2000, 1), [("A", 2, 2.0, 128)]))
+    apart = asyncio.create_task(buf.append(msgs(2001, 1), [("B", 1, 5.0, 128)]))
+    await asyncio.sleep(0)
+    filler = fill_disk(small_disk)
+    gate.set()
+    await asyncio.gather(held, first, later, apart)
+    assert watcher.lost == [("A", 1), ("A", 2), ("B", 1)]
+    assert buf.storage_dropped == 2002
+    filler.unlink()
+    await buf.close()
+    assert (await DurableBuffer(small_disk / "b.db", 10**9).open()).seqs == {}
+
+
+async def test_acknowledged_messages_are_deleted_once_the_disk_has_room_again(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "b.db"
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 300, size=1000))
+    async with asyncio.TaskGroup() as group:
+        work = group.create_task(buf.run())
+        filler = fill_disk(small_disk)
+        with logged("gateway.buffer", "cannot delete acknowledged messages") as failing:
+            buf.ack(await buf.take(300))
+            await asyncio.wait_for(failing.wait(), 10)
+        assert buf.storage_error == "database or disk is full"
+        assert backlog_on_disk(path) == 300
+        with logged("gateway.buffer", "stores messages again") as healed:
+            filler.unlink()
+            await asyncio.wait_for(healed.wait(), 10)
+        assert buf.storage_error is None
+        assert backlog_on_disk(path) == 0
+        work.cancel()
+    await buf.close()
+
+
+def backlog_on_disk(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+async def test_a_bug_in_the_background_deletes_is_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage errors are retried; anything else is a bug that must stop the gateway
+    (its TaskGroup) rather than let the disk fill up unnoticed."""
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 5))
+
+    def broken(_ids: list[int]) -> None:
+        raise RuntimeError("a bug in the deletes")
+
+    monkeypatch.setattr(buf, "_delete", broken)
+    with pytest.raises(ExceptionGroup) as caught:
+        async with asyncio.timeout(10), asyncio.TaskGroup() as group:
+            group.create_task(buf.run())
+            buf.ack(await buf.take(5))
+    assert caught.group_contains(RuntimeError, match="a bug in the deletes")
+
+
+async def test_a_buffer_on_a_read_only_volume_is_refused_at_start(small_disk: Path) -> None:
+    """Opened read-only, every later write would fail: the gateway must not start as if
+    it could store samples."""
+    path = small_disk / "b.db"
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128)])
+    await buf.close()
+    make_read_only(small_disk)
+    with pytest.raises(
+        GatewayError, match=rf"buffer\.path {path}: cannot open: Read-only file system"
+    ):
+        await DurableBuffer(path, 10**9).open()

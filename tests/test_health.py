@@ -54,7 +54,14 @@ def stand_in(**changes: Any) -> Any:
             )
         ],
         "alarm_poller": SimpleNamespace(interval=2.0, stats=PollStats(polls=3, last_success=99.0)),
-        "buffer": SimpleNamespace(depth=0, size_bytes=8192, max_size=10_000, dropped=6),
+        "buffer": SimpleNamespace(
+            depth=0,
+            size_bytes=8192,
+            max_size=10_000,
+            dropped=6,
+            storage_dropped=8,
+            storage_error=None,
+        ),
     }
     fields.update(changes)
     return SimpleNamespace(**fields)
@@ -91,7 +98,13 @@ def test_every_problem_is_a_reason() -> None:
     gateway = stand_in(
         session=SimpleNamespace(connected=asyncio.Event(), reconnects=9, published=0),
         source=SimpleNamespace(state="down", errors_by_kind={}),
-        buffer=SimpleNamespace(depth=100, size_bytes=10_000, max_size=10_000, dropped=0),
+        buffer=SimpleNamespace(
+            depth=100,
+            size_bytes=10_000,
+            max_size=10_000,
+            dropped=0,
+            storage_error="database or disk is full",
+        ),
     )
     assert assess(gateway, now=120.0, polling_since=50.0).reasons == [
         "mqtt: not connected",
@@ -99,6 +112,7 @@ def test_every_problem_is_a_reason() -> None:
         "wincc: group fast has not polled successfully for 21.0 s",
         "wincc: alarms have not been polled successfully for 21.0 s",
         "buffer: full (100 messages waiting)",
+        "buffer: cannot store (database or disk is full)",
     ]
 
 
@@ -131,6 +145,7 @@ def test_metrics_read_the_counters_at_scrape_time() -> None:
     assert seen[("wincc_gateway_alarm_polls_total", ())] == 3
     assert seen[("wincc_gateway_samples_dropped_total", (("reason", "quality"),))] == 4
     assert seen[("wincc_gateway_samples_dropped_total", (("reason", "buffer_full"),))] == 6
+    assert seen[("wincc_gateway_samples_dropped_total", (("reason", "storage"),))] == 8
     assert seen[("wincc_gateway_bad_quality_published_total", ())] == 5
     assert seen[("wincc_gateway_mqtt_connected", ())] == 1
     assert seen[("wincc_gateway_mqtt_reconnects_total", ())] == 2

@@ -35,6 +35,10 @@ class SampleDecider:
     value moved past the group's deadband since the last published sample. With
     ``drop_bad`` a not-good reading is never published, but it is remembered, so the next
     good reading of that tag is published even if its value did not change (recovery).
+
+    A decided sample counts as published once the buffer has stored it (``stored``). If
+    the disk refused it (``lost``), its tag goes back to what was stored last: the seq is
+    given again and the current value is published once the disk takes writes again.
     """
 
     __slots__ = (
@@ -43,6 +47,7 @@ class SampleDecider:
         "_last",
         "_seen",
         "_seq",
+        "_unstored",
         "bad_published",
         "withheld",
     )
@@ -55,6 +60,8 @@ class SampleDecider:
         # The reading object decided last per tag, and the deadband it was decided with:
         # the client hands out the same object while the tag is unchanged.
         self._seen: dict[str, tuple[Reading, float]] = {}
+        # Tags with decided samples not yet stored: their last stored sample and seq.
+        self._unstored: dict[str, tuple[tuple[Value, int] | None, int]] = {}
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
 
@@ -62,6 +69,34 @@ class SampleDecider:
         """Continue where a previous run stopped: its seqs and last published samples."""
         self._seq.update(seqs)
         self._last.update(last)
+
+    def stored(self, states: Iterable[tuple[str, int, Value, int]]) -> None:
+        """The buffer stored these samples (tag, seq, value, quality): they are published."""
+        unstored = self._unstored
+        for name, seq, value, quality in states:
+            if name in unstored:
+                if self._seq.get(name) == seq:
+                    del unstored[name]
+                else:  # a later sample of the tag is still on its way
+                    unstored[name] = ((value, quality), seq)
+
+    def lost(self, states: Iterable[tuple[str, int, Value, int]]) -> None:
+        """The buffer could not store these samples: their tags go back to the last stored
+        sample and seq, and their current readings are decided afresh."""
+        for name, _, _, _ in states:
+            base = self._unstored.pop(name, None)
+            if base is None:  # rewound already, with an earlier sample of the same tag
+                continue
+            last, seq = base
+            if last is None:
+                self._last.pop(name, None)
+            else:
+                self._last[name] = last
+            if seq:
+                self._seq[name] = seq
+            else:
+                self._seq.pop(name, None)
+            self._seen.pop(name, None)
 
     def newer_than_seen(self, reading: Reading) -> bool:
         """Whether ``reading`` is younger than the last one decided for its tag, so that
@@ -83,6 +118,7 @@ class SampleDecider:
         out: list[tuple[Reading, int]] = []
         last_by_name = self._last
         seen_by_name = self._seen
+        unstored = self._unstored
         for reading in readings:
             name = reading.name
             seen = seen_by_name.get(name)
@@ -104,7 +140,10 @@ class SampleDecider:
                     continue
                 self.bad_published += 1
             last_by_name[name] = (reading.value, reading.quality)
-            seq = self._seq.get(name, 0) + 1
+            previous = self._seq.get(name, 0)
+            if name not in unstored:
+                unstored[name] = (last, previous)
+            seq = previous + 1
             self._seq[name] = seq
             out.append((reading, seq))
         return out

@@ -105,3 +105,54 @@ def test_only_readings_younger_than_the_last_decided_one_are_newer() -> None:
     assert not decider.newer_than_seen(r(2, ts=50))
     assert decider.newer_than_seen(r(2, ts=101))
     assert decider.newer_than_seen(r(2, name="other", ts=1))
+
+
+def states(decided: list[tuple[Reading, int]]) -> list[tuple[str, int, object, int]]:
+    """What the buffer commits for ``decided``: tag, seq, value, quality."""
+    return [(reading.name, seq, reading.value, reading.quality) for reading, seq in decided]
+
+
+def test_a_sample_whose_commit_failed_is_decided_again_with_the_same_seq() -> None:
+    """A full disk lost the sample: the tag has not been published, so the very reading
+    WinCC keeps handing out is published once the disk takes it."""
+    decider = SampleDecider([128], drop_bad=False)
+    decider.stored(states(decider.decide([r(1.0)], 0)))
+    changed = r(2.0)
+    lost = decider.decide([changed], 0)
+    assert [seq for _, seq in lost] == [2]
+    decider.lost(states(lost))
+    again = decider.decide([changed], 0)
+    assert [(s.value, seq) for s, seq in again] == [(2.0, 2)]
+    decider.stored(states(again))
+    assert decider.decide([changed], 0) == []
+    assert decider.decide([r(2.0)], 0) == []
+
+
+def test_a_lost_first_sample_of_a_tag_is_published_again_as_its_first() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    reading = r(7)
+    decider.lost(states(decider.decide([reading], 0)))
+    assert [seq for _, seq in decider.decide([reading], 0)] == [1]
+
+
+def test_samples_in_flight_rewind_to_the_last_one_stored() -> None:
+    """Two commits under way for one tag: the first stored, the second lost; the next
+    decision follows the stored one, so no seq is skipped or given to two values."""
+    decider = SampleDecider([128], drop_bad=False)
+    first = decider.decide([r(1.0)], 0)
+    second = decider.decide([r(2.0)], 0)
+    decider.stored(states(first))
+    decider.lost(states(second))
+    assert decider.decide([r(1.0)], 0) == []
+    assert [(s.value, seq) for s, seq in decider.decide([r(3.0)], 0)] == [(3.0, 2)]
+
+
+def test_samples_in_flight_all_lost_rewind_to_what_was_stored_before() -> None:
+    decider = SampleDecider([128], drop_bad=False)
+    decider.restore({"T": 4}, {"T": (1.0, 128)})
+    first = decider.decide([r(2.0)], 0)
+    second = decider.decide([r(3.0)], 0)
+    decider.lost(states(first))
+    decider.lost(states(second))
+    assert decider.decide([r(1.0)], 0) == []
+    assert [(s.value, seq) for s, seq in decider.decide([r(3.0)], 0)] == [(3.0, 5)]
