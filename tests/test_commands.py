@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,12 @@ async def test_allowed_write_holds_and_answers_with_read_back_and_correlation(
     ]
 
 
-REFUSALS: list[tuple[str, str, bytes | str, str]] = [
+def stamped(offset_ms: int) -> Callable[[], bytes]:
+    """A payload whose ts lies ``offset_ms`` from the moment it is sent, not from import."""
+    return lambda: orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() + offset_ms)})
+
+
+REFUSALS: list[tuple[str, str, bytes | str | Callable[[], bytes], str]] = [
     ("not writable", "System1.Area1.Tank1.Temperature", b"20.0", "not in commands.writable"),
     ("unknown tag", "System1.Area1.Tank99.Setpoint", b"1.0", "unknown tag"),
     ("string into float", SETPOINT, b'{"value": "50"}', "takes a number"),
@@ -161,13 +166,13 @@ REFUSALS: list[tuple[str, str, bytes | str, str]] = [
     (
         "too old",
         SETPOINT,
-        orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() - 60_000)}),
+        stamped(-60_000),
         "too old",
     ),
     (
         "ts in the future",
         SETPOINT,
-        orjson.dumps({"value": 5.0, "ts": format_ts(now_ms() + 60_000)}),
+        stamped(60_000),
         "command ts is in the future",
     ),
     ("range", SETPOINT, b"150.0", "above the allowed maximum 100"),
@@ -188,7 +193,7 @@ async def test_every_refusal_writes_nothing_and_answers(
     classic = simulator.options.dialect == "classic"
     async with running_gateway(config), commander(mosquitto) as cmd:
         for case, tag, payload, reason in REFUSALS:
-            answer = await cmd.send(write_topic(tag), payload)
+            answer = await cmd.send(write_topic(tag), payload() if callable(payload) else payload)
             assert answer["ok"] is False, case
             expected = CLASSIC_REASONS.get(case, reason) if classic else reason
             assert expected in answer["error"], (case, answer)

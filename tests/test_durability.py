@@ -51,6 +51,8 @@ class SeqCollector:
         self.samples: dict[str, dict[int, set[bytes]]] = defaultdict(lambda: defaultdict(set))
         self.order: list[tuple[str, dict[str, Any]]] = []
         self.duplicates = 0
+        self.distinct = 0
+        """How many (tag, seq) pairs arrived at least once."""
         self.subscribed = asyncio.Event()
         self._progress = asyncio.Event()
 
@@ -85,6 +87,8 @@ class SeqCollector:
         seen = self.samples[tag][body["seq"]]
         if seen:
             self.duplicates += 1
+        else:
+            self.distinct += 1
         seen.add(sample)
         self.order.append((tag, body))
         self._progress.set()
@@ -107,7 +111,11 @@ class SeqCollector:
 
     async def wait_complete(self, final: dict[str, int], timeout: float = 30) -> None:
         try:
-            await self.wait_until(lambda: not self.missing(final), timeout)
+            # Counting first keeps each message O(1); the full check runs once it can hold.
+            expected = sum(final.values())
+            await self.wait_until(
+                lambda: self.distinct >= expected and not self.missing(final), timeout
+            )
         except TimeoutError:
             gaps = self.missing(final)
             pytest.fail(f"seqs missing for {len(gaps)} tags, e.g. {list(gaps.items())[:3]}")
