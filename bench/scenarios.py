@@ -426,12 +426,12 @@ class _Run:
         self.cpu.start()
         before = self.sim.stats()
         started = time.monotonic()
-        samples = [UsageSample(0.0, rss_bytes(process), cpu_seconds(process.pid))]
+        samples = [self._usage(process, 0.0)]
         step = 1
         while samples[-1].t_s < seconds:
             self._sleep(started + min(step * every, seconds) - time.monotonic())
             at = time.monotonic() - started
-            samples.append(UsageSample(at, rss_bytes(process), cpu_seconds(process.pid)))
+            samples.append(self._usage(process, at))
             step += 1
             if int(at // 60) > int(samples[-2].t_s // 60):  # a progress line a minute
                 previous, last = samples[-2], samples[-1]
@@ -447,6 +447,14 @@ class _Run:
         changes, skipped = _sim_delta(before, self.sim.stats())
         window = _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
         return window, samples
+
+    def _usage(self, process: psutil.Process, at: float) -> UsageSample:
+        """The gateway's RSS and CPU time now; a clear error if it has exited meanwhile."""
+        try:
+            return UsageSample(at, rss_bytes(process), cpu_seconds(process.pid))
+        except psutil.Error as exc:
+            self.gateway.check_running()  # names the exit code and the gateway's last lines
+            raise BenchError(f"cannot read the gateway's RSS and CPU time: {exc}") from exc
 
     def _drain_window(self) -> tuple[_Window, _Drain]:
         """Broker away until the backlog is on disk; then from its restart until the
