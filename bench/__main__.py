@@ -1,4 +1,4 @@
-"""``python -m bench [steady|stress|drain|all]``: parses arguments and calls; see README.md."""
+"""``python -m bench [steady|stress|drain|soak|all]``: parses arguments and calls; see README.md."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from bench.report import (
     median,
     write_json,
 )
-from bench.scenarios import SCENARIOS, RunOptions, RunResult, preflight, run_once
+from bench.scenarios import ALL, SCENARIOS, RunOptions, RunResult, preflight, run_once
+from bench.soak import RSS_BAND_PCT, WARM_UP_MAX_S, WARM_UP_SHARE, warm_up_seconds
 
 DEFAULT_BACKLOG = 100_000
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="all",
         choices=[*SCENARIOS, "all"],
-        help="what to measure (default all: steady, stress and drain)",
+        help="what to measure (default all: " + ", ".join(ALL) + "; soak only when named)",
     )
     parser.add_argument(
         "--tags",
@@ -53,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="measurement window of steady and stress (defaults: steady "
         f"{SCENARIOS['steady'].seconds:g}, stress {SCENARIOS['stress'].seconds:g}); drain "
         f"measures until the gateway has caught up, at most {SCENARIOS['drain'].seconds:g} s",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=SCENARIOS["soak"].seconds / 60,
+        help=f"soak: how long the run lasts (default {SCENARIOS['soak'].seconds / 60:g}; "
+        f"fractions allowed); the first {100 * WARM_UP_SHARE:g} %% of it, at most "
+        f"{WARM_UP_MAX_S:g} s, is warm-up",
+    )
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        default=10.0,
+        help="soak: seconds between two samples of the gateway's RSS and CPU (default 10)",
     )
     parser.add_argument(
         "--runs", type=int, default=1, help="runs per scenario; figures are their median"
@@ -88,7 +103,12 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for flag, value in (("--tags", args.tags), ("--runs", args.runs), ("--backlog", args.backlog)):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1")
-    for flag, number in (("--seconds", args.seconds), ("--ref-scale", args.ref_scale)):
+    for flag, number in (
+        ("--seconds", args.seconds),
+        ("--ref-scale", args.ref_scale),
+        ("--minutes", args.minutes),
+        ("--sample-every", args.sample_every),
+    ):
         if number is not None and not number > 0:
             parser.error(f"{flag} must be positive")
 
@@ -101,9 +121,10 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Every scenario asked for, on one broker; 1 if any sample went missing."""
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names = list(ALL) if args.scenario == "all" else [args.scenario]
     summaries: dict[str, Figures] = {}
     lost = 0
+    leaking: list[str] = []
     with tempfile.TemporaryDirectory(prefix="wincc-bench-") as tmp, reaping() as stack:
         folder = Path(tmp)
         folder.chmod(0o755)  # mosquitto reads its config here, maybe as another user
@@ -121,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             scenario = SCENARIOS[name]
             seconds = args.seconds if args.seconds and name != "drain" else scenario.seconds
+            if name == "soak":
+                seconds = args.minutes * 60
             tags = args.tags or scenario.tags
             backlog = args.backlog or min(DEFAULT_BACKLOG, 10 * tags)
             runs: list[RunResult] = []
@@ -129,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
                     f"{name} run {number}/{args.runs}: {tags:,} tags, {scenario.summary}",
                     flush=True,
                 )
-                options = RunOptions(scenario, tags, seconds, args.payload, backlog, number)
+                options = RunOptions(
+                    scenario, tags, seconds, args.payload, backlog, number, args.sample_every
+                )
                 result = run_once(options, broker, folder)
                 runs.append(result)
                 print(
@@ -139,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{result.seq_gaps}",
                     flush=True,
                 )
+                if result.rss_samples_outside_band:
+                    leaking.append(_rss_failure(result))
             lost += sum(run.seq_gaps for run in runs)
             figures = median(runs)
             for key in ("samples_per_s", "drain_per_s"):
@@ -158,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
                     "payload": args.payload,
                     "change_rate": scenario.change_rate,
                     "backlog": backlog if name == "drain" else None,
+                    "sample_every_s": args.sample_every if name == "soak" else None,
+                    "warm_up_s": warm_up_seconds(seconds) if name == "soak" else None,
+                    "rss_band_pct": RSS_BAND_PCT if name == "soak" else None,
                     "alarms": "disabled",
                     "qos": 1,
                 },
@@ -171,10 +201,21 @@ def run(args: argparse.Namespace) -> int:
     print(format_references(references))
     print()
     print(format_table(summaries))
+    for line in leaking:
+        print(f"\nFAIL: {line}")
     if lost:
         print(f"\nFAIL: {lost} published samples never reached the subscriber")
-        return 1
-    return 0
+    return 1 if lost or leaking else 0
+
+
+def _rss_failure(result: RunResult) -> str:
+    """One line on a soak run whose RSS left the band around its warm-up value."""
+    return (
+        f"soak run {result.run}: gateway RSS left ±{RSS_BAND_PCT:g} % of its warm-up value "
+        f"{result.rss_warm_up_mb or 0:.1f} MB in {result.rss_samples_outside_band} samples "
+        f"(min {result.rss_min_mb or 0:.1f}, max {result.rss_max_mb or 0:.1f}, end "
+        f"{result.rss_end_mb or 0:.1f} MB, slope {result.rss_slope_mb_per_h or 0:+.1f} MB/h)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

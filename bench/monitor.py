@@ -22,6 +22,15 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system + times.children_user + times.children_system)
 
 
+def rss_bytes(process: psutil.Process) -> int:
+    """RSS of a process and its children; raises psutil.Error once the process is gone."""
+    rss = int(process.memory_info().rss)
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
+            rss += int(child.memory_info().rss)
+    return rss
+
+
 class PeakRss:
     """Samples the RSS of a process and its children every 100 ms; keeps the peak."""
 
@@ -38,13 +47,9 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                rss = int(self._process.memory_info().rss)
-                children = self._process.children(recursive=True)
+                rss = rss_bytes(self._process)
             except psutil.Error:  # it exited: the peak is what was seen
                 return
-            for child in children:
-                with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
-                    rss += int(child.memory_info().rss)
             self.peak_bytes = max(self.peak_bytes, rss)
             self._stop.wait(RSS_PERIOD)
 

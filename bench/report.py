@@ -17,6 +17,7 @@ import orjson
 from bench.processes import find_tool
 from bench.reference import PUB_DEFAULT_INFLIGHT, PUB_INFLIGHT, Reference
 from bench.scenarios import RunResult
+from bench.soak import RSS_BAND_PCT
 from gateway import __version__
 
 Figures = dict[str, Any]
@@ -31,7 +32,7 @@ def median(runs: list[RunResult]) -> Figures:
     out: Figures = {"runs": len(rows)}
     for key, first in rows[0].items():
         values = [row[key] for row in rows if row[key] is not None]
-        if key == "run":
+        if key == "run" or isinstance(first, list):  # a series: only in each run
             continue
         if isinstance(first, str):
             out[key] = first
@@ -48,6 +49,10 @@ def _number(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def _signed(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:+,.{digits}f}"
 
 
 _Row = tuple[str, Callable[[Figures], str]]
@@ -96,6 +101,18 @@ _ROWS: list[_Row] = [
     ),
     ("fresh samples during drain, p50 ms", lambda f: _number(f["fresh_latency_p50_ms"])),
     ("fresh samples during drain, p99 ms", lambda f: _number(f["fresh_latency_p99_ms"])),
+    ("soak warm-up, s", lambda f: _number(f["warm_up_s"], 1)),
+    ("gateway RSS at warm-up end, MB", lambda f: _number(f["rss_warm_up_mb"], 1)),
+    ("gateway RSS at end, MB", lambda f: _number(f["rss_end_mb"], 1)),
+    ("gateway RSS after warm-up, min MB", lambda f: _number(f["rss_min_mb"], 1)),
+    ("gateway RSS after warm-up, max MB", lambda f: _number(f["rss_max_mb"], 1)),
+    ("gateway RSS end vs warm-up, %", lambda f: _signed(f["rss_change_pct"], 1)),
+    ("gateway RSS slope after warm-up, MB/h", lambda f: _signed(f["rss_slope_mb_per_h"], 1)),
+    (
+        f"RSS samples outside ±{RSS_BAND_PCT:g} % (FAIL if any)",
+        lambda f: _number(f["rss_samples_outside_band"]),
+    ),
+    ("gateway CPU after warm-up, mean %", lambda f: _number(f["cpu_after_warm_up_pct"], 1)),
     ("gateway exit code on SIGTERM", lambda f: _number(f["gateway_exit"])),
 ]
 

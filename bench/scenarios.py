@@ -5,11 +5,14 @@ stops them all, on the bench's broker.
 - stress: nearly every tag changes every scan: the gateway's throughput ceiling.
 - drain: the broker goes away until a backlog is buffered on disk, then comes back; how
   long the backlog takes to reach the subscriber while fresh samples keep coming.
+- soak: the steady plant for a long run (30 minutes by default) while the gateway's RSS
+  and CPU are sampled: does its memory stay flat once it has warmed up?
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sqlite3
 import subprocess
@@ -20,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.monitor import PeakRss, cpu_seconds
+import psutil
+
+from bench.monitor import PeakRss, cpu_seconds, rss_bytes
 from bench.processes import (
     BenchError,
     Broker,
@@ -31,6 +36,7 @@ from bench.processes import (
     gateway_config,
     reaping,
 )
+from bench.soak import SoakFigures, UsageSample, soak_figures, warm_up_seconds
 from bench.subscriber import Collector, Sample, Subscriber
 from gateway.core.topics import tag_path
 
@@ -85,7 +91,17 @@ SCENARIOS = {
         120.0,
         "broker away until the backlog is on disk, then back; fresh samples keep flowing",
     ),
+    "soak": Scenario(
+        "soak",
+        20_000,
+        0.1,
+        30 * 60.0,
+        "10 % of the tags change per second for a long run; gateway RSS and CPU sampled",
+    ),
 }
+
+ALL = ("steady", "stress", "drain")
+"""What ``all`` runs: soak takes half an hour, so it runs only when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,7 @@ class RunOptions:
     payload: str  # "per-tag" or "batch"
     backlog: int  # drain: samples to buffer before the broker comes back
     run: int  # 1-based number of the run within its scenario
+    sample_every: float = 10.0  # soak: seconds between two RSS and CPU samples
 
 
 @dataclass(slots=True)
@@ -138,6 +155,16 @@ class RunResult:
     drain_per_s: float | None = None
     fresh_latency_p50_ms: float | None = None
     fresh_latency_p99_ms: float | None = None
+    warm_up_s: float | None = None  # soak: min(20 % of the run, 120 s)
+    rss_warm_up_mb: float | None = None  # soak: first sample at or after the warm-up end
+    rss_end_mb: float | None = None
+    rss_min_mb: float | None = None  # soak: lowest after the warm-up
+    rss_max_mb: float | None = None  # soak: highest after the warm-up
+    rss_change_pct: float | None = None  # soak: end against the warm-up value
+    rss_slope_mb_per_h: float | None = None  # soak: least squares after the warm-up
+    cpu_after_warm_up_pct: float | None = None  # soak: mean, % of one core
+    rss_samples_outside_band: int | None = None  # soak: above 0 is a FAIL
+    usage_samples: list[tuple[float, float, float | None]] | None = None  # soak: s, MB, CPU %
 
 
 @dataclass(slots=True)
@@ -342,8 +369,11 @@ class _Run:
             )
             self._sleep(WARM_UP_SETTLE)
             drain = None
+            usage: list[UsageSample] = []
             if options.scenario.name == "drain":
                 window, drain = self._drain_window()
+            elif options.scenario.name == "soak":
+                window, usage = self._soak_window()
             else:
                 window = self._steady_window()
             exit_code = self.gateway.stop()
@@ -356,6 +386,8 @@ class _Run:
             rss.stop()
         result = self._result(window, drain, rss.peak_bytes)
         result.gateway_exit = exit_code
+        if usage:
+            _add_soak(result, usage, soak_figures(usage, warm_up_seconds(options.seconds)))
         return result
 
     def _wait(self, until: Callable[[], bool], timeout: float, what: str) -> None:
@@ -384,6 +416,45 @@ class _Run:
         usage = self.cpu.percent(time.monotonic() - started)
         changes, skipped = _sim_delta(before, self.sim.stats())
         return _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
+
+    def _soak_window(self) -> tuple[_Window, list[UsageSample]]:
+        """The steady window, run long, with the gateway's RSS and CPU sampled every
+        ``sample_every`` seconds from its start, and once more at its end."""
+        seconds, every = self.options.seconds, self.options.sample_every
+        process = psutil.Process(self.gateway.pid)
+        start_ns = time.time_ns()
+        self.cpu.start()
+        before = self.sim.stats()
+        started = time.monotonic()
+        samples = [self._usage(process, 0.0)]
+        step = 1
+        while samples[-1].t_s < seconds:
+            self._sleep(started + min(step * every, seconds) - time.monotonic())
+            at = time.monotonic() - started
+            samples.append(self._usage(process, at))
+            step += 1
+            if int(at // 60) > int(samples[-2].t_s // 60):  # a progress line a minute
+                previous, last = samples[-2], samples[-1]
+                cpu = 100.0 * (last.cpu_s - previous.cpu_s) / max(1e-9, at - previous.t_s)
+                print(
+                    f"  {at / 60:.0f}/{seconds / 60:g} min: gateway RSS "
+                    f"{last.rss_bytes / 1e6:.1f} MB, CPU {cpu:.0f} %, "
+                    f"{self.collector.received:,} samples received",
+                    flush=True,
+                )
+        end_ns = time.time_ns()
+        usage = self.cpu.percent(time.monotonic() - started)
+        changes, skipped = _sim_delta(before, self.sim.stats())
+        window = _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
+        return window, samples
+
+    def _usage(self, process: psutil.Process, at: float) -> UsageSample:
+        """The gateway's RSS and CPU time now; a clear error if it has exited meanwhile."""
+        try:
+            return UsageSample(at, rss_bytes(process), cpu_seconds(process.pid))
+        except psutil.Error as exc:
+            self.gateway.check_running()  # names the exit code and the gateway's last lines
+            raise BenchError(f"cannot read the gateway's RSS and CPU time: {exc}") from exc
 
     def _drain_window(self) -> tuple[_Window, _Drain]:
         """Broker away until the backlog is on disk; then from its restart until the
@@ -489,6 +560,25 @@ class _Run:
             result.fresh_latency_p50_ms = _percentile(fresh, 50)
             result.fresh_latency_p99_ms = _percentile(fresh, 99)
         return result
+
+
+def _add_soak(result: RunResult, samples: list[UsageSample], figures: SoakFigures) -> None:
+    """The soak figures, and every sample with the CPU % since the one before it."""
+    result.warm_up_s = figures.warm_up_s
+    result.rss_warm_up_mb = figures.warm_up_rss_mb
+    result.rss_end_mb = figures.end_rss_mb
+    result.rss_min_mb = figures.min_rss_mb
+    result.rss_max_mb = figures.max_rss_mb
+    result.rss_change_pct = figures.rss_change_pct
+    result.rss_slope_mb_per_h = figures.rss_slope_mb_per_h
+    result.cpu_after_warm_up_pct = figures.cpu_mean_pct
+    result.rss_samples_outside_band = figures.samples_outside_band
+    series: list[tuple[float, float, float | None]] = [(0.0, samples[0].rss_bytes / 1e6, None)]
+    for previous, sample in itertools.pairwise(samples):
+        elapsed = max(1e-9, sample.t_s - previous.t_s)
+        cpu = 100.0 * (sample.cpu_s - previous.cpu_s) / elapsed
+        series.append((round(sample.t_s, 3), round(sample.rss_bytes / 1e6, 3), round(cpu, 1)))
+    result.usage_samples = series
 
 
 def run_once(options: RunOptions, broker: Broker, folder: Path) -> RunResult:

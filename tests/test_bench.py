@@ -1,15 +1,18 @@
-"""Smoke test of the benchmark: a tiny steady run through ``python -m bench``'s own entry
-point, so the bench cannot rot while the gateway changes under it."""
+"""Smoke tests of the benchmark: tiny steady and soak runs through ``python -m bench``'s
+own entry point, so the bench cannot rot while the gateway changes under it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from bench import scenarios
 from bench.__main__ import main
+from bench.soak import SoakFigures, UsageSample, soak_figures
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +87,71 @@ def test_batch_payload_is_counted_or_refused_with_one_clear_line(
     assert code == 0, out + err
     (path,) = tmp_path.glob("steady-*.json")
     _check_run(orjson.loads(path.read_bytes()))
+
+
+SOAK_FIGURES = {
+    "warm_up_s",
+    "rss_warm_up_mb",
+    "rss_end_mb",
+    "rss_min_mb",
+    "rss_max_mb",
+    "rss_change_pct",
+    "rss_slope_mb_per_h",
+    "cpu_after_warm_up_pct",
+    "rss_samples_outside_band",
+    "samples_per_s",
+    "seq_gaps",
+}
+
+
+def _tiny_soak(tmp_path: Path, minutes: float) -> int:
+    """A soak of 200 tags for a few seconds with one sample a second, references at 2 %."""
+    argv = ["soak", "--tags", "200", "--minutes", str(minutes), "--sample-every", "1"]
+    return main([*argv, "--ref-scale", "0.02", "--out", str(tmp_path)])
+
+
+def test_a_short_soak_samples_rss_and_cpu_every_second_and_reports_the_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _tiny_soak(tmp_path, 0.06)  # 3.6 s: warm-up 0.72 s, then samples at 1, 2, 3, 3.6 s
+    out, err = capsys.readouterr()
+    (path,) = tmp_path.glob("soak-*.json")
+    document = orjson.loads(path.read_bytes())
+    (run,) = document["runs"]
+    assert code == 0 or run["rss_samples_outside_band"] > 0, out + err
+    assert run.keys() >= SOAK_FIGURES
+    assert document["settings"]["sample_every_s"] == 1
+    assert document["settings"]["warm_up_s"] == pytest.approx(0.72)
+    assert [round(t) for t, _, _ in run["usage_samples"]] == [0, 1, 2, 3, 4]
+    assert run["usage_samples"][-1][0] == pytest.approx(3.6, abs=0.3)
+    assert all(rss > 10 for _, rss, _ in run["usage_samples"])  # MB: a Python process
+    assert run["warm_up_s"] == pytest.approx(0.72)
+    assert run["rss_min_mb"] <= run["rss_warm_up_mb"] <= run["rss_max_mb"]
+    assert run["rss_min_mb"] <= run["rss_end_mb"] <= run["rss_max_mb"]
+    assert run["rss_slope_mb_per_h"] is not None
+    assert run["cpu_after_warm_up_pct"] >= 0
+    assert run["seq_gaps"] == 0
+    assert run["gateway_exit"] == 0
+    assert run["samples_per_s"] > 0
+    for label in ("gateway RSS at warm-up end, MB", "gateway RSS slope after warm-up, MB/h"):
+        assert label in out
+    assert ("FAIL: soak run 1: gateway RSS left" in out) is (code == 1)
+
+
+def test_a_soak_whose_rss_leaves_the_band_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def leaking(samples: list[UsageSample], warm_up_s: float) -> SoakFigures:
+        """The real figures, with two samples outside the band as a leak would leave."""
+        return dataclasses.replace(soak_figures(samples, warm_up_s), samples_outside_band=2)
+
+    monkeypatch.setattr(scenarios, "soak_figures", leaking)
+    code = _tiny_soak(tmp_path, 0.03)
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "FAIL: soak run 1: gateway RSS left ±10 % of its warm-up value" in out
+    assert "in 2 samples" in out
+    (path,) = tmp_path.glob("soak-*.json")
+    (run,) = orjson.loads(path.read_bytes())["runs"]
+    assert run["rss_samples_outside_band"] == 2
+    assert run["seq_gaps"] == 0
