@@ -268,6 +268,15 @@ class MqttSettings(Section):
     def _check_tls_and_secret(self) -> Self:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together for mutual TLS")
+        tls_keys = [
+            key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None
+        ]
+        if tls_keys and urlsplit(self.url).scheme != "mqtts":
+            # Ignoring them would send the password and every message in plain TCP.
+            raise ValueError(
+                f"{', '.join(tls_keys)} set but mqtt.url is mqtt:// (plain TCP, no TLS); "
+                "use an mqtts:// url, or remove the TLS keys"
+            )
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; keep one")
         if self.password_file is not None:
