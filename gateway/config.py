@@ -228,7 +228,19 @@ class MqttSettings(Section):
     verify_tls: bool = Field(
         True, description="Verify the broker's certificate. Turn off only on a test bench."
     )
-    keepalive: Duration = Field(30.0, ge=1, description="MQTT keepalive interval.")
+    keepalive: Duration = Field(
+        30.0,
+        ge=1,
+        description="MQTT keepalive interval. A broker silent for this long (no answer to a "
+        "ping sent after half of it) counts as gone: the gateway reconnects.",
+    )
+    drain_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        description="On stop, longest wait for the broker to take the buffered messages. "
+        "What is left stays in the buffer for the next start, and the broker is left so "
+        "that it sets the status offline (the will).",
+    )
     payload: Literal["per-tag", "batch"] = Field(
         "per-tag",
         description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
