@@ -20,6 +20,8 @@ from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, TlsFiles, logged, subscribe
 from tests.gateway_harness import PREFIX, GatewayProcess, running_gateway, settings_for
+from tests.tcp_proxy import tcp_proxy
+from tests.test_durability import final_seqs, start_collector, stop_task
 
 STATUS = f"{PREFIX}/status"
 POLL = [{"name": "fast", "interval": "100ms", "tags": ["System1.Area1.Tank*.*"]}]
@@ -163,3 +165,82 @@ async def test_a_message_the_broker_cannot_take_is_dropped_and_the_next_one_arri
             assert not [line for line in broker.log if "disconnect" in line.lower()], broker.log
     finally:
         await broker.stop()
+
+
+@pytest.mark.slow
+async def test_a_stalled_link_is_noticed_within_a_keepalive_and_a_half_and_nothing_is_lost(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The link to the broker stops moving (no FIN, no RST), longer than the keepalive:
+    the gateway gives it up within 1.5 keepalives, reconnects once the link moves again
+    and after a cut, and every seq arrives."""
+    simulator.faults.change_rate = 2.0
+    collector, collecting = await start_collector(mosquitto)
+    try:
+        async with tcp_proxy("127.0.0.1", mosquitto.port) as proxy:
+            config = settings_for(
+                simulator,
+                mosquitto,
+                tls,
+                tmp_path,
+                poll=POLL,
+                alarms={"enabled": False},
+                mqtt={"url": f"mqtt://127.0.0.1:{proxy.port}", "keepalive": "2s"},
+            )
+            async with running_gateway(config) as gateway:
+                session = gateway.session
+                await collector.wait_until(lambda: collector.distinct > 20)
+                proxy.stall()
+                stalled = time.monotonic()
+                await wait_until(lambda: not session.connected.is_set(), timeout=10)
+                noticed = time.monotonic() - stalled
+                assert noticed < 1.5 * 2, f"a dead link was noticed after {noticed:.1f} s"
+                connections = proxy.connections
+                proxy.resume()
+                await asyncio.wait_for(session.connected.wait(), 15)
+                assert proxy.connections > connections
+                seen = collector.distinct
+                await collector.wait_until(lambda: collector.distinct > seen + 20)
+
+                connections = proxy.connections
+                proxy.cut()
+                await wait_until(lambda: proxy.connections > connections, timeout=10)
+                await asyncio.wait_for(session.connected.wait(), 15)
+                seen = collector.distinct
+                await collector.wait_until(lambda: collector.distinct > seen + 20)
+            await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
+    finally:
+        await stop_task(collecting)
+    assert collector.reused() == []
+
+
+@pytest.mark.slow
+async def test_a_broker_killed_with_persistence_loses_no_seq(
+    simulator: Simulator, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The broker dies (SIGKILL) mid-stream and comes back from its persistence file: the
+    gateway deleted from its buffer only what the broker acknowledged, so every seq
+    reaches the subscriber (connected, persistent session) once the broker is back."""
+    simulator.faults.change_rate = 2.0
+    broker = Mosquitto(tmp_path / "persistent", autosave=True)
+    await broker.start()
+    collector, collecting = await start_collector(broker)
+    try:
+        config = settings_for(
+            simulator, broker, tls, tmp_path, poll=POLL, alarms={"enabled": False}
+        )
+        async with running_gateway(config) as gateway:
+            await collector.wait_until(lambda: collector.distinct > 50)
+            await broker.kill()
+            await wait_until(lambda: not gateway.session.connected.is_set())
+            buffered = gateway.buffer.buffered
+            await wait_until(lambda: gateway.buffer.buffered > buffered + 20)
+            await broker.start()
+            await asyncio.wait_for(gateway.session.connected.wait(), 20)
+            seen = collector.distinct
+            await collector.wait_until(lambda: collector.distinct > seen + 20)
+        await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
+    finally:
+        await stop_task(collecting)
+        await broker.stop()
+    assert collector.reused() == []
