@@ -6,7 +6,6 @@ Every field carries a description; ``config/gateway.example.toml`` is rendered f
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -23,12 +22,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.units import ByteSize, Duration
 
 ENV_PREFIX = "GATEWAY_"
 ENV_DELIMITER = "__"
-_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
 
 
 class Section(BaseModel):
@@ -272,8 +271,11 @@ class MqttSettings(Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_topic(cls, prefix: str) -> str:
-        if _TOPIC_FORBIDDEN.search(prefix):
-            raise ValueError("a topic prefix cannot contain +, # or NUL")
+        if not is_topic_text(prefix):
+            raise ValueError(
+                "a topic prefix cannot contain +, #, control characters or Unicode "
+                "noncharacters (brokers close the connection for them)"
+            )
         return prefix.strip("/")
 
     @model_validator(mode="after")

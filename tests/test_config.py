@@ -224,3 +224,12 @@ def test_check_config_shows_tls_files_with_a_plain_mqtt_url(
     assert main(["check-config", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("config: mqtt: ca_file set but mqtt.url is mqtt://")
+
+
+@pytest.mark.parametrize("prefix", ["plant\\u0007", "plant/\\ufffe", "plant\\ufdd0", "a+b"])
+def test_topic_prefix_with_characters_brokers_refuse_is_an_error(
+    tmp_path: Path, prefix: str
+) -> None:
+    found = problems(write(tmp_path, f'[mqtt]\ntopic_prefix = "{prefix}"\n'))
+    assert len(found) == 1
+    assert found[0].startswith("mqtt.topic_prefix: ")

@@ -18,7 +18,16 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
     re.escape(chr(plane << 16 | 0xFFFE)) + "-" + re.escape(chr(plane << 16 | 0xFFFF))
     for plane in range(17)
 )
-_UNSAFE = re.compile(f"[%+#/\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_NONCHARACTERS}]")
+_REFUSED = f"\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_NONCHARACTERS}"
+"""What brokers refuse in any string: controls, lone surrogates, noncharacters."""
+_UNSAFE = re.compile(f"[%+#/{_REFUSED}]")
+_NOT_A_TOPIC = re.compile(f"[+#{_REFUSED}]")
+
+
+def is_topic_text(text: str) -> bool:
+    """Whether ``text`` can stand in a topic as it is (no wildcards, nothing a broker
+    refuses); for the configured prefix, which is not escaped."""
+    return _NOT_A_TOPIC.search(text) is None
 
 
 def _escape(match: re.Match[str]) -> str:
