@@ -245,8 +245,9 @@ class MqttSession:
     async def _serve(self, client: aiomqtt.Client) -> bool:
         """Publish and receive until the buffer is closed and empty (True) or an error.
 
-        Both tasks are owned here: whichever ends first ends the other, and its error
-        (the MqttError of a lost link) propagates as itself, not wrapped in a group.
+        The tasks (publish, receive, status, link watchdog) are owned here: whichever ends
+        first ends the others, and its error (the MqttError of a lost link) propagates as
+        itself, not wrapped in a group.
         """
         drainer = asyncio.create_task(self._drain(client), name="mqtt-publish")
         tasks = {
