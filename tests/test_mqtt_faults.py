@@ -141,6 +141,10 @@ async def test_a_message_the_broker_cannot_take_is_dropped_and_the_next_one_arri
             simulator, broker, tls, tmp_path, poll=POLL, alarms={"enabled": False}
         )
         odd = f"{PREFIX}/tags/" + tag_path("Odd.\ufffeName\ufdd0")
+        fits, over = f"{PREFIX}/probe/fits", f"{PREFIX}/probe/over"
+        # PUBLISH of 4,096 bytes: fixed header 1 + 2 (remaining length), topic length 2,
+        # packet id 2, properties length 1; MQTT 5, QoS 1.
+        exact = 4096 - 1 - 2 - 2 - 2 - 1 - len(fits)
         async with (
             subscribe(broker, f"{PREFIX}/probe/#", f"{PREFIX}/tags/Odd/#") as sub,
             running_gateway(config) as gateway,
@@ -149,6 +153,8 @@ async def test_a_message_the_broker_cannot_take_is_dropped_and_the_next_one_arri
                 await gateway.buffer.append(
                     [
                         Message(f"{PREFIX}/probe/big", b"x" * 5000, 1, False),
+                        Message(fits, b"x" * exact, 1, False),
+                        Message(over, b"x" * (exact + 1), 1, False),
                         Message(f"{PREFIX}/probe/{'t' * 70_000}", b"{}", 1, False),
                         Message(odd, b'{"value": 1}', 1, False),
                         Message(f"{PREFIX}/probe/small", b"after", 1, False),
@@ -156,10 +162,10 @@ async def test_a_message_the_broker_cannot_take_is_dropped_and_the_next_one_arri
                 )
                 await sub.wait_for(lambda ms: any(m.payload == b"after" for m in ms))
                 assert said.is_set()
-            assert [m.topic for m in sub.messages] == [odd, f"{PREFIX}/probe/small"]
+            assert [m.topic for m in sub.messages] == [fits, odd, f"{PREFIX}/probe/small"]
             assert "%EF%BF%BE" in odd
-            assert gateway.session.dropped["too_large"] == 2
-            assert dropped_metric(gateway, "too_large") == 2
+            assert gateway.session.dropped["too_large"] == 3
+            assert dropped_metric(gateway, "too_large") == 3
             assert gateway.session.reconnects == 0
             assert gateway.session.connected.is_set()
             assert not [line for line in broker.log if "disconnect" in line.lower()], broker.log
