@@ -46,7 +46,9 @@ from gateway.wincc.resolve import resolve_tags
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
-"""Seconds a clean stop waits for queued messages to reach the broker."""
+"""Seconds a stop waits for command answers beyond WinCC's own time limits."""
+LEAVE_WAIT = 5.0
+"""Seconds a stop that could not drain waits for the session to leave the broker."""
 BACKLOG_WINDOW = 30.0
 """Seconds the backlog must keep growing, broker connected, to count as falling behind."""
 BACKLOG_MARGIN = 1000
@@ -157,7 +159,7 @@ class Gateway:
             await self.buffer.settle()
             self.session.stop()
             try:
-                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                async with asyncio.timeout(self.settings.mqtt.drain_timeout):
                     await asyncio.shield(session_task)
             except TimeoutError:
                 log.warning(
@@ -165,7 +167,9 @@ class Gateway:
                     "buffer and are sent after the next start",
                     len(self.buffer),
                 )
+                # Cancelled, the session leaves so that the broker sets the status offline.
                 session_task.cancel()
+                await asyncio.wait({session_task}, timeout=LEAVE_WAIT)
 
     async def _finish_commands(self, commands: asyncio.Task[None]) -> None:
         """Let a write already sent to WinCC end and be answered before the broker goes:

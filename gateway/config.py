@@ -6,7 +6,6 @@ Every field carries a description; ``config/gateway.example.toml`` is rendered f
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -23,12 +22,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.units import ByteSize, Duration
 
 ENV_PREFIX = "GATEWAY_"
 ENV_DELIMITER = "__"
-_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
 
 
 class Section(BaseModel):
@@ -228,7 +227,19 @@ class MqttSettings(Section):
     verify_tls: bool = Field(
         True, description="Verify the broker's certificate. Turn off only on a test bench."
     )
-    keepalive: Duration = Field(30.0, ge=1, description="MQTT keepalive interval.")
+    keepalive: Duration = Field(
+        30.0,
+        ge=1,
+        description="MQTT keepalive interval. A broker silent for this long (no answer to a "
+        "ping sent after half of it) counts as gone: the gateway reconnects.",
+    )
+    drain_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        description="On stop, longest wait for the broker to take the buffered messages. "
+        "What is left stays in the buffer for the next start, and the broker is left so "
+        "that it sets the status offline (the will).",
+    )
     payload: Literal["per-tag", "batch"] = Field(
         "per-tag",
         description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
@@ -260,14 +271,26 @@ class MqttSettings(Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_topic(cls, prefix: str) -> str:
-        if _TOPIC_FORBIDDEN.search(prefix):
-            raise ValueError("a topic prefix cannot contain +, # or NUL")
+        if not is_topic_text(prefix):
+            raise ValueError(
+                "a topic prefix cannot contain +, #, control characters or Unicode "
+                "noncharacters (brokers close the connection for them)"
+            )
         return prefix.strip("/")
 
     @model_validator(mode="after")
     def _check_tls_and_secret(self) -> Self:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together for mutual TLS")
+        tls_keys = [
+            key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None
+        ]
+        if tls_keys and urlsplit(self.url).scheme != "mqtts":
+            # Ignoring them would send the password and every message in plain TCP.
+            raise ValueError(
+                f"{', '.join(tls_keys)} set but mqtt.url is mqtt:// (plain TCP, no TLS); "
+                "use an mqtts:// url, or remove the TLS keys"
+            )
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; keep one")
         if self.password_file is not None:

@@ -125,12 +125,16 @@ class GatewayCollector(Collector):
             f"{NAMESPACE}_samples_dropped",
             "Samples not published: reason=quality by the drop policy, "
             "reason=buffer_full because the buffer was full, "
-            "reason=storage because the disk refused to store them.",
+            "reason=storage because the disk refused to store them, "
+            "reason=too_large because the topic or the packet exceeds what MQTT or the broker "
+            "allows, reason=invalid because the MQTT client refused the message.",
             labels=["reason"],
         )
         dropped.add_metric(["quality"], gateway.decider.withheld)
         dropped.add_metric(["buffer_full"], buffer.dropped)
         dropped.add_metric(["storage"], buffer.storage_dropped)
+        for reason, count in gateway.session.dropped.items():
+            dropped.add_metric([reason], count)
         yield dropped
         yield _counter(
             "bad_quality_published",

@@ -86,10 +86,21 @@ def tls(tmp_path: Path) -> TlsFiles:
 class Mosquitto:
     """A real mosquitto on a fixed free port that a test can stop and start again."""
 
-    def __init__(self, folder: Path, *, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        tls: TlsFiles | None = None,
+        max_packet_size: int | None = None,
+        autosave: bool = False,
+    ) -> None:
         self.port = free_port()
         self.folder = folder
         self.tls = tls
+        self.max_packet_size = max_packet_size
+        """Largest packet the broker takes (told to MQTT 5 clients in its CONNACK)."""
+        self.autosave = autosave
+        """Save persistence after every change, so a SIGKILL loses no acknowledged message."""
         self.log: list[str] = []
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -112,6 +123,10 @@ class Mosquitto:
             "log_type information",
             "max_queued_messages 0",
         ]
+        if self.max_packet_size is not None:
+            lines.append(f"max_packet_size {self.max_packet_size}")
+        if self.autosave:
+            lines += ["autosave_interval 1", "autosave_on_changes true"]
         if os.geteuid() == 0:  # else mosquitto drops to its own user and cannot read tmp_path
             lines.append("user root")
         if self.tls:
@@ -163,6 +178,18 @@ class Mosquitto:
         """Let a frozen broker go on."""
         assert self._process is not None
         self._process.send_signal(signal.SIGCONT)
+
+    async def kill(self) -> None:
+        """Kill the broker (SIGKILL): it saves nothing more, as in a power cut."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        if self._reader is not None:
+            await self._reader
+            self._reader = None
 
     async def stop(self) -> None:
         """Stop the broker (it saves its persistent sessions) and wait for it to exit."""

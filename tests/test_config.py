@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import load_settings, redacted
 from gateway.config_example import render_example
 from gateway.errors import ConfigError
@@ -195,3 +196,40 @@ def test_duplicate_group_names_are_refused(tmp_path: Path) -> None:
 def test_broken_toml_is_reported(tmp_path: Path) -> None:
     found = problems(write(tmp_path, "[mqtt\n"))
     assert "not valid TOML" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ('ca_file = "/etc/ca.pem"\n', "ca_file"),
+        ('cert_file = "/etc/c.pem"\nkey_file = "/etc/c.key"\n', "cert_file, key_file"),
+    ],
+)
+def test_tls_files_with_a_plain_mqtt_url_are_an_error_naming_the_keys(
+    tmp_path: Path, keys: str, named: str
+) -> None:
+    found = problems(write(tmp_path, f'[mqtt]\nurl = "mqtt://broker.local:1883"\n{keys}'))
+    assert len(found) == 1
+    assert found[0].startswith("mqtt: ")
+    assert f"{named} set" in found[0]
+    assert "mqtts://" in found[0]
+    ok = load_settings(write(tmp_path, f'[mqtt]\nurl = "mqtts://broker.local:8883"\n{keys}'))
+    assert ok.mqtt.url == "mqtts://broker.local:8883"
+
+
+def test_check_config_shows_tls_files_with_a_plain_mqtt_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write(tmp_path, '[mqtt]\nurl = "mqtt://broker.local"\nca_file = "/etc/ca.pem"\n')
+    assert main(["check-config", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config: mqtt: ca_file set but mqtt.url is mqtt://")
+
+
+@pytest.mark.parametrize("prefix", ["plant\\u0007", "plant/\\ufffe", "plant\\ufdd0", "a+b"])
+def test_topic_prefix_with_characters_brokers_refuse_is_an_error(
+    tmp_path: Path, prefix: str
+) -> None:
+    found = problems(write(tmp_path, f'[mqtt]\ntopic_prefix = "{prefix}"\n'))
+    assert len(found) == 1
+    assert found[0].startswith("mqtt.topic_prefix: ")

@@ -35,7 +35,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = DEPLOY / "docker-compose.yml"
 UNIT = DEPLOY / "systemd" / "wincc-gateway.service"
 WINSW = DEPLOY / "windows" / "wincc-gateway.xml"
-DRAIN_SECONDS = 10.0  # gateway.app.SHUTDOWN_TIMEOUT: every stop timeout must exceed it
+DRAIN_SECONDS = 10.0  # mqtt.drain_timeout's default: every stop timeout must exceed it
 
 
 def tool(name: str, hint: str) -> str:

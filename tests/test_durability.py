@@ -403,17 +403,22 @@ BACKLOG = 50_000
 
 
 async def test_gateway_killed_while_draining_a_large_backlog_loses_no_seq(
-    mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """A backlog of 50,000 samples builds up while the broker is away; the gateway is
     killed (SIGKILL) in the middle of sending it, and the next start sends the rest: every
     seq arrives, none carries two samples."""
-    monkeypatch.setattr("gateway.app.SHUTDOWN_TIMEOUT", 0.5)  # the broker is away anyway
     options = SimulatorOptions(port=0, tags=5000, alarms=0, change_rate=10.0, seed=5)
     async with Simulator(options, ssl_context=tls.server_context()) as simulator:
         poll = [{"name": "all", "interval": "500ms", "tags": ["System1.**"]}]
         config = settings_for(
-            simulator, mosquitto, tls, tmp_path, poll=poll, alarms={"enabled": False}
+            simulator,
+            mosquitto,
+            tls,
+            tmp_path,
+            poll=poll,
+            alarms={"enabled": False},
+            mqtt={"drain_timeout": "500ms"},  # the broker is away anyway
         )
         collector, task = await start_collector(mosquitto)
         polls = PollCounter()

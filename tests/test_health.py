@@ -44,7 +44,12 @@ def stand_in(**changes: Any) -> Any:
     started.set()
     fields: dict[str, Any] = {
         "started": started,
-        "session": SimpleNamespace(connected=connected, reconnects=2, published=40),
+        "session": SimpleNamespace(
+            connected=connected,
+            reconnects=2,
+            published=40,
+            dropped={"too_large": 9, "invalid": 1},
+        ),
         "source": SimpleNamespace(state="up", errors_by_kind={"WinCCUnavailable": 3}),
         "decider": SimpleNamespace(withheld=4, bad_published=5),
         "commands": SimpleNamespace(results={"ok": 1, "refused": 2}),
@@ -96,7 +101,9 @@ def test_a_group_that_never_polled_is_measured_from_the_start() -> None:
 
 def test_every_problem_is_a_reason() -> None:
     gateway = stand_in(
-        session=SimpleNamespace(connected=asyncio.Event(), reconnects=9, published=0),
+        session=SimpleNamespace(
+            connected=asyncio.Event(), reconnects=9, published=0, dropped={"too_large": 0}
+        ),
         source=SimpleNamespace(state="down", errors_by_kind={}),
         buffer=SimpleNamespace(
             depth=100,
@@ -146,6 +153,8 @@ def test_metrics_read_the_counters_at_scrape_time() -> None:
     assert seen[("wincc_gateway_samples_dropped_total", (("reason", "quality"),))] == 4
     assert seen[("wincc_gateway_samples_dropped_total", (("reason", "buffer_full"),))] == 6
     assert seen[("wincc_gateway_samples_dropped_total", (("reason", "storage"),))] == 8
+    assert seen[("wincc_gateway_samples_dropped_total", (("reason", "too_large"),))] == 9
+    assert seen[("wincc_gateway_samples_dropped_total", (("reason", "invalid"),))] == 1
     assert seen[("wincc_gateway_bad_quality_published_total", ())] == 5
     assert seen[("wincc_gateway_mqtt_connected", ())] == 1
     assert seen[("wincc_gateway_mqtt_reconnects_total", ())] == 2

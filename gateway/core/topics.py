@@ -3,19 +3,36 @@
 A tag's ``.`` becomes ``/``. Characters that MQTT forbids or reserves in a topic level
 (``+``, ``#``, NUL, the level separator ``/`` inside a name, control characters) are
 percent-escaped, and so is ``%`` itself, so every escaped path maps back to exactly one
-name. Commands never guess a tag from a topic: ``TopicMap`` holds the reverse map of the
-tags actually polled.
+name. So are the characters brokers refuse in any UTF-8 string of the protocol (mosquitto
+closes the connection for them): the Unicode noncharacters (U+FDD0..U+FDEF and the last
+two code points of every plane, U+FFFE, U+FFFF, U+1FFFE, ...) and lone surrogates, which
+are not UTF-8 at all. Commands never guess a tag from a topic: ``TopicMap`` holds the
+reverse map of the tags actually polled.
 """
 
 from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile(r"[%+#/\x00-\x1f\x7f-\x9f]")
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    re.escape(chr(plane << 16 | 0xFFFE)) + "-" + re.escape(chr(plane << 16 | 0xFFFF))
+    for plane in range(17)
+)
+_REFUSED = f"\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_NONCHARACTERS}"
+"""What brokers refuse in any string: controls, lone surrogates, noncharacters."""
+_UNSAFE = re.compile(f"[%+#/{_REFUSED}]")
+_NOT_A_TOPIC = re.compile(f"[+#{_REFUSED}]")
+
+
+def is_topic_text(text: str) -> bool:
+    """Whether ``text`` can stand in a topic as it is (no wildcards, nothing a broker
+    refuses); for the configured prefix, which is not escaped."""
+    return _NOT_A_TOPIC.search(text) is None
 
 
 def _escape(match: re.Match[str]) -> str:
-    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+    # surrogatepass: a lone surrogate (from a JSON \udXXX escape) still gets its bytes
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
 
 
 def escape_level(text: str) -> str:
