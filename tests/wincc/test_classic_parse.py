@@ -618,3 +618,26 @@ async def test_history_goes_on_past_pages_shorter_than_asked_for(stub: Stubbed) 
     bodies = [body for method, _, _, body in state.requests if method == "POST"]
     froms = [body["archives"][0]["variables"][0]["timeFrom"] for body in bodies]
     assert froms == ["1970-01-01T00:00:00.000Z", at[1], at[2]]
+
+
+def test_data_types_named_in_words_map_to_tag_types_and_folders() -> None:
+    """Some servers name ``dataType`` instead of giving the WinCC code."""
+    items: list[dict[str, Any]] = [
+        {"name": "A.dint", "datatype": "DINT"},
+        {"name": "A.real", "datatype": "Real"},
+        {"name": "A.bit", "datatype": "Bit"},
+        {"name": "A.text", "datatype": "Text16"},
+        {"name": "A.code", "datatype": "9"},
+        {"name": "A.odd", "datatype": "Matrix"},
+        {"name": "A.struct", "datatype": "Struct"},
+    ]
+    types = {child.name: child.type for child in build_tree(items)["A"]}
+    assert types == {
+        "A.dint": TagType.INT,
+        "A.real": TagType.FLOAT,
+        "A.bit": TagType.BOOL,
+        "A.text": TagType.STRING,
+        "A.code": TagType.FLOAT,
+        "A.odd": TagType.UNKNOWN,
+        "A.struct": None,
+    }

@@ -17,8 +17,8 @@ from gateway.errors import WinCCProtocolError, WinCCRejected
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Reading
-from gateway.wincc.rest import parse_alarms_answer, parse_read_answer
+from gateway.wincc.models import Reading, TagType
+from gateway.wincc.rest import parse_alarms_answer, parse_browse_answer, parse_read_answer
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)
@@ -290,3 +290,38 @@ def test_an_unreadable_alarm_is_an_error_of_its_id_and_never_means_null() -> Non
     assert [(a.id, a.came_at, a.went_at, a.acked_at) for a in alarms] == [("ok", MS, None, None)]
     assert set(alarms.errors) == {"late", "state", "#3", "#4"}
     assert "outside the years 1 to 9999" in alarms.errors["late"]
+
+
+def child(name: str, tag_type: object = ..., **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"name": name, "has_children": False, "writable": True}
+    if tag_type is not ...:
+        base["type"] = tag_type
+    return {**base, **fields}
+
+
+def test_type_names_of_any_server_map_to_tag_types_folders_or_unknown() -> None:
+    """Names in any case and dialect of type; folders by name or by having no type; any
+    other name is a tag of unknown type, not a failed browse."""
+    named = {
+        TagType.INT: ["Int16", "INT32", "DINT", "UINT", "int", "Word"],
+        TagType.FLOAT: ["REAL", "LREAL", "Double", "Float", "single", "float"],
+        TagType.BOOL: ["Boolean", "BOOL", "Bit", "bool"],
+        TagType.STRING: ["String", "Text", "WString", "string"],
+        TagType.UNKNOWN: ["DateTime", "Matrix", 7, ["x"], nested(1000)],
+        None: ["folder", "Struct", "STRUCTURE", "object", "Node", "", None, ...],
+    }
+    for expected, names in named.items():
+        children = [child(f"n{i}", name) for i, name in enumerate(names)]
+        infos = parse_browse_answer("GET browse", {"children": children})
+        assert [info.type for info in infos] == [expected] * len(names), names
+
+
+async def test_browse_answers_with_folders_named_as_such_resolve(
+    fake: tuple[dict[str, Answer], Callable[[], WinCCClient]],
+) -> None:
+    answers, client = fake
+    answers["/api/dp/browse"] = json_answer(
+        {"children": [child("F", "folder", has_children=True), child("T", "REAL")]}
+    )
+    infos = await client().browse("")
+    assert [(info.name, info.type) for info in infos] == [("F", None), ("T", TagType.FLOAT)]
