@@ -36,6 +36,7 @@ from gateway.backoff import Backoff
 from gateway.core.payloads import compact_json
 from gateway.errors import GatewayError
 from gateway.wincc.models import Value
+from gateway.wincc.values import checked_value, show
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,20 @@ class _Batch:
     states: list[TagState] = field(default_factory=list)
     alarms: list[AlarmState] = field(default_factory=list)
     lost: bool = False  # dropped before its turn, with the failed commit it builds on
+
+
+_NO_LAST = -1
+"""The quality of a stored tag state whose last value was dropped: it has a seq only."""
+
+
+def _last_sample(value: object, quality: object) -> tuple[Value, int] | None:
+    """The stored last value and quality of a tag, or None if they cannot be read."""
+    if type(quality) is not int or quality < 0 or type(value) not in (bytes, str):
+        return None
+    try:
+        return checked_value(orjson.loads(value)), quality  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None
 
 
 ROWS_PER_STATEMENT = 128
@@ -307,16 +322,59 @@ class DurableBuffer:
         db.executescript(_SCHEMA)
         self._db = db
         restored = Restored()
+        unreadable: list[tuple[object, str]] = []  # tag, what of its state was dropped
         for name, seq, value, quality in db.execute(
             "SELECT name, seq, value, quality FROM tag_state"
         ):
+            if type(name) is not str or type(seq) is not int or seq < 0:
+                unreadable.append((name, "its seq and last value"))
+                continue
             restored.seqs[name] = seq
-            restored.last[name] = (orjson.loads(value), quality)
-        restored.alarms = dict(db.execute("SELECT id, body FROM alarm_state"))
+            if value is None and quality == _NO_LAST:
+                continue  # dropped at an earlier start, already reported
+            last = _last_sample(value, quality)
+            if last is None:
+                unreadable.append((name, "its last value"))
+            else:
+                restored.last[name] = last
+        if unreadable:
+            self._drop_tag_states(db, unreadable)
+        for alarm_id, body in db.execute("SELECT id, body FROM alarm_state"):
+            if type(alarm_id) is str:  # a body that is no alarm is reported by who reads it
+                restored.alarms[alarm_id] = body if type(body) is bytes else b""
+            else:
+                log.warning(
+                    "buffer %s: dropped the stored state of alarm %s, which cannot be read",
+                    self.path,
+                    show(alarm_id),
+                )
+                db.execute("DELETE FROM alarm_state WHERE id IS ?", (alarm_id,))
         restored.backlog = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self._last_appended = db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
         self.size_bytes = self._used_bytes()
         return restored
+
+    def _drop_tag_states(
+        self, db: sqlite3.Connection, unreadable: list[tuple[object, str]]
+    ) -> None:
+        """Forget stored tag states that cannot be read, and say which: a tag without its
+        last value publishes its next reading; one without its seq starts again at 1."""
+        for name, what in unreadable:
+            if what == "its last value":
+                db.execute(
+                    "UPDATE tag_state SET value = NULL, quality = ? WHERE name IS ?",
+                    (_NO_LAST, name),
+                )
+            else:
+                db.execute("DELETE FROM tag_state WHERE name IS ?", (name,))
+        shown = ", ".join(f"{show(name)} ({what})" for name, what in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        log.warning(
+            "buffer %s: dropped stored tag state that cannot be read: %s%s",
+            self.path,
+            shown,
+            more,
+        )
 
     def _close_db(self) -> None:
         if self._db is not None:
