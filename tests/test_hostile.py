@@ -6,16 +6,20 @@ damaged by hand before it starts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.buffer import _SCHEMA
 from gateway.simulator.server import Simulator
-from tests.conftest import Mosquitto, TlsFiles, subscribe
+from tests.conftest import Mosquitto, TlsFiles, free_port, subscribe
 from tests.gateway_harness import PREFIX, running_gateway, settings_for
 
 TAG = "System1.Area1.Tank1.Level"
@@ -86,3 +90,161 @@ async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gatew
         seqs = dict(db.execute("SELECT name, seq FROM tag_state"))
     assert seqs["System1.Area1.Tank1.Temperature"] >= 41  # the seq of a tag went on
     assert isinstance(seqs[TAG], int)
+
+
+DEEP = "[" * 1000 + "]" * 1000
+"""A value nested 1000 levels deep, under orjson's own limit of 1024."""
+TS = "2026-11-24T09:00:00.000Z"
+
+
+def hostile_app() -> web.Application:
+    """A ``rest`` server answering what real ones have sent and worse: a time past 9999
+    once its offset is applied, the .NET minimum date, a value 1000 levels deep, folders
+    typed "folder" and "struct", type names of every dialect and one nobody knows."""
+    children = {
+        "": [{"name": "Plant", "type": "folder", "has_children": True, "writable": False}],
+        "Plant.": [
+            {"name": "Plant.Unit", "type": "struct", "has_children": True, "writable": False},
+            *(
+                {"name": f"Plant.{name}", "type": kind, "has_children": False, "writable": True}
+                for name, kind in [
+                    ("Good", "REAL"),
+                    ("Late", "Float"),
+                    ("Old", "Int16"),
+                    ("Deep", "DINT"),
+                    ("Odd", "Matrix"),
+                ]
+            ),
+        ],
+        "Plant.Unit.": [
+            {"name": "Plant.Unit.On", "type": "Boolean", "has_children": False, "writable": True}
+        ],
+    }
+    values: dict[str, tuple[str, str]] = {  # name -> (value as JSON, timestamp)
+        "Plant.Good": ("1.5", TS),
+        "Plant.Late": ("2.5", "9999-12-31T23:59:59-14:00"),
+        "Plant.Old": ("7", "0001-01-01T00:00:00Z"),
+        "Plant.Deep": (DEEP, TS),
+        "Plant.Odd": ('{"re": 1, "im": [2, 3]}', TS),
+        "Plant.Unit.On": ("true", TS),
+    }
+    alerts = [
+        {
+            "id": "ok",
+            "tag": "Plant.Good",
+            "text": "went, never acknowledged",
+            "priority": 1,
+            "state": "went",
+            "acked": False,
+            "came_at": TS,
+            "went_at": TS,
+            "acked_at": "0001-01-01T00:00:00Z",
+        },
+        {
+            "id": "late",
+            "tag": "Plant.Late",
+            "text": "came in the year 10000",
+            "priority": 1,
+            "state": "came",
+            "acked": False,
+            "came_at": "9999-12-31T23:59:59-14:00",
+            "went_at": None,
+            "acked_at": None,
+        },
+    ]
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"token": "t"})
+
+    async def browse(request: web.Request) -> web.Response:
+        return web.json_response({"children": children.get(request.query["path"], [])})
+
+    async def read(request: web.Request) -> web.Response:
+        names = (await request.json())["names"]
+        items = [
+            f'{{"name": "{name}", "value": {values[name][0]}, "quality": 192, '
+            f'"timestamp": "{values[name][1]}"}}'
+            for name in names
+        ]
+        return web.Response(body='{"values": [' + ", ".join(items) + "]}")
+
+    async def active(request: web.Request) -> web.Response:
+        return web.json_response({"alerts": alerts})
+
+    app = web.Application()
+    app.router.add_post("/api/auth/login", login)
+    app.router.add_get("/api/dp/browse", browse)
+    app.router.add_post("/api/dp/read", read)
+    app.router.add_get("/api/alerts/active", active)
+    return app
+
+
+async def test_a_hostile_server_never_stops_the_gateway(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The good tags are published, the unknown-typed one as it comes, the bad ones are
+    read errors logged once; so are the alarms; and the gateway keeps polling."""
+    runner = web.AppRunner(hostile_app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = {
+        "wincc": {
+            "url": f"http://127.0.0.1:{port}",
+            "allow_insecure_http": True,
+            "username": "u",
+            "password": "p",
+        },
+        "poll": [{"name": "fast", "interval": "100ms", "tags": ["Plant.**"]}],
+        "alarms": {"interval": "100ms"},
+        "mqtt": {"url": mosquitto.url, "topic_prefix": PREFIX, "client_id": "gw-hostile"},
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "health": {"enabled": False},
+    }
+    caplog.set_level(logging.WARNING)
+    tags = f"{PREFIX}/tags/Plant/"
+    try:
+        async with (
+            subscribe(mosquitto, f"{PREFIX}/tags/#", f"{PREFIX}/alarms/#") as sub,
+            running_gateway(config) as gateway,
+        ):
+            wanted = [f"{tags}{name}" for name in ("Good", "Old", "Odd", "Unit/On")]
+            wanted.append(f"{PREFIX}/alarms/ok")
+            await sub.wait_for(lambda msgs: set(wanted) <= {m.topic for m in msgs})
+            (poller,) = gateway.pollers
+            polls = poller.stats.polls
+            alarm_poller = gateway.alarm_poller
+            assert alarm_poller is not None
+            await wait_until(lambda: poller.stats.polls >= polls + 3)
+            await wait_until(lambda: alarm_poller.stats.polls >= 3)
+            assert poller.stats.read_errors >= 2 * poller.stats.polls - 2
+            assert alarm_poller.stats.read_errors >= 3
+        by_topic = {m.topic: m.json() for m in sub.messages if m.payload}
+        assert by_topic[f"{tags}Good"]["value"] == 1.5
+        assert by_topic[f"{tags}Old"]["ts"] == "0001-01-01T00:00:00.000Z"
+        assert by_topic[f"{tags}Odd"]["value"] == {"re": 1, "im": [2, 3]}
+        assert by_topic[f"{tags}Unit/On"]["value"] is True
+        assert f"{tags}Late" not in by_topic
+        assert f"{tags}Deep" not in by_topic
+        assert by_topic[f"{PREFIX}/alarms/ok"]["acked_at"] is None
+        assert f"{PREFIX}/alarms/late" not in by_topic
+        for message in sub.messages:
+            for key in ("ts", "came_at", "went_at", "acked_at"):
+                stamp = message.json().get(key) if message.payload else None
+                if stamp is not None:
+                    assert datetime.fromisoformat(stamp).year >= 1
+                    assert len(stamp) == len("0001-01-01T00:00:00.000Z"), stamp
+        unread = [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
+        assert len([line for line in unread if "Plant.Late" in line]) == 1, unread
+        assert len([line for line in unread if "Plant.Deep" in line]) == 1, unread
+        assert len([line for line in unread if "late" in line]) >= 1, unread
+    finally:
+        await runner.cleanup()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds. The pollers'
+    counters have no event to await, so they are looked at every 20 ms."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
