@@ -56,7 +56,7 @@ from gateway.wincc.rest import (
     read_in_chunks,
     transport_error,
 )
-from gateway.wincc.values import checked_value, short_text, show
+from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,11 +223,7 @@ class ClassicClient:
         path = VALUE_PATH + quote(name, safe="")
         data = await self._request("GET", path)
         self._note_shape("GET tagManagement/Value", data)
-        fields = _single_item("GET", path, data)
-        try:
-            return _reading(name, fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WinCCProtocolError(f"GET {path}: malformed reading: {_why(exc)}") from exc
+        return parse_value_answer("GET", path, name, data)
 
     async def write(self, name: str, value: Value) -> Reading:
         """Write one tag; the reading comes from the answer, or is read back if it has none."""
@@ -389,13 +385,7 @@ class ClassicClient:
                 "check wincc.username and the password",
                 status=status,
             )
-        raise_for_status(method, path, status, body)
-        if not body.strip():
-            return None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise WinCCProtocolError(f"{method} {path}: answer is not JSON", status=status) from exc
+        return decode_answer(method, path, status, body)
 
     async def _send(
         self, method: str, path: str, json: object, params: dict[str, str] | None
@@ -470,6 +460,29 @@ def _items(data: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
             raise TypeError(f"an item is {type(item).__name__}, not an object")
         lowered.append(_lower(item))
     return lowered
+
+
+def decode_answer(method: str, path: str, status: int, body: bytes) -> Any:
+    """The JSON of a 2xx answer, ``None`` for an empty body; any other status as the
+    matching ``WinCCError``."""
+    raise_for_status(method, path, status, body)
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WinCCProtocolError(
+            f"{method} {path}: answer is not JSON ({short_text(str(exc))})", status=status
+        ) from exc
+
+
+def parse_value_answer(method: str, path: str, name: str, data: Any) -> Reading:
+    """The reading of a single-tag answer."""
+    fields = _single_item(method, path, data)
+    try:
+        return _reading(name, fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WinCCProtocolError(f"{method} {path}: malformed reading: {_why(exc)}") from exc
 
 
 def _single_item(method: str, path: str, data: Any) -> dict[str, Any]:
@@ -554,8 +567,9 @@ def parse_values_answer(
             readings.append(_reading(name, fields, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
-    if len(readings) + len(errors) != len(names):
-        answered = {reading.name for reading in readings}.union(errors)
+    answered = {reading.name for reading in readings}  # a name listed twice counts once
+    if len(answered) + len(errors) != len(wanted):
+        answered.update(errors)
         for name in names:
             if name not in answered:
                 errors[name] = "missing from the server's answer"
@@ -624,6 +638,8 @@ def parse_config_page(where: str, data: Any) -> tuple[list[dict[str, Any]], str 
     point = _lower(data).get("continuationpoint") if isinstance(data, dict) else None
     if point in (None, "", 0) or isinstance(point, bool):
         return items, None
+    if type(point) not in (str, int, float) or len(str(point)) > 1000:
+        raise WinCCProtocolError(f"{where}: continuationPoint is {show(point)}, not a text")
     return items, str(point)
 
 
@@ -684,7 +700,9 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
     if type(number) not in (int, str) or number == "":
         raise TypeError(f"message number {show(number)} is neither a number nor a text")
     instance = fields.get("instance")
-    alarm_id = f"{number}:{instance}" if isinstance(instance, str) and instance else str(number)
+    alarm_id = check_id(
+        f"{number}:{instance}" if isinstance(instance, str) and instance else str(number)
+    )
     state = _message_state(fields.get("state"))
     if state is None:
         return None
@@ -699,8 +717,8 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
     tag = _first(fields, "alarmtag", "variablename", "tagname", "tag")
     return Alarm(
         id=alarm_id,
-        tag="" if tag is None else str(tag),
-        text=str(_first(fields, "text1", "text", "messagetext", "infotext") or ""),
+        tag=_text("tag", tag),
+        text=_text("text", _first(fields, "text1", "text", "messagetext", "infotext")),
         priority=priority if type(priority) is int else 0,
         state=kind,
         acked=acked,
@@ -708,6 +726,17 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
         went_at=at if kind == "went" else None,
         acked_at=at if acked_by_state else None,
     )
+
+
+def _text(what: str, value: object) -> str:
+    """A text field of a message; a number is taken as its text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    raise TypeError(f"{what} is {show(value)}, not a text")
 
 
 def _data_type(code: object) -> TagType | None:

@@ -42,7 +42,7 @@ from gateway.wincc.models import (
     Value,
     tag_type_of,
 )
-from gateway.wincc.values import checked_value, short_text, show
+from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -391,10 +391,11 @@ def parse_read_answer(
         raise WinCCProtocolError("POST /api/dp/read: the answer has no 'values' list")
     result = ReadResult()
     readings, errors = result.readings, result.errors
+    wanted = set(names)
     for item in items:
         name = item.get("name") if type(item) is dict else None
-        if type(name) is not str:
-            continue  # cannot be attributed; its name is reported missing below
+        if type(name) is not str or name not in wanted or name in errors:
+            continue  # cannot be attributed, or not asked for; missing names are errors below
         error = item.get("error")
         if error is not None:
             errors[name] = short_text(error)
@@ -403,8 +404,9 @@ def parse_read_answer(
             readings.append(_reading(name, item, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
-    if len(readings) + len(errors) != len(names):
-        answered = {reading.name for reading in readings}.union(errors)
+    answered = {reading.name for reading in readings}  # a name listed twice counts once
+    if len(answered) + len(errors) != len(wanted):
+        answered.update(errors)
         for name in names:
             if name not in answered:
                 errors[name] = "missing from the server's answer"
@@ -499,7 +501,7 @@ def _alarm(item: dict[str, Any]) -> Alarm:
     if state not in ("came", "went"):
         raise ValueError(f"state {show(state)} is neither 'came' nor 'went'")
     return Alarm(
-        id=str(alarm_id),
+        id=check_id(str(alarm_id)),
         tag=_typed(item, "tag", str),
         text=_typed(item, "text", str),
         priority=_typed(item, "priority", int),

@@ -41,6 +41,17 @@ def checked_value(value: Any) -> Value:
     return value  # type: ignore[no-any-return]
 
 
+MAX_ID = 256
+"""Characters of an alarm id: it becomes a topic level, and a topic has a size limit."""
+
+
+def check_id(alarm_id: str) -> str:
+    """``alarm_id`` if it is short enough to be a topic level; ``ValueError`` if not."""
+    if not alarm_id or len(alarm_id) > MAX_ID:
+        raise ValueError(f"an id of {len(alarm_id)} chars, not 1 to {MAX_ID}")
+    return alarm_id
+
+
 def nesting(value: Any, limit: int) -> int:
     """Levels of lists and objects in ``value``, counted without recursion, and no
     further than ``limit + 1``."""

@@ -641,3 +641,8 @@ def test_data_types_named_in_words_map_to_tag_types_and_folders() -> None:
         "A.odd": TagType.UNKNOWN,
         "A.struct": None,
     }
+
+
+def test_a_name_listed_twice_never_hides_one_that_is_missing() -> None:
+    result = parse_values_answer(["a", "b", "c"], [item("b"), item("b"), item("c")])
+    assert result.errors == {"a": "missing from the server's answer"}

@@ -325,3 +325,13 @@ async def test_browse_answers_with_folders_named_as_such_resolve(
     )
     infos = await client().browse("")
     assert [(info.name, info.type) for info in infos] == [("F", None), ("T", TagType.FLOAT)]
+
+
+def test_names_not_asked_for_never_hide_one_that_was() -> None:
+    """An answer with a name nobody asked for, or one name twice, in place of a requested
+    one: that one is missing, not silently dropped."""
+    for extra in (item("zzz"), item("b")):
+        answer = {"values": [item("b"), extra, item("c")]}
+        result = parse_read_answer(["a", "b", "c"], answer)
+        assert result.errors == {"a": "missing from the server's answer"}
+        assert {reading.name for reading in result.readings} == {"b", "c"}
