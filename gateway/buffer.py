@@ -131,6 +131,31 @@ def _last_sample(value: object, quality: object) -> tuple[Value, int] | None:
         return None
 
 
+def _text(raw: bytes) -> str:
+    """A TEXT value as stored; bytes that are not UTF-8 (a damaged file) are replaced
+    rather than failing the read of every row."""
+    return raw.decode("utf-8", "replace")
+
+
+def _sendable(row: tuple[Any, ...]) -> bool:
+    """Whether a stored message can be published: a topic without wildcards within MQTT's
+    size, a bytes payload, a QoS of 0 to 2. Rows the gateway wrote always are."""
+    _, topic, payload, qos, retain = row
+    return (
+        type(topic) is str
+        and 0 < len(topic.encode("utf-8", "replace")) <= MAX_TOPIC_BYTES
+        and "+" not in topic
+        and "#" not in topic
+        and "\x00" not in topic
+        and type(payload) is bytes
+        and qos in (0, 1, 2)
+        and type(qos) is int
+        and type(retain) is int
+    )
+
+
+MAX_TOPIC_BYTES = 65_535
+
 ROWS_PER_STATEMENT = 128
 """The most rows one INSERT carries: 4 columns x 128 stays under any SQLite's 999 limit."""
 
@@ -317,6 +342,7 @@ class DurableBuffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         make_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.text_factory = _text
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
         db.executescript(_SCHEMA)
@@ -591,10 +617,12 @@ class DurableBuffer:
                 count = min(most, len(self._cache))
                 return [self._cache.popleft() for _ in range(count)]
             if self._spilled:
-                rows = await self._run(self._read, self._read_after, most)
-                if rows:
-                    self._read_after = rows[-1][0]
-                if not rows or self._read_after >= self._last_appended:
+                rows, last, dropped = await self._run(self._read, self._read_after, most)
+                if last is not None:
+                    self._read_after = last
+                if dropped:
+                    self.depth = max(0, self.depth - dropped)
+                if last is None or self._read_after >= self._last_appended:
                     self._spilled = False
                 if rows:
                     return rows
@@ -604,13 +632,30 @@ class DurableBuffer:
             self._ready.clear()
             await self._ready.wait()
 
-    def _read(self, after: int, most: int) -> list[Queued]:
+    def _read(self, after: int, most: int) -> tuple[list[Queued], int | None, int]:
+        """Up to ``most`` stored messages after row ``after``, the last row id read (None:
+        no more rows) and how many rows were dropped because they cannot be sent."""
         assert self._db is not None
         rows = self._db.execute(
             "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after, most),
         ).fetchall()
-        return [(row[0], Message(row[1], row[2], row[3], bool(row[4]))) for row in rows]
+        good = [
+            (row[0], Message(row[1], row[2], row[3], bool(row[4])))
+            for row in rows
+            if _sendable(row)
+        ]
+        if len(good) < len(rows):
+            bad = [row[0] for row in rows if not _sendable(row)]
+            log.warning(
+                "buffer %s: dropped %d stored messages that cannot be sent (damaged rows %s)",
+                self.path,
+                len(bad),
+                ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
+            )
+            with contextlib.suppress(sqlite3.Error):  # if not now, then at the next start
+                self._delete(bad)
+        return good, rows[-1][0] if rows else None, len(rows) - len(good)
 
     def requeue(self, batch: list[Queued]) -> None:
         """Unacknowledged messages go back in front, in their original order."""

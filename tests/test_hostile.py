@@ -49,6 +49,19 @@ def damage(path: Path) -> None:
                 ("System1.Area1.Tank2.Level", 3, b"2.5", 128),  # intact
             ],
         )
+        db.execute(  # a name that is not UTF-8
+            "INSERT INTO tag_state (name, seq, value, quality) "
+            "VALUES (CAST(x'ff61' AS TEXT), 1, '1', 192)"
+        )
+        db.executemany(
+            "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+            [
+                (f"{PREFIX}/left/over", b"kept", 1, 0),
+                (f"{PREFIX}/+/wild", b"x", 1, 0),
+                (f"{PREFIX}/left/qos", b"x", 7, 0),
+                (f"{PREFIX}/left/text", "not bytes", 1, 0),
+            ],
+        )
         db.executemany(
             "INSERT INTO alarm_state (id, body) VALUES (?, ?)",
             [("gone-1", orjson.dumps(OLD_ALARM)), ("gone-2", b"\xff\xfe"), ("gone-3", "text")],
@@ -66,7 +79,7 @@ async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gatew
     damage(tmp_path / "buffer.db")
     caplog.set_level(logging.WARNING)
     async with (
-        subscribe(mosquitto, f"{PREFIX}/alarms/+", f"{PREFIX}/tags/#") as sub,
+        subscribe(mosquitto, f"{PREFIX}/alarms/+", f"{PREFIX}/tags/#", f"{PREFIX}/left/#") as sub,
         running_gateway(config),
     ):
         # The alarms whose states could not be read are cleared, not left retained.
@@ -76,6 +89,7 @@ async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gatew
                 for i in ("gone-1", "gone-2", "gone-3")
             )
         )
+        await sub.wait_for(lambda msgs: any(m.topic == f"{PREFIX}/left/over" for m in msgs))
         level = f"{PREFIX}/tags/{TAG.replace('.', '/')}"
         await sub.wait_for(lambda msgs: any(m.topic == level for m in msgs))
     text = caplog.text
@@ -84,10 +98,15 @@ async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gatew
     assert "'System1.Area1.Tank1.Temperature' (its last value)" in text
     assert "'System1.Area1.Tank1.Pressure' (its last value)" in text
     assert "Tank2.Level" not in text
+    assert "'\ufffda' (its last value)" not in text  # a name is a name, readable or not
+    assert "dropped 3 stored messages that cannot be sent (damaged rows 2, 3, 4)" in text
+    assert [m.topic for m in sub.messages if "/left/" in m.topic] == [f"{PREFIX}/left/over"]
     for alarm_id in ("gone-1", "gone-2", "gone-3"):
         assert f"stored state of alarm '{alarm_id}'" in text
     with sqlite3.connect(tmp_path / "buffer.db") as db:
-        seqs = dict(db.execute("SELECT name, seq FROM tag_state"))
+        seqs = dict(
+            db.execute("SELECT name, seq FROM tag_state WHERE name != CAST(x'ff61' AS TEXT)")
+        )
     assert seqs["System1.Area1.Tank1.Temperature"] >= 41  # the seq of a tag went on
     assert isinstance(seqs[TAG], int)
 
