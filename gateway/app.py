@@ -42,6 +42,7 @@ from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from gateway.wincc.models import Alarm, TagType
 from gateway.wincc.resolve import resolve_tags
+from gateway.wincc.values import short_text, show
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,7 @@ class Gateway:
         """Run until ``stop`` is set, then shut down cleanly."""
         restored = await self.buffer.open()
         self.decider.restore(restored.seqs, restored.last)
-        self._published_alarms = {
-            alarm_id: alarm_from_payload(body) for alarm_id, body in restored.alarms.items()
-        }
+        self._published_alarms = restore_alarms(restored.alarms)
         try:
             await self._run(stop)
         finally:
@@ -405,6 +404,26 @@ def _command_rules(commands: CommandSettings) -> dict[str, Any]:
         "rate": commands.rate_limit,
         "burst": commands.burst,
     }
+
+
+def restore_alarms(stored: dict[str, bytes]) -> dict[str, Alarm]:
+    """The alarms a previous run published, from their stored retained states.
+
+    A state that cannot be read (a damaged file, or written by a version with another
+    format) is dropped with a warning. Its id is still tracked, as an alarm that went,
+    so the first poll clears its retained message if the alarm is gone, or publishes it
+    afresh if it is still active.
+    """
+    alarms: dict[str, Alarm] = {}
+    for alarm_id, body in stored.items():
+        try:
+            alarms[alarm_id] = alarm_from_payload(body)
+        except ValueError as exc:
+            log.warning(
+                "dropped the stored state of alarm %s (%s)", show(alarm_id), short_text(str(exc))
+            )
+            alarms[alarm_id] = Alarm(alarm_id, "", "", 0, "went", True, None, None, None)
+    return alarms
 
 
 def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) -> None:

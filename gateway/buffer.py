@@ -36,6 +36,7 @@ from gateway.backoff import Backoff
 from gateway.core.payloads import compact_json
 from gateway.errors import GatewayError
 from gateway.wincc.models import Value
+from gateway.wincc.values import checked_value, show
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,45 @@ class _Batch:
     alarms: list[AlarmState] = field(default_factory=list)
     lost: bool = False  # dropped before its turn, with the failed commit it builds on
 
+
+_NO_LAST = -1
+"""The quality of a stored tag state whose last value was dropped: it has a seq only."""
+
+
+def _last_sample(value: object, quality: object) -> tuple[Value, int] | None:
+    """The stored last value and quality of a tag, or None if they cannot be read."""
+    if type(quality) is not int or quality < 0 or type(value) not in (bytes, str):
+        return None
+    try:
+        return checked_value(orjson.loads(value)), quality  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None
+
+
+def _text(raw: bytes) -> str:
+    """A TEXT value as stored; bytes that are not UTF-8 (a damaged file) are replaced
+    rather than failing the read of every row."""
+    return raw.decode("utf-8", "replace")
+
+
+def _sendable(row: tuple[Any, ...]) -> bool:
+    """Whether a stored message can be published: a topic without wildcards within MQTT's
+    size, a bytes payload, a QoS of 0 to 2. Rows the gateway wrote always are."""
+    _, topic, payload, qos, retain = row
+    return (
+        type(topic) is str
+        and 0 < len(topic.encode("utf-8", "replace")) <= MAX_TOPIC_BYTES
+        and "+" not in topic
+        and "#" not in topic
+        and "\x00" not in topic
+        and type(payload) is bytes
+        and qos in (0, 1, 2)
+        and type(qos) is int
+        and type(retain) is int
+    )
+
+
+MAX_TOPIC_BYTES = 65_535
 
 ROWS_PER_STATEMENT = 128
 """The most rows one INSERT carries: 4 columns x 128 stays under any SQLite's 999 limit."""
@@ -302,21 +342,65 @@ class DurableBuffer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         make_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.text_factory = _text
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
         db.executescript(_SCHEMA)
         self._db = db
         restored = Restored()
+        unreadable: list[tuple[object, str]] = []  # tag, what of its state was dropped
         for name, seq, value, quality in db.execute(
             "SELECT name, seq, value, quality FROM tag_state"
         ):
+            if type(name) is not str or type(seq) is not int or seq < 0:
+                unreadable.append((name, "its seq and last value"))
+                continue
             restored.seqs[name] = seq
-            restored.last[name] = (orjson.loads(value), quality)
-        restored.alarms = dict(db.execute("SELECT id, body FROM alarm_state"))
+            if value is None and quality == _NO_LAST:
+                continue  # dropped at an earlier start, already reported
+            last = _last_sample(value, quality)
+            if last is None:
+                unreadable.append((name, "its last value"))
+            else:
+                restored.last[name] = last
+        if unreadable:
+            self._drop_tag_states(db, unreadable)
+        for alarm_id, body in db.execute("SELECT id, body FROM alarm_state"):
+            if type(alarm_id) is str:  # a body that is no alarm is reported by who reads it
+                restored.alarms[alarm_id] = body if type(body) is bytes else b""
+            else:
+                log.warning(
+                    "buffer %s: dropped the stored state of alarm %s, which cannot be read",
+                    self.path,
+                    show(alarm_id),
+                )
+                db.execute("DELETE FROM alarm_state WHERE id IS ?", (alarm_id,))
         restored.backlog = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         self._last_appended = db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0]
         self.size_bytes = self._used_bytes()
         return restored
+
+    def _drop_tag_states(
+        self, db: sqlite3.Connection, unreadable: list[tuple[object, str]]
+    ) -> None:
+        """Forget stored tag states that cannot be read, and say which: a tag without its
+        last value publishes its next reading; one without its seq starts again at 1."""
+        for name, what in unreadable:
+            if what == "its last value":
+                db.execute(
+                    "UPDATE tag_state SET value = NULL, quality = ? WHERE name IS ?",
+                    (_NO_LAST, name),
+                )
+            else:
+                db.execute("DELETE FROM tag_state WHERE name IS ?", (name,))
+        shown = ", ".join(f"{show(name)} ({what})" for name, what in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        log.warning(
+            "buffer %s: dropped stored tag state that cannot be read: %s%s",
+            self.path,
+            shown,
+            more,
+        )
 
     def _close_db(self) -> None:
         if self._db is not None:
@@ -533,10 +617,12 @@ class DurableBuffer:
                 count = min(most, len(self._cache))
                 return [self._cache.popleft() for _ in range(count)]
             if self._spilled:
-                rows = await self._run(self._read, self._read_after, most)
-                if rows:
-                    self._read_after = rows[-1][0]
-                if not rows or self._read_after >= self._last_appended:
+                rows, last, dropped = await self._run(self._read, self._read_after, most)
+                if last is not None:
+                    self._read_after = last
+                if dropped:
+                    self.depth = max(0, self.depth - dropped)
+                if last is None or self._read_after >= self._last_appended:
                     self._spilled = False
                 if rows:
                     return rows
@@ -546,13 +632,30 @@ class DurableBuffer:
             self._ready.clear()
             await self._ready.wait()
 
-    def _read(self, after: int, most: int) -> list[Queued]:
+    def _read(self, after: int, most: int) -> tuple[list[Queued], int | None, int]:
+        """Up to ``most`` stored messages after row ``after``, the last row id read (None:
+        no more rows) and how many rows were dropped because they cannot be sent."""
         assert self._db is not None
         rows = self._db.execute(
             "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after, most),
         ).fetchall()
-        return [(row[0], Message(row[1], row[2], row[3], bool(row[4]))) for row in rows]
+        good = [
+            (row[0], Message(row[1], row[2], row[3], bool(row[4])))
+            for row in rows
+            if _sendable(row)
+        ]
+        if len(good) < len(rows):
+            bad = [row[0] for row in rows if not _sendable(row)]
+            log.warning(
+                "buffer %s: dropped %d stored messages that cannot be sent (damaged rows %s)",
+                self.path,
+                len(bad),
+                ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
+            )
+            with contextlib.suppress(sqlite3.Error):  # if not now, then at the next start
+                self._delete(bad)
+        return good, rows[-1][0] if rows else None, len(rows) - len(good)
 
     def requeue(self, batch: list[Queued]) -> None:
         """Unacknowledged messages go back in front, in their original order."""

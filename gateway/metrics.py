@@ -185,6 +185,11 @@ def _alarm_counters(stats: PollStats) -> Iterable[Metric]:
     yield _counter(
         "alarm_poll_overruns", "Alarm polls that took longer than the interval.", stats.overruns
     )
+    yield _counter(
+        "alarm_read_errors",
+        "Alarms WinCC listed that could not be read (their last state stands).",
+        stats.read_errors,
+    )
 
 
 def _counter(name: str, documentation: str, value: float) -> Metric:

@@ -28,7 +28,7 @@ from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
-from gateway.wincc.models import Alarm, Reading, ReadResult
+from gateway.wincc.models import Alarm, AlarmList, Reading, ReadResult
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +314,7 @@ class AlarmPoller:
         self._source = source
         self._tracker = AlarmTracker()
         self._tracker.restore(published or {})
+        self._reported_errors: set[str] = set()
         self.stats = PollStats()
 
     @property
@@ -352,7 +353,10 @@ class AlarmPoller:
         the retained states and events are published once it takes writes again.
         """
         stored = self._tracker.active
-        diff = self._tracker.update(alarms, now_ms())
+        unreadable = alarms.errors if isinstance(alarms, AlarmList) else {}
+        if unreadable:
+            self._report_errors(unreadable)
+        diff = self._tracker.update(alarms, now_ms(), unreadable)
         base = self._topics.prefix + "/alarms/"
         qos = self._topics.qos
         states = [(alarm.id, alarm_payload(alarm)) for alarm in diff.changed]
@@ -372,3 +376,13 @@ class AlarmPoller:
             self._tracker.restore(stored)
             return
         self.stats.published += len(messages)
+
+    def _report_errors(self, errors: dict[str, str]) -> None:
+        """Log each alarm that cannot be read once, not once per poll; count every time."""
+        self.stats.read_errors += len(errors)
+        new = {key: reason for key, reason in errors.items() if key not in self._reported_errors}
+        if new:
+            self._reported_errors.update(new)
+            shown = ", ".join(f"{key} ({reason})" for key, reason in list(new.items())[:5])
+            more = f" and {len(new) - 5} more" if len(new) > 5 else ""
+            log.warning("cannot read alarm %s%s; its last known state stands", shown, more)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from gateway.wincc.models import Alarm
@@ -43,13 +44,20 @@ class AlarmTracker:
         """The alarms seen in the last poll, by id."""
         return self._active
 
-    def update(self, alarms: list[Alarm], now_ms: int) -> AlarmDiff:
+    def update(
+        self, alarms: list[Alarm], now_ms: int, unreadable: Collection[str] = ()
+    ) -> AlarmDiff:
         """Diff ``alarms`` against the last poll.
 
         An alarm seen for the first time yields the events of its current state; one that
         vanished from the list is cleared, with a ``went`` event if it had not gone yet.
+        An alarm listed but ``unreadable`` has not vanished: its last state stands.
         """
         current = {alarm.id: alarm for alarm in alarms}
+        for alarm_id in unreadable:
+            old = self._active.get(alarm_id)
+            if old is not None and alarm_id not in current:
+                current[alarm_id] = old
         diff = AlarmDiff(changed=[], cleared=[], events=[])
         for alarm_id, alarm in current.items():
             old = self._active.get(alarm_id)

@@ -152,6 +152,10 @@ def fit_value(value: object, tag_type: TagType) -> Value:
         raise CommandRejected(
             f"a string tag takes a string of at most {MAX_STRING_VALUE} chars, not {_kind(value)}"
         )
+    if tag_type is TagType.UNKNOWN:
+        raise CommandRejected(
+            "the tag's type is unknown to the gateway, so it cannot be written from MQTT"
+        )
     if tag_type not in (TagType.FLOAT, TagType.INT):
         raise CommandRejected(f"tags of type {tag_type.value!r} cannot be written from MQTT")
     if isinstance(value, bool) or not isinstance(value, int | float):

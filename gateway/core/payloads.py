@@ -101,23 +101,37 @@ def alarm_fields(alarm: Alarm) -> dict[str, Any]:
 
 def alarm_from_payload(payload: bytes) -> Alarm:
     """The alarm a retained ``P/alarms/<id>`` payload describes (the reverse of
-    ``alarm_payload``), so a restarted gateway knows what it had published."""
-    body = orjson.loads(payload)
+    ``alarm_payload``), so a restarted gateway knows what it had published.
 
-    def ms(text: str | None) -> int | None:
-        return None if text is None else parse_ts(text)
+    Raises ``ValueError`` for a payload that is not such an alarm.
+    """
+    try:
+        body = orjson.loads(payload)
+        return Alarm(
+            id=_field(body, "id", str),
+            tag=_field(body, "tag", str),
+            text=_field(body, "text", str),
+            priority=_field(body, "priority", int),
+            state=_field(body, "state", str),
+            acked=_field(body, "acked", bool),
+            came_at=_ms(body, "came_at"),
+            went_at=_ms(body, "went_at"),
+            acked_at=_ms(body, "acked_at"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an alarm's state: {exc}") from exc
 
-    return Alarm(
-        id=body["id"],
-        tag=body["tag"],
-        text=body["text"],
-        priority=body["priority"],
-        state=body["state"],
-        acked=body["acked"],
-        came_at=ms(body["came_at"]),
-        went_at=ms(body["went_at"]),
-        acked_at=ms(body["acked_at"]),
-    )
+
+def _field(body: Any, key: str, kind: type[Any]) -> Any:
+    value = body[key]
+    if type(value) is not kind:
+        raise TypeError(f"{key} is not of type {kind.__name__}")
+    return value
+
+
+def _ms(body: Any, key: str) -> int | None:
+    text = body[key]
+    return None if text is None else parse_ts(text)
 
 
 def alarm_payload(alarm: Alarm) -> bytes:

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from gateway.core.timestamps import format_ts, parse_ts
+from gateway.core.timestamps import format_ts, parse_optional_ts, parse_ts
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -39,7 +39,16 @@ from gateway.errors import (
 )
 from gateway.wincc.base import ChunkHandler
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
+from gateway.wincc.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    TagType,
+    Value,
+    tag_type_of,
+)
 from gateway.wincc.rest import (
     _VALUE_TYPES,
     _why,
@@ -47,6 +56,7 @@ from gateway.wincc.rest import (
     read_in_chunks,
     transport_error,
 )
+from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -213,11 +223,7 @@ class ClassicClient:
         path = VALUE_PATH + quote(name, safe="")
         data = await self._request("GET", path)
         self._note_shape("GET tagManagement/Value", data)
-        fields = _single_item("GET", path, data)
-        try:
-            return _reading(name, fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WinCCProtocolError(f"GET {path}: malformed reading: {_why(exc)}") from exc
+        return parse_value_answer("GET", path, name, data)
 
     async def write(self, name: str, value: Value) -> Reading:
         """Write one tag; the reading comes from the answer, or is read back if it has none."""
@@ -237,21 +243,16 @@ class ClassicClient:
         path = MESSAGE_LIST_PATH + quote(self._alarm_filter, safe="")
         data = await self._request("GET", path)
         self._note_shape("GET alarmLogging/MessageList", data)
-        if data is None:
-            raise WinCCProtocolError(f"GET {path}: empty answer; is the REST filter defined?")
-        alarms: list[Alarm] = []
-        try:
-            for fields in _items(data, ("messages", "values", "items")):
-                alarm = parse_message(fields)
-                if alarm is None:
-                    self._skip_state(fields.get("state"))
-                    continue
-                came_at = self._came_at.get(alarm.id)
-                if alarm.came_at is None and came_at is not None:
-                    alarm = dataclasses.replace(alarm, came_at=came_at)
-                alarms.append(alarm)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WinCCProtocolError(f"GET {path}: malformed message list: {_why(exc)}") from exc
+        listed, skipped = parse_message_list(f"GET {path}", data)
+        for state in skipped:
+            self._skip_state(state)
+        alarms = AlarmList()
+        alarms.errors = listed.errors
+        for alarm in listed:
+            came_at = self._came_at.get(alarm.id)
+            if alarm.came_at is None and came_at is not None:
+                alarm = dataclasses.replace(alarm, came_at=came_at)  # noqa: PLW2901
+            alarms.append(alarm)
         # The list carries one time per message, that of its last change: remember when
         # each alarm came, so an acknowledged or gone alarm keeps its came_at.
         self._came_at = {a.id: a.came_at for a in alarms if a.came_at is not None}
@@ -384,13 +385,7 @@ class ClassicClient:
                 "check wincc.username and the password",
                 status=status,
             )
-        raise_for_status(method, path, status, body)
-        if not body.strip():
-            return None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise WinCCProtocolError(f"{method} {path}: answer is not JSON", status=status) from exc
+        return decode_answer(method, path, status, body)
 
     async def _send(
         self, method: str, path: str, json: object, params: dict[str, str] | None
@@ -467,6 +462,29 @@ def _items(data: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
     return lowered
 
 
+def decode_answer(method: str, path: str, status: int, body: bytes) -> Any:
+    """The JSON of a 2xx answer, ``None`` for an empty body; any other status as the
+    matching ``WinCCError``."""
+    raise_for_status(method, path, status, body)
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WinCCProtocolError(
+            f"{method} {path}: answer is not JSON ({short_text(str(exc))})", status=status
+        ) from exc
+
+
+def parse_value_answer(method: str, path: str, name: str, data: Any) -> Reading:
+    """The reading of a single-tag answer."""
+    fields = _single_item(method, path, data)
+    try:
+        return _reading(name, fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WinCCProtocolError(f"{method} {path}: malformed reading: {_why(exc)}") from exc
+
+
 def _single_item(method: str, path: str, data: Any) -> dict[str, Any]:
     """The one item of a single-tag answer (an object, or a list of one); item errors raise."""
     if data is None:
@@ -486,9 +504,13 @@ def _single_item(method: str, path: str, data: Any) -> dict[str, Any]:
 def item_failure(fields: dict[str, Any]) -> str | None:
     """Why an item failed (a non-empty ``error``, an ``errorcode`` other than 0), or None."""
     error = fields.get("error")
-    text = error.strip() if isinstance(error, str) else ""
+    text = short_text(error.strip()) if isinstance(error, str) else ""
     code = fields.get("errorcode")
-    failed = code not in (None, 0, "0", "")
+    failed = type(code) in (int, float, str, bool) and code not in (0, "0", "")
+    if type(code) in (list, dict):
+        failed, code = True, show(code)
+    elif type(code) is str:
+        code = short_text(code)
     if text and failed:
         return f"{text} (errorcode {code})"
     if failed:
@@ -502,8 +524,10 @@ def _reading(name: str, fields: dict[str, Any], memo: ReadingMemo | None = None)
     quality = fields.get("qualitycode", fields.get("quality"))
     if quality is None:
         raise KeyError("qualitycode")
-    if type(quality) is not int or type(value) not in _VALUE_TYPES:
-        raise TypeError(f"value {value!r} or quality {quality!r} has the wrong type")
+    if type(quality) is not int:
+        raise TypeError(f"quality {show(quality)} is not a whole number")
+    if type(value) not in _VALUE_TYPES or type(value) is str:
+        value = checked_value(value)
     if memo is not None:
         return memo.reading(name, value, quality, fields["timestamp"])
     return Reading(name, value, quality, parse_ts(fields["timestamp"]))
@@ -543,8 +567,9 @@ def parse_values_answer(
             readings.append(_reading(name, fields, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
-    if len(readings) + len(errors) != len(names):
-        answered = {reading.name for reading in readings}.union(errors)
+    answered = {reading.name for reading in readings}  # a name listed twice counts once
+    if len(answered) + len(errors) != len(wanted):
+        answered.update(errors)
         for name in names:
             if name not in answered:
                 errors[name] = "missing from the server's answer"
@@ -613,6 +638,8 @@ def parse_config_page(where: str, data: Any) -> tuple[list[dict[str, Any]], str 
     point = _lower(data).get("continuationpoint") if isinstance(data, dict) else None
     if point in (None, "", 0) or isinstance(point, bool):
         return items, None
+    if type(point) not in (str, int, float) or len(str(point)) > 1000:
+        raise WinCCProtocolError(f"{where}: continuationPoint is {show(point)}, not a text")
     return items, str(point)
 
 
@@ -628,8 +655,7 @@ def build_tree(items: list[dict[str, Any]]) -> dict[str, list[TagInfo]]:
         name = _first(fields, "name", "variablename")
         if not isinstance(name, str) or not name:
             continue
-        code = fields.get("datatype")
-        tag_type = DATA_TYPES.get(code) if type(code) is int else None
+        tag_type = _data_type(fields.get("datatype"))
         parent = ""
         levels = name.split(".")
         for depth in range(1, len(levels)):
@@ -672,9 +698,11 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
     if number is None:
         raise KeyError("messageNumber")
     if type(number) not in (int, str) or number == "":
-        raise TypeError(f"message number {number!r} is neither a number nor a text")
+        raise TypeError(f"message number {show(number)} is neither a number nor a text")
     instance = fields.get("instance")
-    alarm_id = f"{number}:{instance}" if isinstance(instance, str) and instance else str(number)
+    alarm_id = check_id(
+        f"{number}:{instance}" if isinstance(instance, str) and instance else str(number)
+    )
     state = _message_state(fields.get("state"))
     if state is None:
         return None
@@ -684,13 +712,13 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
     if isinstance(flag, bool):
         acked = flag
     stamp = _first(fields, "timestamp", "datetime", "time")
-    at = None if stamp is None else parse_ts(stamp)
+    at = parse_optional_ts(stamp)
     priority = fields.get("priority")
     tag = _first(fields, "alarmtag", "variablename", "tagname", "tag")
     return Alarm(
         id=alarm_id,
-        tag="" if tag is None else str(tag),
-        text=str(_first(fields, "text1", "text", "messagetext", "infotext") or ""),
+        tag=_text("tag", tag),
+        text=_text("text", _first(fields, "text1", "text", "messagetext", "infotext")),
         priority=priority if type(priority) is int else 0,
         state=kind,
         acked=acked,
@@ -700,6 +728,60 @@ def parse_message(fields: dict[str, Any]) -> Alarm | None:
     )
 
 
+def _text(what: str, value: object) -> str:
+    """A text field of a message; a number is taken as its text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    raise TypeError(f"{what} is {show(value)}, not a text")
+
+
+def _data_type(code: object) -> TagType | None:
+    """The tag type of a ``dataType``: a WinCC code, or a name as some servers give it."""
+    if type(code) is int:
+        return DATA_TYPES.get(code)
+    if isinstance(code, str) and code.strip().isdecimal() and len(code) < 10:
+        return DATA_TYPES.get(int(code))
+    return tag_type_of(code) if isinstance(code, str) else None
+
+
+def parse_message_list(where: str, data: Any) -> tuple[AlarmList, list[object]]:
+    """The alarms of a message list, and the states of the messages that are no alarms.
+
+    A message that cannot be read is an error of its number only.
+    """
+    if data is None:
+        raise WinCCProtocolError(f"{where}: empty answer; is the REST filter defined?")
+    try:
+        messages = _items(data, ("messages", "values", "items"))
+    except TypeError as exc:
+        raise WinCCProtocolError(f"{where}: malformed message list: {exc}") from exc
+    alarms, skipped = AlarmList(), list[object]()
+    for index, fields in enumerate(messages):
+        try:
+            alarm = parse_message(fields)
+        except (KeyError, TypeError, ValueError) as exc:
+            number = _first(fields, "messagenumber", "msgno", "number", "alarmnumber", "id")
+            instance = fields.get("instance")
+            if type(number) not in (int, str) or number == "":
+                key = f"#{index}"
+            elif isinstance(instance, str) and instance:
+                key = f"{number}:{instance}"
+            else:
+                key = str(number)
+            alarms.errors[key] = f"malformed message: {_why(exc)}"
+            continue
+        if alarm is None:
+            state = fields.get("state")
+            skipped.append(state if type(state) is int else short_text(state))
+            continue
+        alarms.append(alarm)
+    return alarms, skipped
+
+
 def _message_state(state: object) -> tuple[str, bool] | None:
     if type(state) is int:
         return MESSAGE_STATES.get(state)
@@ -707,7 +789,7 @@ def _message_state(state: object) -> tuple[str, bool] | None:
         if state.strip().isdecimal():
             return MESSAGE_STATES.get(int(state))
         return _STATE_WORDS.get(state.strip().lower())
-    raise TypeError(f"state {state!r} is neither a code nor a text")
+    raise TypeError(f"state {show(state)} is neither a code nor a text")
 
 
 def describe_shape(data: Any, depth: int = 0) -> str:
@@ -718,6 +800,8 @@ def describe_shape(data: Any, depth: int = 0) -> str:
     if isinstance(data, list):
         if not data:
             return "[]"
+        if depth >= SHAPE_DEPTH * 4:
+            return "[...]"  # lists of lists are shown further down, but not without end
         sample = data[:SHAPE_ITEMS]
         if all(isinstance(item, dict) for item in sample) and depth < SHAPE_DEPTH:
             merged: dict[str, set[str]] = {}

@@ -8,18 +8,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-Value = bool | int | float | str | None
+Value = bool | int | float | str | None | list[Any] | dict[str, Any]
+"""A tag's value as JSON gives it: a list or an object only for tags of a type the gateway
+does not know, published as they come (their size and depth are bounded when read)."""
 
 
 class TagType(StrEnum):
-    """Data type of a tag as the ``rest`` API names it."""
+    """Data type of a tag as the gateway knows it; ``UNKNOWN`` for any other type a server
+    names: such tags are polled and published as they come, never written."""
 
     FLOAT = "float"
     INT = "int"
     BOOL = "bool"
     STRING = "string"
+    UNKNOWN = "unknown"
+
+
+_TYPE_NAMES: dict[str, TagType] = {
+    **dict.fromkeys(
+        ("float", "real", "lreal", "double", "single", "float32", "float64", "decimal", "number"),
+        TagType.FLOAT,
+    ),
+    **dict.fromkeys(
+        (
+            *("int", "integer", "sint", "usint", "int8", "uint8", "byte", "short", "ushort"),
+            *("int16", "uint16", "int32", "uint32", "int64", "uint64", "uint", "dint", "udint"),
+            *("lint", "ulint", "long", "ulong", "word", "dword", "lword"),
+        ),
+        TagType.INT,
+    ),
+    **dict.fromkeys(("bool", "boolean", "bit", "binary"), TagType.BOOL),
+    **dict.fromkeys(
+        ("string", "text", "wstring", "char", "wchar", "text8", "text16"), TagType.STRING
+    ),
+}
+FOLDER_TYPES = frozenset({"", "folder", "struct", "structure", "object", "node", "udt"})
+"""Type names that servers give to nodes that hold tags rather than values."""
+
+
+def tag_type_of(name: object) -> TagType | None:
+    """The tag type a server's type name stands for, in any case; None for a folder (no
+    type at all included), ``UNKNOWN`` for any other name."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        return TagType.UNKNOWN
+    folded = name.strip().lower()
+    if folded in FOLDER_TYPES:
+        return None
+    return _TYPE_NAMES.get(folded, TagType.UNKNOWN)
+
+
+class AlarmList(list["Alarm"]):
+    """The active alarms of one poll, and the ids of those listed that could not be read,
+    with why: their last known state stands rather than being taken for cleared."""
+
+    def __init__(self, alarms: list[Alarm] | None = None) -> None:
+        super().__init__(alarms or [])
+        self.errors: dict[str, str] = {}
 
 
 class Reading(NamedTuple):

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from gateway.core.timestamps import format_ts, parse_ts
+from gateway.core.timestamps import format_ts, parse_optional_ts, parse_ts
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -32,7 +32,17 @@ from gateway.errors import (
 from gateway.wincc.base import ChunkHandler
 from gateway.wincc.concurrency import run_all
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
+from gateway.wincc.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    TagType,
+    Value,
+    tag_type_of,
+)
+from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,6 +91,7 @@ class RestClient:
         self._token: str | None = None
         self._logins = 0  # logins finished, well or not; waiters on the lock compare it
         self._login_error: WinCCError | None = None
+        self._types_seen: set[str] = set()  # unknown type names already logged
 
     # --- the API -------------------------------------------------------------------------
 
@@ -108,12 +119,7 @@ class RestClient:
 
     async def active_alarms(self) -> list[Alarm]:
         """The alarms active now, as the server lists them."""
-        path = "/api/alerts/active"
-        data = await self._request("GET", path)
-        try:
-            return [_alarm(item) for item in data["alerts"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WinCCProtocolError(f"GET {path}: malformed alarm list: {_why(exc)}") from exc
+        return parse_alarms_answer(await self._request("GET", "/api/alerts/active"))
 
     async def acknowledge(self, alarm_id: str, comment: str | None = None) -> None:
         """Acknowledge one alarm; 404 when it is unknown or no longer active."""
@@ -130,18 +136,12 @@ class RestClient:
         }
         while True:
             data = await self._request("GET", path, params=params)
-            try:
-                values = [_reading(name, item) for item in data["values"]]
-                cursor = data["next"]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise WinCCProtocolError(
-                    f"GET {path}: malformed history page: {_why(exc)}"
-                ) from exc
+            values, cursor = parse_history_page(path, name, data)
             for reading in values:
                 yield reading
             if cursor is None:
                 return
-            if not isinstance(cursor, str) or cursor == params.get("cursor"):
+            if cursor == params.get("cursor"):
                 raise WinCCProtocolError(f"GET {path}: the next cursor {cursor!r} leads nowhere")
             params["cursor"] = cursor
 
@@ -150,12 +150,18 @@ class RestClient:
         if path and not path.endswith("."):
             path += "."  # the API names folders as prefixes: ``System1.``
         data = await self._request("GET", "/api/dp/browse", params={"path": path})
-        try:
-            return [_tag_info(item) for item in data["children"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WinCCProtocolError(
-                f"GET /api/dp/browse?path={path}: malformed children: {_why(exc)}"
-            ) from exc
+        children = parse_browse_answer(f"GET /api/dp/browse?path={path}", data)
+        for item, child in zip(data["children"], children, strict=True):
+            if child.type is TagType.UNKNOWN and str(item["type"]) not in self._types_seen:
+                self._types_seen.add(str(item["type"]))
+                _LOG.info(
+                    "%s names the type %s, unknown to the gateway: its tags (%s first) are "
+                    "published as they come and cannot be written",
+                    self._url,
+                    show(item["type"]),
+                    child.name,
+                )
+        return children
 
     async def close(self) -> None:
         """Log out, best effort: the token dies with its TTL anyway."""
@@ -263,9 +269,7 @@ class RestClient:
                 "check wincc.username and the password",
                 status=status,
             )
-        token = _decode("POST", LOGIN_PATH, status, body).get("token")
-        if not isinstance(token, str) or not token:
-            raise WinCCProtocolError(f"POST {LOGIN_PATH}: the answer carries no token")
+        token = parse_login_answer(_decode("POST", LOGIN_PATH, status, body))
         _LOG.debug("logged in to %s as %r", self._url, self._username)
         return token
 
@@ -340,7 +344,9 @@ def _decode(method: str, path: str, status: int, body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise WinCCProtocolError(f"{method} {path}: answer is not JSON", status=status) from exc
+        raise WinCCProtocolError(
+            f"{method} {path}: answer is not JSON ({short_text(str(exc))})", status=status
+        ) from exc
     if not isinstance(data, dict):
         raise WinCCProtocolError(f"{method} {path}: answer is not a JSON object", status=status)
     return data
@@ -367,7 +373,7 @@ def _error_text(body: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     error = data.get("error") if isinstance(data, dict) else None
-    return error if isinstance(error, str) and error else None
+    return short_text(error) if isinstance(error, str) and error else None
 
 
 def parse_read_answer(
@@ -385,20 +391,22 @@ def parse_read_answer(
         raise WinCCProtocolError("POST /api/dp/read: the answer has no 'values' list")
     result = ReadResult()
     readings, errors = result.readings, result.errors
+    wanted = set(names)
     for item in items:
         name = item.get("name") if type(item) is dict else None
-        if type(name) is not str:
-            continue  # cannot be attributed; its name is reported missing below
+        if type(name) is not str or name not in wanted or name in errors:
+            continue  # cannot be attributed, or not asked for; missing names are errors below
         error = item.get("error")
         if error is not None:
-            errors[name] = str(error)
+            errors[name] = short_text(error)
             continue
         try:
             readings.append(_reading(name, item, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {_why(exc)}"
-    if len(readings) + len(errors) != len(names):
-        answered = {reading.name for reading in readings}.union(errors)
+    answered = {reading.name for reading in readings}  # a name listed twice counts once
+    if len(answered) + len(errors) != len(wanted):
+        answered.update(errors)
         for name in names:
             if name not in answered:
                 errors[name] = "missing from the server's answer"
@@ -409,8 +417,10 @@ def _reading(name: str, item: dict[str, Any], memo: ReadingMemo | None = None) -
     """A reading from one API item; ``KeyError``/``TypeError``/``ValueError`` if malformed."""
     value = item["value"]
     quality = item["quality"]
-    if type(quality) is not int or type(value) not in _VALUE_TYPES:
-        raise TypeError(f"value {value!r} or quality {quality!r} has the wrong type")
+    if type(quality) is not int:
+        raise TypeError(f"quality {show(quality)} is not a whole number")
+    if type(value) not in _VALUE_TYPES or type(value) is str:
+        value = checked_value(value)
     text = item["timestamp"]
     if memo is not None:
         return memo.reading(name, value, quality, text)
@@ -424,15 +434,74 @@ def _single_reading(method: str, path: str, data: dict[str, Any]) -> Reading:
         raise WinCCProtocolError(f"{method} {path}: malformed reading: {_why(exc)}") from exc
 
 
+def parse_login_answer(data: dict[str, Any]) -> str:
+    """The token of a login answer."""
+    token = data.get("token")
+    if not isinstance(token, str) or not token:
+        raise WinCCProtocolError(f"POST {LOGIN_PATH}: the answer carries no token")
+    return token
+
+
+def parse_history_page(
+    path: str, name: str, data: dict[str, Any]
+) -> tuple[list[Reading], str | None]:
+    """The readings of one history page and the cursor to the next, if any."""
+    try:
+        readings = [_reading(name, _object(item)) for item in _list(data, "values")]
+        cursor = data["next"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WinCCProtocolError(f"GET {path}: malformed history page: {_why(exc)}") from exc
+    if cursor is not None and not isinstance(cursor, str):
+        raise WinCCProtocolError(f"GET {path}: the next cursor {show(cursor)} leads nowhere")
+    return readings, cursor
+
+
+def parse_browse_answer(where: str, data: dict[str, Any]) -> list[TagInfo]:
+    """The children a browse answer lists."""
+    try:
+        return [_tag_info(_object(item)) for item in _list(data, "children")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WinCCProtocolError(f"{where}: malformed children: {_why(exc)}") from exc
+
+
+def parse_alarms_answer(data: dict[str, Any]) -> AlarmList:
+    """The active alarms; an alarm that cannot be read is an error of its id only."""
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list):
+        raise WinCCProtocolError("GET /api/alerts/active: malformed alarm list: no 'alerts' list")
+    alarms = AlarmList()
+    for index, item in enumerate(alerts):
+        try:
+            alarms.append(_alarm(_object(item)))
+        except (KeyError, TypeError, ValueError) as exc:
+            alarm_id = item.get("id") if type(item) is dict else None
+            key = str(alarm_id) if type(alarm_id) in (str, int) else f"#{index}"
+            alarms.errors[key] = f"malformed alarm: {_why(exc)}"
+    return alarms
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    found = data[key]
+    if type(found) is not list:
+        raise TypeError(f"{key} is {show(found)}, not a list")
+    return found
+
+
+def _object(item: Any) -> dict[str, Any]:
+    if type(item) is not dict:
+        raise TypeError(f"an item is {show(item)}, not an object")
+    return item
+
+
 def _alarm(item: dict[str, Any]) -> Alarm:
     alarm_id = item["id"]
     if type(alarm_id) not in (str, int):
-        raise TypeError(f"id is {alarm_id!r}, neither a string nor a number")
+        raise TypeError(f"id is {show(alarm_id)}, neither a string nor a number")
     state = _typed(item, "state", str)
     if state not in ("came", "went"):
-        raise ValueError(f"state {state!r} is neither 'came' nor 'went'")
+        raise ValueError(f"state {show(state)} is neither 'came' nor 'went'")
     return Alarm(
-        id=str(alarm_id),
+        id=check_id(str(alarm_id)),
         tag=_typed(item, "tag", str),
         text=_typed(item, "text", str),
         priority=_typed(item, "priority", int),
@@ -445,10 +514,9 @@ def _alarm(item: dict[str, Any]) -> Alarm:
 
 
 def _tag_info(item: dict[str, Any]) -> TagInfo:
-    tag_type = item["type"]
     return TagInfo(
         name=_typed(item, "name", str),
-        type=None if tag_type is None else TagType(tag_type),
+        type=tag_type_of(item.get("type")),
         has_children=_typed(item, "has_children", bool),
         writable=_typed(item, "writable", bool),
     )
@@ -458,15 +526,15 @@ def _typed(item: dict[str, Any], key: str, kind: type[T]) -> T:
     """``item[key]`` if it has exactly type ``kind`` (so ``True`` is no ``int``)."""
     value = item[key]
     if type(value) is not kind:
-        raise TypeError(f"{key} is {value!r}, not of type {kind.__name__}")
+        raise TypeError(f"{key} is {show(value)}, not of type {kind.__name__}")
     return value
 
 
 def _ts_or_none(item: dict[str, Any], key: str) -> int | None:
-    text = item[key]
-    return None if text is None else parse_ts(text)
+    """An optional time of an alarm: null or the .NET minimum date mean "never"."""
+    return parse_optional_ts(item[key])
 
 
 def _why(exc: Exception) -> str:
     """A short reason: ``KeyError('x')`` reads as ``no 'x'``, the rest as their message."""
-    return f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+    return f"no {show(exc.args[0])}" if isinstance(exc, KeyError) else short_text(str(exc))

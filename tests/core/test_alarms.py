@@ -79,3 +79,15 @@ def test_restored_tracker_clears_what_went_meanwhile_and_repeats_no_event() -> N
     assert diff.cleared == ["1001"]
     assert diff.changed == []
     assert events(diff) == ["went"]
+
+
+def test_an_alarm_listed_but_unreadable_keeps_its_last_state() -> None:
+    """A listed alarm that cannot be read has not gone: no clear, no event, until it is
+    read again or really leaves the list."""
+    tracker = AlarmTracker()
+    tracker.update([alarm(), alarm(alarm_id="2")], 1)
+    diff = tracker.update([alarm(alarm_id="2")], 2, unreadable={"1001", "never-seen"})
+    assert (diff.changed, diff.cleared, diff.events) == ([], [], [])
+    assert set(tracker.active) == {"1001", "2"}
+    diff = tracker.update([alarm(alarm_id="2")], 3)
+    assert diff.cleared == ["1001"]

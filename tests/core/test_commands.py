@@ -213,3 +213,9 @@ def test_inbound_without_properties_and_with_mqtt5_properties() -> None:
     assert inbound.correlation_data == b"\x01\x02"
     assert inbound.sender == "scada-hmi-3"
     assert inbound.arrival.expiry_s == 10
+
+
+@pytest.mark.parametrize("value", [1, 1.5, True, "x", None, [1], {"a": 1}])
+def test_a_tag_of_a_type_the_gateway_does_not_know_is_never_written(value: object) -> None:
+    with pytest.raises(CommandRejected, match="type is unknown to the gateway"):
+        fit_value(value, TagType.UNKNOWN)

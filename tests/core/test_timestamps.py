@@ -1,6 +1,8 @@
 from datetime import UTC, datetime
 
-from gateway.core.timestamps import format_ts, parse_ts
+import pytest
+
+from gateway.core.timestamps import format_ts, parse_optional_ts, parse_ts
 
 
 def test_format_gives_milliseconds_and_z() -> None:
@@ -22,3 +24,35 @@ def test_parse_reads_offsets_and_naive_times_as_utc() -> None:
     assert parse_ts("2026-11-24T10:00:00.123+01:00") == 1_795_510_800_123
     assert parse_ts("2026-11-24T09:00:00.123") == 1_795_510_800_123
     assert parse_ts(format_ts(1_795_510_800_123)) == 1_795_510_800_123
+
+
+def test_format_writes_four_digit_years_at_both_ends_of_the_range() -> None:
+    """The .NET minimum date and the last millisecond of 9999 are valid ISO 8601."""
+    first, last = parse_ts("0001-01-01T00:00:00Z"), parse_ts("9999-12-31T23:59:59.999Z")
+    assert format_ts(first) == "0001-01-01T00:00:00.000Z"
+    assert format_ts(last) == "9999-12-31T23:59:59.999Z"
+    assert format_ts(parse_ts("0999-05-06T07:08:09.010Z")) == "0999-05-06T07:08:09.010Z"
+    for ms in (first, last, parse_ts("0999-05-06T07:08:09.010Z")):
+        assert datetime.fromisoformat(format_ts(ms)).tzinfo is not None
+
+
+def test_parse_refuses_times_outside_what_the_format_carries() -> None:
+    """Past 9999 or before year 1 once the offset is applied: a ValueError, never a value
+    that cannot be formatted."""
+    for text in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+01:00"):
+        with pytest.raises(ValueError, match="outside"):
+            parse_ts(text)
+
+
+def test_format_refuses_what_it_cannot_write() -> None:
+    first, last = parse_ts("0001-01-01T00:00:00Z"), parse_ts("9999-12-31T23:59:59.999Z")
+    for ms in (first - 1, last + 1, 10**20, -(10**20)):
+        with pytest.raises(ValueError, match="outside"):
+            format_ts(ms)
+
+
+def test_never_reads_the_dotnet_minimum_date_as_no_time() -> None:
+    assert parse_optional_ts(None) is None
+    for text in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00", "0001-01-01T00:00:00.0000000"):
+        assert parse_optional_ts(text) is None
+    assert parse_optional_ts("2026-11-24T09:00:00.123Z") == 1_795_510_800_123

@@ -6,6 +6,7 @@ Pure parsing first, then a stub server for the answers that need the client's re
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from gateway.wincc.classic import (
     parse_values_answer,
 )
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Alarm, Reading, TagInfo, TagType
+from gateway.wincc.models import Alarm, AlarmList, Reading, TagInfo, TagType
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)
@@ -96,9 +97,11 @@ def test_field_names_match_in_any_case() -> None:
         ({"error": "   ", "errorcode": "12"}, "errorcode 12"),
         ({"value": ...}, "malformed reading: no 'value'"),
         ({"qualitycode": ...}, "malformed reading: no 'qualitycode'"),
-        ({"qualitycode": "128"}, "wrong type"),
+        ({"qualitycode": "128"}, "not a whole number"),
         ({"timestamp": "yesterday"}, "yesterday"),
-        ({"value": [1, 2]}, "wrong type"),
+        ({"timestamp": "9999-12-31T23:59:59-14:00"}, "outside the years 1 to 9999"),
+        ({"value": json.loads("[" * 65 + "]" * 65)}, "nested more than 64"),
+        ({"errorcode": [[[]]]}, "errorcode a list of 1"),
     ],
 )
 def test_a_failed_or_malformed_item_is_an_error_of_its_name_only(
@@ -548,14 +551,30 @@ async def test_message_lists_in_other_shapes_and_states(
     assert len(skipped) == 1
 
 
-@pytest.mark.parametrize(
-    "answer", [{"alerts": []}, [{"state": 1}], [{"messageNumber": 1, "state": 1, "time": 5}]]
-)
+@pytest.mark.parametrize("answer", [{"alerts": []}, [5], {"messages": "many"}])
 async def test_malformed_message_lists_are_protocol_errors(stub: Stubbed, answer: Any) -> None:
     state, client = stub
     state.answer("GET", "/alarmLogging/MessageList/F", answer)
     with pytest.raises(WinCCProtocolError, match="malformed message list"):
         await client.active_alarms()
+
+
+async def test_an_unreadable_message_is_an_error_of_its_number_only(stub: Stubbed) -> None:
+    """The others are alarms; a message with a time the format cannot carry is no crash."""
+    state, client = stub
+    messages = [
+        {"state": 1},
+        {"messageNumber": 2, "state": 1, "time": 5},
+        {"messageNumber": 3, "state": 1, "time": "9999-12-31T23:59:59-14:00"},
+        {"messageNumber": 4, "state": 1, "time": TS},
+        {"messageNumber": 5, "state": 2, "time": "0001-01-01T00:00:00Z"},
+    ]
+    state.answer("GET", "/alarmLogging/MessageList/F", messages)
+    alarms = await client.active_alarms()
+    assert [(a.id, a.came_at, a.went_at) for a in alarms] == [("4", MS, None), ("5", None, None)]
+    assert isinstance(alarms, AlarmList)
+    assert set(alarms.errors) == {"#0", "2", "3"}
+    assert "outside the years 1 to 9999" in alarms.errors["3"]
 
 
 async def test_history_repeating_one_time_beyond_a_page_is_a_protocol_error(
@@ -599,3 +618,31 @@ async def test_history_goes_on_past_pages_shorter_than_asked_for(stub: Stubbed) 
     bodies = [body for method, _, _, body in state.requests if method == "POST"]
     froms = [body["archives"][0]["variables"][0]["timeFrom"] for body in bodies]
     assert froms == ["1970-01-01T00:00:00.000Z", at[1], at[2]]
+
+
+def test_data_types_named_in_words_map_to_tag_types_and_folders() -> None:
+    """Some servers name ``dataType`` instead of giving the WinCC code."""
+    items: list[dict[str, Any]] = [
+        {"name": "A.dint", "datatype": "DINT"},
+        {"name": "A.real", "datatype": "Real"},
+        {"name": "A.bit", "datatype": "Bit"},
+        {"name": "A.text", "datatype": "Text16"},
+        {"name": "A.code", "datatype": "9"},
+        {"name": "A.odd", "datatype": "Matrix"},
+        {"name": "A.struct", "datatype": "Struct"},
+    ]
+    types = {child.name: child.type for child in build_tree(items)["A"]}
+    assert types == {
+        "A.dint": TagType.INT,
+        "A.real": TagType.FLOAT,
+        "A.bit": TagType.BOOL,
+        "A.text": TagType.STRING,
+        "A.code": TagType.FLOAT,
+        "A.odd": TagType.UNKNOWN,
+        "A.struct": None,
+    }
+
+
+def test_a_name_listed_twice_never_hides_one_that_is_missing() -> None:
+    result = parse_values_answer(["a", "b", "c"], [item("b"), item("b"), item("c")])
+    assert result.errors == {"a": "missing from the server's answer"}
