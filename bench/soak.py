@@ -8,6 +8,7 @@ have filled, not against the RSS at start.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,14 +68,11 @@ def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
     """
     if len(points) < 2:
         return None
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    sxx = sum((x - mean_x) ** 2 for x, _ in points)
-    if sxx == 0:
+    try:
+        fit = statistics.linear_regression([x for x, _ in points], [y for _, y in points])
+    except statistics.StatisticsError:  # every x the same
         return None
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    return sxy / sxx
+    return fit.slope
 
 
 def rss_slope_mb_per_h(samples: Sequence[UsageSample]) -> float | None:
