@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from gateway import __version__
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message
+from gateway.buffer import DurableBuffer, Message, PollMark
 from gateway.commands import Answer, CommandService, command_topics, inbound_from
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
@@ -122,6 +122,7 @@ class Gateway:
             ),
         )
         self.pollers: list[TagPoller] = []
+        self._marks: dict[str, PollMark] = {}  # from the last run, until its group polls
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # startup, pollers, alarms by name
         self.metrics = GatewayMetrics(self)
@@ -130,7 +131,8 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly."""
         restored = await self.buffer.open()
-        self.decider.restore(restored.seqs, restored.last)
+        self.decider.restore(restored.seqs, restored.last, restored.stamps)
+        self._marks = restored.marks
         self._published_alarms = {
             alarm_id: alarm_from_payload(body) for alarm_id, body in restored.alarms.items()
         }
@@ -294,6 +296,7 @@ class Gateway:
                 source=self.source,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
                 observe=self._observe_poll,
+                resume=self._marks.pop(group.name, None),
             )
             self.pollers.append(poller)
             self._spawn(f"poll:{group.name}", poller.run())
