@@ -296,7 +296,8 @@ class Gateway:
                 source=self.source,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
                 observe=self._observe_poll,
-                resume=self._marks.pop(group.name, None),
+                # the gap since the old poller's last good poll, or since the last run
+                resume=old.mark if old is not None else self._marks.pop(group.name, None),
             )
             self.pollers.append(poller)
             self._spawn(f"poll:{group.name}", poller.run())

@@ -157,6 +157,11 @@ class TagPoller:
         self._mark_saved = float("-inf")  # event-loop time the mark was last stored
         self._lost = False  # the disk refused some of this poll's samples
 
+    @property
+    def mark(self) -> PollMark | None:
+        """How far the last good poll read; a poller replacing this one fills from there."""
+        return self._mark if self._gap is None else self._gap
+
     async def run(self) -> None:
         """Poll forever on the interval; back off while polls fail, and after any failed
         stretch of polls (or the gateway's own downtime) fill the gap from the WinCC
