@@ -16,6 +16,7 @@ from gateway.backoff import Backoff
 from gateway.buffer import AlarmState, DurableBuffer, Message, PollMark, TagState
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
+from gateway.core.gaps import gap_window
 from gateway.core.payloads import (
     alarm_event_payload,
     alarm_payload,
@@ -249,19 +250,26 @@ class TagPoller:
         WinCC timestamps only move when a value changes, so in a quiet plant the mark is
         old; the time that really passed, on the host's clock, bounds the window then.
         """
-        elapsed_ms = now_ms() - gap.host_ms + slack_ms
-        start_ms = max(gap.wincc_ms, end_ms - elapsed_ms)
-        if end_ms <= start_ms:
+        window = gap_window(
+            read_to_ms=gap.wincc_ms,
+            read_at_ms=gap.host_ms,
+            end_ms=end_ms,
+            now_ms=now_ms(),
+            slack_ms=slack_ms,
+            max_gap_ms=int(self._backfill.max_gap * 1000) if self._backfill else 0,
+        )
+        if window is None:
             return
         if self._backfill is None:
-            self._unfilled(start_ms, end_ms, "backfill is off")
+            self._unfilled(window.start, end_ms, "backfill is off")
             return
-        oldest = end_ms - int(self._backfill.max_gap * 1000)
-        if start_ms < oldest:
+        if window.fill_from > window.start:
             self._unfilled(
-                start_ms, oldest, f"longer than backfill.max_gap ({self._backfill.max_gap:g} s)"
+                window.start,
+                window.fill_from,
+                f"longer than backfill.max_gap ({self._backfill.max_gap:g} s)",
             )
-            start_ms = oldest
+        start_ms = window.fill_from
         # A tag whose current reading is no younger than the window's start, or than
         # what was decided already, did not change meanwhile: no archive to ask.
         newer = self._decider.newer_than_seen
