@@ -142,6 +142,20 @@ async def test_refused_credentials_are_backfilled_once_accepted_again(
     await check_outage(simulator, mosquitto, tls, tmp_path, begin=begin, end=end)
 
 
+async def test_a_poll_where_wincc_knows_none_of_the_tags_is_a_gap_that_is_filled(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A WinCC runtime that has its project unloaded answers every tag with an error."""
+    with pytest.MonkeyPatch.context() as patch:
+
+        def begin() -> None:
+            # the API knows no tag; the plant, its archive and this test still do
+            patch.setattr(simulator.plant, "_lookup", dict(simulator.plant.index).__getitem__)
+            patch.setattr(simulator.plant, "index", {})
+
+        await check_outage(simulator, mosquitto, tls, tmp_path, begin=begin, end=patch.undo)
+
+
 async def test_an_outage_is_filled_when_the_wincc_clock_runs_an_hour_ahead(
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
