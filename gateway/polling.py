@@ -202,7 +202,8 @@ class TagPoller:
             if not streaming:
                 await self.publish(result)
             finished = loop.time()
-            await self._advance_mark(newest, int((finished - started) * 1000), polled_at)
+            if result.readings:
+                await self._advance_mark(newest, int((finished - started) * 1000), polled_at)
             self.stats.polls += 1
             self.stats.last_duration = finished - started
             self.stats.last_success = finished
