@@ -24,7 +24,7 @@ from gateway.app import Gateway
 from gateway.core.timestamps import parse_ts
 from gateway.core.topics import tag_path
 from gateway.simulator.plant import UnknownTagError
-from gateway.simulator.server import Simulator
+from gateway.simulator.server import Simulator, SimulatorOptions
 from tests.conftest import Mosquitto, TlsFiles
 from tests.gateway_harness import GatewayProcess, running_gateway, settings_for
 from tests.tcp_proxy import tcp_proxy
@@ -195,6 +195,30 @@ async def test_a_stalled_link_times_out_and_is_backfilled(
             begin=proxy.stall,
             end=proxy.resume,
             wincc={"url": url, "timeout": "500ms"},
+        )
+
+
+async def test_an_untrusted_certificate_is_backfilled_once_the_real_server_is_back(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The WinCC address leads to a server whose certificate the gateway does not trust
+    (a DNS or load-balancer mistake) for a while."""
+    port = int(simulator.url.rsplit(":", 1)[1])
+    stranger_options = SimulatorOptions(port=0, tags=10, alarms=0, change_rate=0.0, tls=True)
+    async with Simulator(stranger_options) as stranger, tcp_proxy("127.0.0.1", port) as proxy:
+        stranger_port = int(stranger.url.rsplit(":", 1)[1])
+
+        def begin() -> None:
+            proxy.target = ("127.0.0.1", stranger_port)
+            proxy.cut()
+
+        def end() -> None:
+            proxy.target = ("127.0.0.1", port)
+            proxy.cut()
+
+        url = f"https://127.0.0.1:{proxy.port}"
+        await check_outage(
+            simulator, mosquitto, tls, tmp_path, begin=begin, end=end, wincc={"url": url}
         )
 
 
