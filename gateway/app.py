@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from gateway import __version__
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message
+from gateway.buffer import DurableBuffer, Message, PollMark
 from gateway.commands import Answer, CommandService, command_topics, inbound_from
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
@@ -125,6 +125,7 @@ class Gateway:
             ),
         )
         self.pollers: list[TagPoller] = []
+        self._marks: dict[str, PollMark] = {}  # from the last run, until its group polls
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # startup, pollers, alarms by name
         self.metrics = GatewayMetrics(self)
@@ -133,7 +134,8 @@ class Gateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down cleanly."""
         restored = await self.buffer.open()
-        self.decider.restore(restored.seqs, restored.last)
+        self.decider.restore(restored.seqs, restored.last, restored.stamps)
+        self._marks = restored.marks
         self._published_alarms = restore_alarms(restored.alarms)
         try:
             await self._run(stop)
@@ -297,6 +299,8 @@ class Gateway:
                 source=self.source,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
                 observe=self._observe_poll,
+                # the gap since the old poller's last good poll, or since the last run
+                resume=old.mark if old is not None else self._marks.pop(group.name, None),
             )
             self.pollers.append(poller)
             self._spawn(f"poll:{group.name}", poller.run())

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     id TEXT PRIMARY KEY,
     body BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS poll_mark (
+    grp TEXT PRIMARY KEY,
+    wincc_ms INTEGER NOT NULL,
+    host_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -86,11 +91,21 @@ class Message:
 Queued = tuple[int, Message]
 """A message with its row id in the buffer, which acknowledges it."""
 
-TagState = tuple[str, int, Value, int]
-"""What a published sample leaves behind: tag name, seq, value, quality."""
+TagState = tuple[str, int, Value, int, int]
+"""What a published sample leaves behind: tag name, seq, value, quality, source timestamp."""
 
 AlarmState = tuple[str, bytes | None]
 """An alarm's id and its published retained state; None once the alarm is cleared."""
+
+
+class PollMark(NamedTuple):
+    """How far a group's last good poll read, on WinCC's clock (``wincc_ms``), and when
+    it was made on the host's (``host_ms``): a restart fills the gap from there."""
+
+    group: str
+    wincc_ms: int
+    host_ms: int
+
 
 StatesListener = Callable[[list[TagState]], None]
 """Told which tag states a commit stored, or lost (see ``DurableBuffer``)."""
@@ -98,11 +113,14 @@ StatesListener = Callable[[list[TagState]], None]
 
 @dataclass(slots=True)
 class Restored:
-    """What a previous run left: per tag the seq and last published value/quality, and the
-    retained state of every alarm it had published and not cleared."""
+    """What a previous run left: per tag the seq, last published value/quality and its
+    source timestamp (when known), the retained state of every alarm it had published and
+    not cleared, and per poll group how far its last good poll read."""
 
     seqs: dict[str, int] = field(default_factory=dict)
     last: dict[str, tuple[Value, int]] = field(default_factory=dict)
+    stamps: dict[str, int] = field(default_factory=dict)
+    marks: dict[str, PollMark] = field(default_factory=dict)
     alarms: dict[str, bytes] = field(default_factory=dict)
     backlog: int = 0
 
@@ -114,6 +132,7 @@ class _Batch:
     messages: list[Message] = field(default_factory=list)
     states: list[TagState] = field(default_factory=list)
     alarms: list[AlarmState] = field(default_factory=list)
+    marks: list[PollMark] = field(default_factory=list)
     lost: bool = False  # dropped before its turn, with the failed commit it builds on
 
 
@@ -346,11 +365,14 @@ class DurableBuffer:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(tag_state)")}
+        if "ts" not in columns:  # a buffer from before source timestamps were kept
+            db.execute("ALTER TABLE tag_state ADD COLUMN ts INTEGER")
         self._db = db
         restored = Restored()
         unreadable: list[tuple[object, str]] = []  # tag, what of its state was dropped
-        for name, seq, value, quality in db.execute(
-            "SELECT name, seq, value, quality FROM tag_state"
+        for name, seq, value, quality, ts in db.execute(
+            "SELECT name, seq, value, quality, ts FROM tag_state"
         ):
             if type(name) is not str or type(seq) is not int or seq < 0:
                 unreadable.append((name, "its seq and last value"))
@@ -361,10 +383,13 @@ class DurableBuffer:
             last = _last_sample(value, quality)
             if last is None:
                 unreadable.append((name, "its last value"))
-            else:
-                restored.last[name] = last
+                continue
+            restored.last[name] = last
+            if type(ts) is int:
+                restored.stamps[name] = ts
         if unreadable:
             self._drop_tag_states(db, unreadable)
+        restored.marks = self._restore_marks(db)
         for alarm_id, body in db.execute("SELECT id, body FROM alarm_state"):
             if type(alarm_id) is str:  # a body that is no alarm is reported by who reads it
                 restored.alarms[alarm_id] = body if type(body) is bytes else b""
@@ -402,6 +427,23 @@ class DurableBuffer:
             more,
         )
 
+    def _restore_marks(self, db: sqlite3.Connection) -> dict[str, PollMark]:
+        """Each group's last good poll; a mark that cannot be read is dropped with a
+        warning (that group's downtime is then not filled, and the log says so)."""
+        marks: dict[str, PollMark] = {}
+        for group, wincc_ms, host_ms in db.execute("SELECT grp, wincc_ms, host_ms FROM poll_mark"):
+            if type(group) is str and type(wincc_ms) is int and type(host_ms) is int:
+                marks[group] = PollMark(group, wincc_ms, host_ms)
+                continue
+            log.warning(
+                "buffer %s: dropped the last good poll of group %s, which cannot be read; "
+                "the time the gateway was stopped is not filled for it",
+                self.path,
+                show(group),
+            )
+            db.execute("DELETE FROM poll_mark WHERE grp IS ?", (group,))
+        return marks
+
     def _close_db(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -422,15 +464,17 @@ class DurableBuffer:
         messages: list[Message],
         states: list[TagState] | None = None,
         alarms: list[AlarmState] | None = None,
+        marks: list[PollMark] | None = None,
     ) -> bool:
         """Commit messages (and the tag state they carry) before anyone may send them;
-        False when the disk refused them.
+        False when the disk refused them. ``marks`` are stored with them, or after the
+        appends made before, never ahead of what those stored.
 
         Never raises and never blocks on a full buffer: the configured policy drops
         messages instead, counted and logged once per episode. Shielded: a poller stopped
         mid-append (reload, shutdown) still leaves the buffer consistent.
         """
-        if not (messages or states or alarms):
+        if not (messages or states or alarms or marks):
             return True
         if self._open_batch is None:
             batch = _Batch()
@@ -445,6 +489,7 @@ class DurableBuffer:
         batch.messages += messages
         batch.states += states or ()
         batch.alarms += alarms or ()
+        batch.marks += marks or ()
         await asyncio.shield(commit)
         return not batch.lost
 
@@ -468,7 +513,9 @@ class DurableBuffer:
             return
         messages, states, alarms = batch.messages, batch.states, batch.alarms
         try:
-            first, kept, dropped_old = await self._run(self._insert, messages, states, alarms)
+            first, kept, dropped_old = await self._run(
+                self._insert, messages, states, alarms, batch.marks
+            )
         except sqlite3.Error as exc:
             self._storage_failed(exc, "store messages", "dropping them until it can")
             self._lose(batch)
@@ -506,8 +553,8 @@ class DurableBuffer:
         if self._open_batch is None:
             return
         follower = self._open_batch[0]
-        names = {name for name, _, _, _ in failed.states}
-        if any(name in names for name, _, _, _ in follower.states):
+        names = {state[0] for state in failed.states}
+        if any(state[0] in names for state in follower.states):
             self._open_batch = None
             self._lose(follower)
 
@@ -524,7 +571,11 @@ class DurableBuffer:
             log.info("buffer %s stores messages again", self.path)
 
     def _insert(
-        self, messages: list[Message], states: list[TagState], alarms: list[AlarmState]
+        self,
+        messages: list[Message],
+        states: list[TagState],
+        alarms: list[AlarmState],
+        marks: list[PollMark],
     ) -> tuple[int, int, int]:
         """Insert in one transaction; returns (first id, rows kept, oldest rows dropped)."""
         db = self._db
@@ -545,14 +596,16 @@ class DurableBuffer:
             if states:
                 insert_rows(
                     db,
-                    "INSERT INTO tag_state (name, seq, value, quality) VALUES {rows} "
+                    "INSERT INTO tag_state (name, seq, value, quality, ts) VALUES {rows} "
                     "ON CONFLICT(name) DO UPDATE SET seq = excluded.seq, "
-                    "value = excluded.value, quality = excluded.quality",
+                    "value = excluded.value, quality = excluded.quality, ts = excluded.ts",
                     [
-                        (name, seq, compact_json(value), quality)
-                        for name, seq, value, quality in states
+                        (name, seq, compact_json(value), quality, ts)
+                        for name, seq, value, quality, ts in states
                     ],
                 )
+            if marks:
+                db.executemany("INSERT OR REPLACE INTO poll_mark VALUES (?, ?, ?)", marks)
             if alarms:
                 db.executemany(
                     "INSERT OR REPLACE INTO alarm_state (id, body) VALUES (?, ?)",

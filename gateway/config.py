@@ -375,11 +375,19 @@ class BufferSettings(Section):
 
 
 class BackfillSettings(Section):
-    """[backfill]: after a WinCC outage, fill the gap from the WinCC archive."""
+    """[backfill]: after failed polls or a restart, fill the gap from the WinCC archive."""
 
-    enabled: bool = Field(True, description="Query the archive for the samples missed.")
+    enabled: bool = Field(
+        True,
+        description="Query the archive for the samples missed. Gaps left unfilled are "
+        "logged with their range and counted in wincc_gateway_gaps_unfilled_total and "
+        "wincc_gateway_gap_unfilled_seconds_total.",
+    )
     max_gap: Duration = Field(
-        3600.0, gt=0, description="Longer outages backfill only their most recent max_gap."
+        3600.0,
+        gt=0,
+        description="Longer gaps backfill only their most recent max_gap; the older part "
+        "is logged and counted as unfilled.",
     )
     concurrency: int = Field(4, ge=1, le=64, description="History requests in flight at once.")
 

@@ -38,6 +38,16 @@ _GROUP_COUNTERS = (
     ("samples_published", "published", "Samples queued for MQTT after change and quality checks."),
     ("read_errors", "read_errors", "Tags WinCC answered with an error instead of a value."),
     ("backfilled_samples", "backfilled", "Samples published from the WinCC archive."),
+    (
+        "gaps_unfilled",
+        "gaps_unfilled",
+        "Gaps in the data the WinCC archive could not fill (each logged with its range).",
+    ),
+    (
+        "gap_unfilled_seconds",
+        "gap_unfilled_seconds",
+        "Seconds of WinCC time in gaps the archive could not fill.",
+    ),
 )
 """(metric name, ``PollStats`` attribute, help) of the per-scan-class counters."""
 

@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.buffer import AlarmState, DurableBuffer, Message, TagState
+from gateway.buffer import AlarmState, DurableBuffer, Message, PollMark, TagState
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
+from gateway.core.gaps import gap_window
 from gateway.core.payloads import (
     alarm_event_payload,
     alarm_payload,
@@ -23,7 +24,7 @@ from gateway.core.payloads import (
     sample_payload,
 )
 from gateway.core.samples import SampleDecider
-from gateway.core.timestamps import now_ms
+from gateway.core.timestamps import format_ts, now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.wincc.base import WinCCClient
@@ -38,6 +39,13 @@ RETRY_CAP = 5.0
 
 SPREAD = 0.5
 """Share of the interval over which the chunks of a large group start, one message per tag."""
+
+MARK_EVERY = 1.0
+"""Seconds between two writes of a group's poll mark: a restart fills at most this much
+more than it needs to, and a fast group does not write the mark on every poll."""
+
+SLACK_MS = 1000
+"""Added to a gap measured on the host's clock, for the time a poll's reads are spread."""
 
 PollObserver = Callable[[str, float], None]
 """Called after each successful poll with the group's name and the poll's duration."""
@@ -95,6 +103,8 @@ class PollStats:
     last_duration: float = 0.0
     last_success: float | None = None  # event-loop clock of the last successful poll
     backfilled: int = 0
+    gaps_unfilled: int = 0  # stretches of time that could not be filled from the archive
+    gap_unfilled_seconds: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -125,6 +135,7 @@ class TagPoller:
         source: SourceHealth,
         observe: PollObserver | None = None,
         backfill: BackfillSettings | None = None,
+        resume: PollMark | None = None,
     ) -> None:
         self.name = name
         self.interval = interval
@@ -140,52 +151,59 @@ class TagPoller:
         self._backfill = backfill
         self._reported_errors: set[str] = set()
         self.stats = PollStats()
+        # How far the last good poll read (WinCC's clock) and when (host's); a gap to
+        # fill starts there. After a restart, from where the last run stopped.
+        self._mark: PollMark | None = resume
+        self._gap: PollMark | None = resume
+        self._mark_saved = float("-inf")  # event-loop time the mark was last stored
+        self._lost = False  # the disk refused some of this poll's samples
+
+    @property
+    def mark(self) -> PollMark | None:
+        """How far the last good poll read; a poller replacing this one fills from there."""
+        return self._mark if self._gap is None else self._gap
 
     async def run(self) -> None:
-        """Poll forever on the interval; back off while WinCC is unavailable, and after an
-        outage fill the gap from the WinCC archive before live values resume."""
+        """Poll forever on the interval; back off while polls fail, and after any failed
+        stretch of polls (or the gateway's own downtime) fill the gap from the WinCC
+        archive before live values resume."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(base=self.interval, cap=max(RETRY_CAP, self.interval))
         next_at = loop.time()
-        last_good_ms: int | None = None
-        outage_from: int | None = None
         while True:
             delay = next_at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             started = loop.time()
             polled_at = now_ms()
+            self._lost = False
             # One message per tag: each chunk is published as soon as it is in, so a
             # change waits for its own chunk, not for the whole group, and the chunks
             # are spread over half the interval, so no chunk waits behind the others
-            # to be decided and stored. Not while an outage is being recovered (the
-            # archive goes first) nor for batch payloads (one snapshot per poll).
-            streaming = outage_from is None and self._topics.batch_max_bytes is None
+            # to be decided and stored. Not while a gap is being filled (the archive
+            # goes first) nor for batch payloads (one snapshot per poll).
+            streaming = self._gap is None and self._topics.batch_max_bytes is None
             try:
-                if streaming:
-                    result = await self._client.read_many(
-                        self.tags, self.publish, spread=self.interval * SPREAD
-                    )
-                else:
-                    result = await self._client.read_many(self.tags)
+                result = await self._read(streaming=streaming)
             except WinCCError as exc:
                 self.stats.failures += 1
-                if isinstance(exc, WinCCUnavailable) and outage_from is None:
-                    outage_from = last_good_ms
+                if self._gap is None:
+                    self._gap = self._mark
                 await self._source.failed(exc)
                 next_at = loop.time() + backoff.next_delay()
                 continue
             backoff.reset()
             await self._source.ok()
-            if outage_from is not None and self._backfill is not None:
-                await self.backfill(
-                    max(outage_from, polled_at - int(self._backfill.max_gap * 1000)), polled_at
-                )
-            outage_from = None
-            last_good_ms = polled_at
+            newest = max(reading.ts_ms for reading in result.readings) if result.readings else 0
+            if self._gap is not None:
+                slack = SLACK_MS + int((loop.time() - started) * 1000)
+                await self._fill(self._gap, newest, slack, result)
+                self._gap = None
             if not streaming:
                 await self.publish(result)
             finished = loop.time()
+            if result.readings:
+                await self._advance_mark(newest, int((finished - started) * 1000), polled_at)
             self.stats.polls += 1
             self.stats.last_duration = finished - started
             self.stats.last_success = finished
@@ -196,16 +214,98 @@ class TagPoller:
                 self.stats.overruns += 1
                 next_at = finished
 
-    async def backfill(self, start_ms: int, end_ms: int) -> None:
-        """Publish, in time order and flagged, what the archive recorded in (start, end].
+    async def _read(self, *, streaming: bool) -> ReadResult:
+        """One poll of the group; a poll where every tag failed counts as a failed poll."""
+        if streaming:
+            result = await self._client.read_many(
+                self.tags, self.publish, spread=self.interval * SPREAD
+            )
+        else:
+            result = await self._client.read_many(self.tags)
+        if not result.readings and result.errors:
+            name, reason = next(iter(result.errors.items()))
+            raise WinCCError(f"group {self.name}: every tag failed, e.g. {name} ({reason})")
+        return result
+
+    async def _advance_mark(self, newest: int, duration_ms: int, polled_at: int) -> None:
+        """Remember how far this good poll read, and store it now and then, after the
+        samples it decided, so a restart fills the gap from there.
+
+        Every tag was read after the poll started, so no later than ``duration_ms`` before
+        the newest source timestamp of the poll: the mark is on WinCC's clock.
+        """
+        wincc_ms = newest - duration_ms
+        if self._mark is not None:
+            wincc_ms = max(wincc_ms, self._mark.wincc_ms)
+        self._mark = PollMark(self.name, wincc_ms, polled_at)
+        loop = asyncio.get_running_loop()
+        if self._lost or loop.time() - self._mark_saved < MARK_EVERY:
+            return
+        self._mark_saved = loop.time()
+        await self._buffer.append([], marks=[self._mark])
+
+    async def _fill(self, gap: PollMark, end_ms: int, slack_ms: int, result: ReadResult) -> None:
+        """Fill the gap since ``gap`` up to ``end_ms``, the newest source timestamp of the
+        first good poll after it: the whole window is on WinCC's clock.
+
+        WinCC timestamps only move when a value changes, so in a quiet plant the mark is
+        old; the time that really passed, on the host's clock, bounds the window then.
+        """
+        window = gap_window(
+            read_to_ms=gap.wincc_ms,
+            read_at_ms=gap.host_ms,
+            end_ms=end_ms,
+            now_ms=now_ms(),
+            slack_ms=slack_ms,
+            max_gap_ms=int(self._backfill.max_gap * 1000) if self._backfill else 0,
+        )
+        if window is None:
+            return
+        if self._backfill is None:
+            self._unfilled(window.start, end_ms, "backfill is off")
+            return
+        if window.fill_from > window.start:
+            self._unfilled(
+                window.start,
+                window.fill_from,
+                f"longer than backfill.max_gap ({self._backfill.max_gap:g} s)",
+            )
+        start_ms = window.fill_from
+        # A tag whose current reading is no younger than the window's start, or than
+        # what was decided already, did not change meanwhile: no archive to ask.
+        newer = self._decider.newer_than_seen
+        changed = [r.name for r in result.readings if r.ts_ms > start_ms and newer(r)]
+        await self.backfill(start_ms, end_ms, changed)
+
+    def _unfilled(self, start_ms: int, end_ms: int, why: str) -> None:
+        """Say, once, which stretch of time stays a gap and why; counted."""
+        seconds = (end_ms - start_ms) / 1000
+        self.stats.gaps_unfilled += 1
+        self.stats.gap_unfilled_seconds += seconds
+        log.warning(
+            "group %s: gap from %s to %s (%.1f s, WinCC time) not filled: %s",
+            self.name,
+            format_ts(start_ms),
+            format_ts(end_ms),
+            seconds,
+            why,
+        )
+
+    async def backfill(self, start_ms: int, end_ms: int, names: list[str] | None = None) -> None:
+        """Publish, in time order and flagged, what the archive recorded in (start, end]
+        for ``names`` (all tags by default).
 
         Changes at or before ``start_ms`` (the last good poll) were already published or
         superseded by what was; the change detector drops repeats of published values. So
         are changes no younger than a tag's last decided reading: a poll that failed half
-        way may have published its first chunks.
+        way may have published its first chunks, and a restart knows the source timestamp
+        of every tag's last published sample.
         """
         assert self._backfill is not None
         limit = asyncio.Semaphore(self._backfill.concurrency)
+        names = self.tags if names is None else names
+        if not names:
+            return
 
         async def archived(name: str) -> list[Reading]:
             async with limit:
@@ -216,15 +316,18 @@ class TagPoller:
                 ]
 
         try:
-            per_tag = await run_all([archived(name) for name in self.tags])
+            per_tag = await run_all([archived(name) for name in names])
         except WinCCError as exc:
-            log.warning(
-                "group %s: backfill of %.1f s of history failed (%s); the gap stays",
-                self.name,
-                (end_ms - start_ms) / 1000,
-                exc,
-            )
+            self._unfilled(start_ms, end_ms, f"the history request failed ({exc})")
             return
+        empty = [name for name, found in zip(names, per_tag, strict=True) if not found]
+        if empty:
+            more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+            self._unfilled(
+                start_ms,
+                end_ms,
+                f"the archive holds nothing for {empty[0]}{more}, changed meanwhile",
+            )
         newer = self._decider.newer_than_seen
         readings = sorted(
             (r for found in per_tag for r in found if newer(r)), key=lambda r: r.ts_ms
@@ -280,8 +383,11 @@ class TagPoller:
                 )
                 for reading, seq in decided
             ]
-        states: list[TagState] = [(r.name, seq, r.value, r.quality) for r, seq in decided]
-        return await self._buffer.append(messages, states)
+        states: list[TagState] = [(r.name, seq, r.value, r.quality, r.ts_ms) for r, seq in decided]
+        if await self._buffer.append(messages, states):
+            return True
+        self._lost = True
+        return False
 
     def _report_errors(self, errors: dict[str, str]) -> None:
         """Log each failing tag once, not once per poll."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway import buffer as buffer_module
-from gateway.buffer import DurableBuffer, Message, TagState
+from gateway.buffer import DurableBuffer, Message, PollMark, TagState
 from gateway.errors import GatewayError
 from tests.conftest import fill_disk, logged, make_read_only
 
@@ -37,7 +37,7 @@ async def test_messages_come_out_in_order_and_acked_ones_are_gone_after_restart(
     path = tmp_path / "b.db"
     buf = DurableBuffer(path, 10**9)
     await buf.open()
-    await buf.append(msgs(0, 5), [("A", 3, 1.5, 128)])
+    await buf.append(msgs(0, 5), [("A", 3, 1.5, 128, 0)])
     first = await buf.take(3)
     assert topics(first) == ["t/0", "t/1", "t/2"]
     buf.ack(first)
@@ -104,7 +104,7 @@ async def test_drop_newest_keeps_the_backlog_and_counts(tmp_path: Path) -> None:
     buf = DurableBuffer(tmp_path / "b.db", 200_000, policy="drop_newest")
     await buf.open()
     for start in range(0, 3000, 100):
-        await buf.append(msgs(start, 100, size=500), [("A", start + 100, start, 128)])
+        await buf.append(msgs(start, 100, size=500), [("A", start + 100, start, 128, 0)])
     assert buf.dropped > 0
     remaining = []
     while batch := await _take_now(buf):
@@ -149,7 +149,7 @@ async def test_committing_a_first_poll_of_tag_states_allocates_what_it_stores(
     such a peak as resident memory for the life of the process."""
     buf = DurableBuffer(tmp_path / "b.db", 10**9)
     await buf.open()
-    states = [(f"System1.Tag{i}", 1, i * 0.5, 128) for i in range(5000)]
+    states = [(f"System1.Tag{i}", 1, i * 0.5, 128, 0) for i in range(5000)]
     tracemalloc.start()
     try:
         await buf.append(msgs(0, 5000), states)
@@ -176,7 +176,7 @@ async def test_appends_made_together_share_a_transaction_and_keep_their_order(
 
     monkeypatch.setattr(buf, "_insert", counting)
     await asyncio.gather(
-        *(buf.append(msgs(10 * i, 10), [(f"T{i}", i + 1, i, 128)]) for i in range(20))
+        *(buf.append(msgs(10 * i, 10), [(f"T{i}", i + 1, i, 128, 0)]) for i in range(20))
     )
     assert sum(transactions) == 200
     assert len(transactions) <= 2, transactions
@@ -217,7 +217,9 @@ async def test_a_tag_stated_twice_in_one_commit_keeps_its_last_state(tmp_path: P
     """A backfill commits several samples of one tag at once, oldest first."""
     buf = DurableBuffer(tmp_path / "b.db", 10**9)
     await buf.open()
-    await buf.append(msgs(0, 3), [("A", 1, 1.0, 128), ("B", 1, 5.0, 128), ("A", 2, 2.0, 64)])
+    await buf.append(
+        msgs(0, 3), [("A", 1, 1.0, 128, 0), ("B", 1, 5.0, 128, 0), ("A", 2, 2.0, 64, 0)]
+    )
     await buf.close()
     again = DurableBuffer(tmp_path / "b.db", 10**9)
     restored = await again.open()
@@ -236,7 +238,7 @@ async def test_the_buffer_files_are_readable_by_their_owner_only(tmp_path: Path)
     try:
         buf = DurableBuffer(tmp_path / "b.db", 10**9)
         await buf.open()
-        await buf.append(msgs(0, 3), [("A", 1, 1.0, 128)])
+        await buf.append(msgs(0, 3), [("A", 1, 1.0, 128, 0)])
         found = modes(tmp_path)
         await buf.close()
     finally:
@@ -269,10 +271,10 @@ class Watcher:
         self.lost: list[tuple[str, int]] = []
 
     def on_stored(self, states: list[TagState]) -> None:
-        self.stored += [(name, seq) for name, seq, _, _ in states]
+        self.stored += [(name, seq) for name, seq, *_ in states]
 
     def on_lost(self, states: list[TagState]) -> None:
-        self.lost += [(name, seq) for name, seq, _, _ in states]
+        self.lost += [(name, seq) for name, seq, *_ in states]
 
 
 def other_writer_gets_in(path: Path) -> bool:
@@ -294,10 +296,10 @@ async def test_a_write_that_finds_the_disk_full_is_rolled_back_and_the_next_one_
     watcher = Watcher()
     buf = DurableBuffer(path, 10**9, on_stored=watcher.on_stored, on_lost=watcher.on_lost)
     await buf.open()
-    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128)])
+    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128, 0)])
     filler = fill_disk(small_disk)
     with logged("gateway.buffer", "cannot store messages (database or disk is full)") as said:
-        await buf.append(msgs(1, 2000, size=1000), [("A", 2, 2.0, 128), ("B", 1, 0.0, 128)])
+        await buf.append(msgs(1, 2000, size=1000), [("A", 2, 2.0, 128, 0), ("B", 1, 0.0, 128, 0)])
     assert said.is_set()
     assert buf.storage_error == "database or disk is full"
     assert (buf.storage_dropped, buf.dropped, len(buf)) == (2000, 0, 1)
@@ -306,7 +308,7 @@ async def test_a_write_that_finds_the_disk_full_is_rolled_back_and_the_next_one_
 
     filler.unlink()
     with logged("gateway.buffer", "stores messages again") as healed:
-        await buf.append(msgs(2001, 2), [("A", 2, 3.0, 128)])
+        await buf.append(msgs(2001, 2), [("A", 2, 3.0, 128, 0)])
     assert healed.is_set()
     assert buf.storage_error is None
     assert watcher.stored == [("A", 1), ("A", 2)]
@@ -328,13 +330,13 @@ async def test_appends_that_build_on_a_lost_commit_are_dropped_with_it(small_dis
     gate = threading.Event()
     # The buffer's one thread waits for the test, so the first commit stays under way.
     held = asyncio.ensure_future(buf._run(gate.wait))
-    first = asyncio.create_task(buf.append(msgs(0, 2000, size=1000), [("A", 1, 1.0, 128)]))
+    first = asyncio.create_task(buf.append(msgs(0, 2000, size=1000), [("A", 1, 1.0, 128, 0)]))
     await asyncio.sleep(0)  # the append opens its batch and starts its commit
     assert buf._open_batch is not None
     await asyncio.sleep(0)  # the commit takes the batch, then waits at the gate
     assert buf._open_batch is None
-    later = asyncio.create_task(buf.append(msgs(2000, 1), [("A", 2, 2.0, 128)]))
-    apart = asyncio.create_task(buf.append(msgs(2001, 1), [("B", 1, 5.0, 128)]))
+    later = asyncio.create_task(buf.append(msgs(2000, 1), [("A", 2, 2.0, 128, 0)]))
+    apart = asyncio.create_task(buf.append(msgs(2001, 1), [("B", 1, 5.0, 128, 0)]))
     await asyncio.sleep(0)
     filler = fill_disk(small_disk)
     gate.set()
@@ -401,10 +403,44 @@ async def test_a_buffer_on_a_read_only_volume_is_refused_at_start(small_disk: Pa
     path = small_disk / "b.db"
     buf = DurableBuffer(path, 10**9)
     await buf.open()
-    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128)])
+    await buf.append(msgs(0, 1), [("A", 1, 1.0, 128, 0)])
     await buf.close()
     make_read_only(small_disk)
     with pytest.raises(
         GatewayError, match=rf"buffer\.path {path}: cannot open: Read-only file system"
     ):
         await DurableBuffer(path, 10**9).open()
+
+
+OLD_SCHEMA = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    qos INTEGER NOT NULL, retain INTEGER NOT NULL
+);
+CREATE TABLE tag_state (
+    name TEXT PRIMARY KEY, seq INTEGER NOT NULL, value BLOB, quality INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE alarm_state (id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+INSERT INTO tag_state VALUES ('A', 7, '2.5', 192);
+"""
+
+
+async def test_a_buffer_from_an_older_version_keeps_its_state_and_gains_marks(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    buf = DurableBuffer(path, 10**9)
+    restored = await buf.open()
+    assert (restored.seqs, restored.last) == ({"A": 7}, {"A": (2.5, 192)})
+    assert (restored.stamps, restored.marks) == ({}, {})
+    await buf.append(msgs(0, 1), [("B", 1, 1.0, 192, 1_000)], marks=[PollMark("fast", 900, 5)])
+    await buf.append([], marks=[PollMark("fast", 1_200, 6)])
+    await buf.close()
+    again = DurableBuffer(path, 10**9)
+    restored = await again.open()
+    assert restored.seqs == {"A": 7, "B": 1}
+    assert restored.stamps == {"B": 1_000}
+    assert restored.marks == {"fast": PollMark("fast", 1_200, 6)}
+    await again.close()

@@ -69,6 +69,7 @@ def damage(path: Path) -> None:
             "INSERT INTO alarm_state (id, body) VALUES (?, ?)",
             [("gone-1", orjson.dumps(OLD_ALARM)), ("gone-2", b"\xff\xfe"), ("gone-3", "text")],
         )
+        db.execute("INSERT INTO poll_mark VALUES ('fast', 'yesterday', 0)")  # no time
 
 
 async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gateway_runs(
@@ -106,6 +107,7 @@ async def test_state_that_cannot_be_read_is_dropped_with_a_warning_and_the_gatew
     assert [m.topic for m in sub.messages if "/left/" in m.topic] == [f"{PREFIX}/left/over"]
     for alarm_id in ("gone-1", "gone-2", "gone-3"):
         assert f"stored state of alarm '{alarm_id}'" in text
+    assert "dropped the last good poll of group 'fast', which cannot be read" in text
     with sqlite3.connect(tmp_path / "buffer.db") as db:
         seqs = dict(
             db.execute("SELECT name, seq FROM tag_state WHERE name != CAST(x'ff61' AS TEXT)")

@@ -65,25 +65,37 @@ class SampleDecider:
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
 
-    def restore(self, seqs: dict[str, int], last: dict[str, tuple[Value, int]]) -> None:
-        """Continue where a previous run stopped: its seqs and last published samples."""
+    def restore(
+        self,
+        seqs: dict[str, int],
+        last: dict[str, tuple[Value, int]],
+        stamps: dict[str, int] | None = None,
+    ) -> None:
+        """Continue where a previous run stopped: its seqs and last published samples, and
+        their source timestamps, so filling the gap since then never goes back behind
+        them."""
         self._seq.update(seqs)
         self._last.update(last)
+        for name, ts in (stamps or {}).items():
+            value, quality = last.get(name, (None, 0))
+            # NaN never equals a deadband: the reading is decided afresh, not skipped
+            self._seen[name] = (Reading(name, value, quality, ts), math.nan)
 
-    def stored(self, states: Iterable[tuple[str, int, Value, int]]) -> None:
-        """The buffer stored these samples (tag, seq, value, quality): they are published."""
+    def stored(self, states: Iterable[tuple[str, int, Value, int, int]]) -> None:
+        """The buffer stored these samples (tag, seq, value, quality, ts): they are
+        published."""
         unstored = self._unstored
-        for name, seq, value, quality in states:
+        for name, seq, value, quality, _ in states:
             if name in unstored:
                 if self._seq.get(name) == seq:
                     del unstored[name]
                 else:  # a later sample of the tag is still on its way
                     unstored[name] = ((value, quality), seq)
 
-    def lost(self, states: Iterable[tuple[str, int, Value, int]]) -> None:
+    def lost(self, states: Iterable[tuple[str, int, Value, int, int]]) -> None:
         """The buffer could not store these samples: their tags go back to the last stored
         sample and seq, and their current readings are decided afresh."""
-        for name, _, _, _ in states:
+        for name, *_ in states:
             base = self._unstored.pop(name, None)
             if base is None:  # rewound already, with an earlier sample of the same tag
                 continue

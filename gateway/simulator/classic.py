@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from gateway.core.timestamps import format_ts, now_ms, parse_ts
+from gateway.core.timestamps import format_ts, parse_ts
 from gateway.simulator.plant import ReadOnlyError, TypeMismatchError, UnknownTagError
 from gateway.wincc.models import Alarm, TagType
 
@@ -256,7 +256,7 @@ class ClassicApi:
         key = self.variant.quality_key
         sim = self._sim
         try:
-            reading = sim.plant.write(name, body["value"], now_ms=now_ms())
+            reading = sim.plant.write(name, body["value"], now_ms=sim.now())
         except UnknownTagError:
             if self.variant.empty_for_invalid:
                 return _empty()
@@ -316,7 +316,7 @@ class ClassicApi:
         name = variable["name"]
         try:
             start_ms = parse_ts(variable.get("timeFrom") or "1970-01-01T00:00:00Z")
-            end_ms = parse_ts(variable["timeTo"]) if variable.get("timeTo") else now_ms()
+            end_ms = parse_ts(variable["timeTo"]) if variable.get("timeTo") else self._sim.now()
         except (TypeError, ValueError) as exc:
             raise _Refused(400, f"bad timeFrom or timeTo: {exc}") from exc
         limit = variable.get("maxValues", HISTORY_MAX)

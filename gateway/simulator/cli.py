@@ -42,10 +42,14 @@ Faults at run time (no login needed; never faulted themselves):
     token_ttl     float  {_FAULTS["token_ttl"].description}
     bad_quality   float  {_FAULTS["bad_quality"].description}
     change_rate   float  {_FAULTS["change_rate"].description}
+    clock_offset  float  {_FAULTS["clock_offset"].description}
+    html_login    bool   {_FAULTS["html_login"].description}
+    unauthorized  bool   {_FAULTS["unauthorized"].description}
 
   curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"down": true}}'
   curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"latency_ms": 800, "error_rate": 0.1}}'
   curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"token_ttl": 5}}'   # expires tokens
+  curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"clock_offset": 3600}}'   # WinCC 1 h ahead
 
   GET  /_sim/stats    {{"tags", "changes", "changes_good", "alarm_transitions", "reads",
                       "read_items", "writes", "acks", "uptime_s"}} since start
@@ -166,6 +170,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="lifetime of a login token (default %(default)s)",
     )
     add(
+        "--clock-offset",
+        type=_number(float, -31_622_400.0, 31_622_400.0),
+        default=_DEFAULTS.clock_offset,
+        metavar="SECONDS",
+        help="how far the simulated WinCC clock runs ahead of this host's, negative for "
+        "behind; its timestamps and archive use it (default %(default)s)",
+    )
+    add(
+        "--html-login",
+        action="store_true",
+        help="answer /api/ with 200 and an HTML login page, as a proxy whose session ended",
+    )
+    add("--unauthorized", action="store_true", help="answer /api/, the login too, with 401")
+    add(
         "--history-depth",
         type=_number(int, 1, 1_000_000),
         default=_DEFAULTS.history_depth,
@@ -199,6 +217,9 @@ def _options(args: argparse.Namespace) -> SimulatorOptions | str:
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         token_ttl=args.token_ttl,
+        clock_offset=args.clock_offset,
+        html_login=args.html_login,
+        unauthorized=args.unauthorized,
         seed=args.seed,
         history_depth=args.history_depth,
         tls=args.tls or args.cert is not None,

@@ -61,6 +61,23 @@ class Faults(BaseModel):
         description="value changes per tag and second, on average (0 freezes the plant)",
     )
 
+    clock_offset: float = Field(
+        default=0.0,
+        ge=-31_622_400.0,
+        le=31_622_400.0,
+        allow_inf_nan=False,
+        description="seconds the simulated WinCC clock runs ahead of the host's (negative: "
+        "behind); every timestamp served, recorded or parsed is on that clock",
+    )
+    html_login: bool = Field(
+        default=False,
+        description="answer every /api/ request with 200 and an HTML login page, as a "
+        "proxy in front of WinCC does once its own session ended",
+    )
+    unauthorized: bool = Field(
+        default=False, description="answer every /api/ request, the login too, with 401"
+    )
+
     def apply(self, changes: Mapping[str, object]) -> None:
         """Validate a partial update as a whole, then apply it; nothing changes on error."""
         try:

@@ -47,6 +47,13 @@ CATCH_UP_TICKS = 5
 """Plant time one step makes up at most, in ticks: beyond it the plant skips ahead, so
 that a change rate too high for the CPU slows the plant, not the HTTP answers."""
 
+LOGIN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Sign in</title></head><body>"
+    '<form method="post" action="/login"><input name="user"><input name="password" '
+    'type="password"><button>Sign in</button></form></body></html>'
+)
+"""What the ``html_login`` fault answers: a proxy's login page instead of the API."""
+
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -66,6 +73,9 @@ class SimulatorOptions:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     token_ttl: float = 3600.0
+    clock_offset: float = 0.0  # seconds the simulated WinCC clock runs ahead of the host's
+    html_login: bool = False
+    unauthorized: bool = False
     seed: int | None = None
     tick: float = 0.1  # seconds between plant steps
     history_depth: int = 1000  # changes kept per tag
@@ -82,6 +92,10 @@ class _ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class _LoginPage(Exception):
+    """Ends a request with 200 and an HTML login page (the ``html_login`` fault)."""
 
 
 class _Dropped(Exception):
@@ -139,11 +153,14 @@ class Simulator:
             token_ttl=options.token_ttl,
             bad_quality=options.bad_quality,
             change_rate=options.change_rate,
+            clock_offset=options.clock_offset,
+            html_login=options.html_login,
+            unauthorized=options.unauthorized,
         )
         self.plant = Plant(
             options.tags,
             options.alarms,
-            now_ms=now_ms(),
+            now_ms=self.now(),
             seed=options.seed,
             history_depth=options.history_depth,
         )
@@ -203,7 +220,7 @@ class Simulator:
         self._url = f"{'https' if context else 'http'}://{host_text}:{port}"
         self._started = time.monotonic()
         # skip the time between construction and start, so it makes no burst of changes
-        self.plant.step(now_ms(), change_rate=0.0)
+        self.plant.step(self.now(), change_rate=0.0)
         self._ticker = asyncio.create_task(self._tick(), name="simulator-plant")
 
     async def stop(self) -> None:
@@ -215,6 +232,11 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def now(self) -> int:
+        """The simulated WinCC clock, epoch milliseconds: the host's, shifted by the
+        ``clock_offset`` fault. The plant, its archive and every timestamp served run on it."""
+        return now_ms() + round(self.faults.clock_offset * 1000)
 
     @property
     def url(self) -> str:
@@ -244,7 +266,7 @@ class Simulator:
         while True:
             await asyncio.sleep(self.options.tick)
             self.plant.step(
-                now_ms(),
+                self.now(),
                 change_rate=self.faults.change_rate,
                 bad_quality=self.faults.bad_quality,
                 catch_up_s=catch_up,
@@ -301,6 +323,8 @@ class Simulator:
             return _error(exc.status, exc.message)
         except _Dropped:
             return web.Response()  # the transport is gone; this only completes the handler
+        except _LoginPage:
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
         except web.HTTPException as exc:  # no such route, method not allowed, ...
             return _error(exc.status, exc.reason)
 
@@ -321,6 +345,10 @@ class Simulator:
             await asyncio.sleep(faults.latency_ms / 1000.0)
         if faults.down:
             raise _ApiError(503, "service unavailable (simulated outage)")
+        if faults.unauthorized:
+            raise _ApiError(401, "unauthorized (simulated)")
+        if faults.html_login:
+            raise _LoginPage
         if faults.drop_rate and self._rng.random() < faults.drop_rate:
             if request.transport is not None:
                 request.transport.abort()
@@ -390,7 +418,7 @@ class Simulator:
         if "value" not in body:
             raise _ApiError(400, 'expected {"value": ...}')
         try:
-            reading = self.plant.write(name, body["value"], now_ms=now_ms())
+            reading = self.plant.write(name, body["value"], now_ms=self.now())
         except UnknownTagError as exc:
             raise _ApiError(404, str(exc)) from exc
         except ReadOnlyError as exc:
@@ -411,7 +439,7 @@ class Simulator:
         if comment is not None and not isinstance(comment, str):
             raise _ApiError(400, "comment must be a string")
         try:
-            alarm = self.plant.acknowledge(alarm_id, now_ms=now_ms())
+            alarm = self.plant.acknowledge(alarm_id, now_ms=self.now())
         except UnknownAlarmError as exc:
             raise _ApiError(404, str(exc)) from exc
         self.ack_log.append((alarm_id, comment))
@@ -423,7 +451,7 @@ class Simulator:
         query = request.query
         try:
             start_ms = parse_ts(query["start"]) if "start" in query else 0
-            end_ms = parse_ts(query["end"]) if "end" in query else now_ms()
+            end_ms = parse_ts(query["end"]) if "end" in query else self.now()
         except ValueError as exc:
             raise _ApiError(400, f"bad start or end timestamp: {exc}") from exc
         if start_ms > end_ms:

@@ -107,9 +107,12 @@ def test_only_readings_younger_than_the_last_decided_one_are_newer() -> None:
     assert decider.newer_than_seen(r(2, name="other", ts=1))
 
 
-def states(decided: list[tuple[Reading, int]]) -> list[tuple[str, int, object, int]]:
-    """What the buffer commits for ``decided``: tag, seq, value, quality."""
-    return [(reading.name, seq, reading.value, reading.quality) for reading, seq in decided]
+def states(decided: list[tuple[Reading, int]]) -> list[tuple[str, int, object, int, int]]:
+    """What the buffer commits for ``decided``: tag, seq, value, quality, ts."""
+    return [
+        (reading.name, seq, reading.value, reading.quality, reading.ts_ms)
+        for reading, seq in decided
+    ]
 
 
 def test_a_sample_whose_commit_failed_is_decided_again_with_the_same_seq() -> None:

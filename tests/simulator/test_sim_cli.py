@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.simulator.cli import configure_parser, run
+from gateway.simulator.cli import _options, configure_parser, run
 
 REPO = Path(__file__).resolve().parents[2]
 # a stand-in for the console script, which lives in gateway/cli.py
@@ -63,6 +63,7 @@ def test_help_documents_the_fault_endpoint() -> None:
         ["--tags", "0"],
         ["--port", "70000"],
         ["--token-ttl", "0"],
+        ["--clock-offset", "nan"],
         ["--tags", "many"],
     ],
 )
@@ -71,6 +72,16 @@ def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -
         parse(*argv)
     assert exit_info.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_fault_flags_set_the_initial_faults() -> None:
+    options = _options(parse("--clock-offset", "-3600", "--html-login", "--unauthorized"))
+    assert not isinstance(options, str)
+    assert (options.clock_offset, options.html_login, options.unauthorized) == (
+        -3600.0,
+        True,
+        True,
+    )
 
 
 @pytest.mark.parametrize(

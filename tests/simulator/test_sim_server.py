@@ -448,6 +448,9 @@ async def test_faults_get_and_partial_post(sim: Simulator, session: aiohttp.Clie
         "token_ttl": 3600.0,
         "bad_quality": 0.0,
         "change_rate": 0.0,
+        "clock_offset": 0.0,
+        "html_login": False,
+        "unauthorized": False,
     }
     status, body = await call(
         session, "POST", f"{sim.url}/_sim/faults", json={"bad_quality": 0.5, "latency_ms": 1}
@@ -649,3 +652,44 @@ async def test_tls_with_a_certificate_made_at_start(session: aiohttp.ClientSessi
             session, "POST", f"{simulator.url}/api/auth/login", json=LOGIN, ssl=client_context
         )
         assert status == 200
+
+
+async def test_clock_offset_shifts_what_is_served_recorded_and_archived(
+    session: aiohttp.ClientSession,
+) -> None:
+    options = SimulatorOptions(port=0, tags=50, alarms=2, change_rate=0.0, clock_offset=3600.0)
+    async with Simulator(options) as sim:
+        status, body = await call(session, "POST", f"{sim.url}/api/auth/login", json=LOGIN)
+        headers = {"Authorization": f"Bearer {body['token']}"}
+        url = f"{sim.url}/api/dp/{SETPOINT}"
+        status, body = await call(session, "PUT", url, headers, json={"value": 42.0})
+        assert status == 200
+        assert abs(parse_ts(body["timestamp"]) - (now_ms() + 3_600_000)) < 5_000
+        # the archive's default end is the simulated clock, so the write is in it
+        status, body = await call(session, "GET", f"{sim.url}/api/history/{SETPOINT}", headers)
+        assert [item["value"] for item in body["values"]] == [42.0]
+        status, _ = await call(
+            session, "POST", f"{sim.url}/_sim/faults", json={"clock_offset": -60.0}
+        )
+        assert status == 200
+        status, body = await call(session, "PUT", url, headers, json={"value": 43.0})
+        assert abs(parse_ts(body["timestamp"]) - (now_ms() - 60_000)) < 5_000
+
+
+async def test_html_login_page_and_unauthorized_faults(
+    sim: Simulator, session: aiohttp.ClientSession, auth: dict[str, str]
+) -> None:
+    await call(session, "POST", f"{sim.url}/_sim/faults", json={"html_login": True})
+    for method, path in (("GET", f"/api/dp/{LEVEL}"), ("POST", "/api/auth/login")):
+        async with session.request(method, sim.url + path, headers=auth, json=LOGIN) as response:
+            assert response.status == 200
+            assert response.content_type == "text/html"
+            assert "<form" in await response.text()
+    sim.faults.apply({"html_login": False, "unauthorized": True})
+    for method, path in (("GET", f"/api/dp/{LEVEL}"), ("POST", "/api/auth/login")):
+        status, body = await call(session, method, sim.url + path, auth, json=LOGIN)
+        assert status == 401
+        assert "error" in body
+    sim.faults.unauthorized = False
+    status, _ = await call(session, "GET", f"{sim.url}/api/dp/{LEVEL}", auth)
+    assert status == 200
