@@ -129,28 +129,24 @@ async def check_outage(
     assert republished(collector) == []
 
 
-async def test_an_html_login_page_instead_of_the_api_is_backfilled(
-    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "html_login",  # a proxy's login page with status 200 instead of the API
+        "unauthorized",  # refused credentials (401) until they are accepted again
+    ],
+)
+async def test_an_outage_seen_as_wrong_answers_is_backfilled(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path, fault: str
 ) -> None:
-    def begin() -> None:
-        simulator.faults.html_login = True
-
-    def end() -> None:
-        simulator.faults.html_login = False
-
-    await check_outage(simulator, mosquitto, tls, tmp_path, begin=begin, end=end)
-
-
-async def test_refused_credentials_are_backfilled_once_accepted_again(
-    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
-) -> None:
-    def begin() -> None:
-        simulator.faults.unauthorized = True
-
-    def end() -> None:
-        simulator.faults.unauthorized = False
-
-    await check_outage(simulator, mosquitto, tls, tmp_path, begin=begin, end=end)
+    await check_outage(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        begin=lambda: setattr(simulator.faults, fault, True),
+        end=lambda: setattr(simulator.faults, fault, False),
+    )
 
 
 async def test_a_poll_where_wincc_knows_none_of_the_tags_is_a_gap_that_is_filled(
