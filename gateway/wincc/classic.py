@@ -53,6 +53,7 @@ from gateway.wincc.rest import (
     _VALUE_TYPES,
     _why,
     raise_for_status,
+    read_answer,
     read_in_chunks,
     transport_error,
 )
@@ -393,6 +394,7 @@ class ClassicClient:
         """Status and body of one exchange; transport failures become ``WinCCError``."""
         headers = {**self._headers, "Authorization": self._basic_auth()}
         data = None if json is None else orjson.dumps(json)
+        where = f"{method} {self._url}{path}"
         async with self._slots:
             try:
                 async with (
@@ -405,9 +407,9 @@ class ClassicClient:
                         headers=headers,
                     ) as response,
                 ):
-                    return response.status, await response.read()
+                    return response.status, await read_answer(response, where)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise transport_error(f"{method} {self._url}{path}", self._timeout, exc) from exc
+                raise transport_error(where, self._timeout, exc) from exc
 
     def _basic_auth(self) -> str:
         """The Authorization value, made per request so no object holds it (RFC 7617, UTF-8)."""

@@ -227,7 +227,7 @@ class RestClient:
                         method, self._url + path, data=data, params=params, headers=headers
                     ) as response,
                 ):
-                    return response.status, await response.read()
+                    return response.status, await read_answer(response, where)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise transport_error(where, self._timeout, exc) from exc
 
@@ -311,6 +311,31 @@ async def read_in_chunks(
         merged.readings.extend(part.readings)
         merged.errors.update(part.errors)
     return merged
+
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""Largest answer read from WinCC. A real one is far smaller (a chunk of ``batch_size``
+values, a page of history); a larger one would only exhaust a small edge box's memory."""
+
+
+async def read_answer(response: aiohttp.ClientResponse, where: str) -> bytes:
+    """The body of ``response``, or a ``WinCCProtocolError`` once it passes
+    ``MAX_ANSWER_BYTES``: refused from its Content-Length, or while it streams in."""
+    declared = response.content_length
+    if declared is not None and declared > MAX_ANSWER_BYTES:
+        raise WinCCProtocolError(
+            f"{where}: an answer of {declared} bytes, more than {MAX_ANSWER_BYTES}",
+            status=response.status,
+        )
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise WinCCProtocolError(
+                f"{where}: an answer of more than {MAX_ANSWER_BYTES} bytes",
+                status=response.status,
+            )
+    return bytes(body)
 
 
 def transport_error(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.core.timestamps import now_ms
@@ -16,11 +18,13 @@ from gateway.errors import (
     WinCCAuthError,
     WinCCError,
     WinCCNotFound,
+    WinCCProtocolError,
     WinCCRejected,
     WinCCTimeout,
     WinCCUnavailable,
 )
 from gateway.simulator.server import Simulator
+from gateway.wincc import rest
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.models import ReadResult, TagInfo, TagType, Value
 from tests.wincc.conftest import PASSWORD, Exchange, Recorder, TracedFactory
@@ -455,3 +459,51 @@ async def test_no_secret_in_any_error_or_log_line(
             chained = chained.__cause__ or chained.__context__
     for secret in secrets:
         assert not [text for text in texts if secret in text]
+
+
+# --- answers too large to hold ----------------------------------------------------------
+
+
+async def test_an_answer_larger_than_the_limit_is_a_protocol_error(
+    client: WinCCClient, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers with more than a small box can hold fails that request, not
+    the gateway; smaller answers still pass."""
+    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 2000)
+    assert await client.read(LEVEL) == sim.plant.reading(LEVEL)
+    with pytest.raises(WinCCProtocolError, match="more than 2000"):
+        await client.read_many(sim.plant.names[:50])
+
+
+async def test_an_answer_streamed_past_the_limit_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a Content-Length the limit holds while the body streams in."""
+    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 100_000)
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # 64 MB unless the reader gives up
+                await response.write(b"[" + b"0," * 32_767 + b"0]")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as response,
+        ):
+            assert response.content_length is None
+            with pytest.raises(WinCCProtocolError, match="more than 100000 bytes"):
+                await rest.read_answer(response, "GET /")
+    finally:
+        await runner.cleanup()
