@@ -2,7 +2,7 @@
 
 Built like ``rest``, and on its shared parts: the constructor only stores what it is
 given, one private ``_request`` owns timeouts, status checks and error translation, and
-the public methods return the models of ``gateway.wincc.models``. What differs: HTTP Basic
+the public methods return the models of ``gateway.core.models``. What differs: HTTP Basic
 auth on every request (there is no login to share or renew), paths under
 ``/WinCCRestService``, top-level JSON arrays, browsing derived from the configured tag
 list, history per archive, and alarms from a message list without acknowledgement.
@@ -28,7 +28,18 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
+from gateway.core.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    TagType,
+    Value,
+    tag_type_of,
+)
 from gateway.core.timestamps import format_ts, parse_optional_ts, parse_ts
+from gateway.core.values import check_id, checked_value, short_text, show
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -39,16 +50,6 @@ from gateway.errors import (
 )
 from gateway.wincc.base import ChunkHandler
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import (
-    Alarm,
-    AlarmList,
-    Reading,
-    ReadResult,
-    TagInfo,
-    TagType,
-    Value,
-    tag_type_of,
-)
 from gateway.wincc.rest import (
     _VALUE_TYPES,
     _why,
@@ -57,7 +58,6 @@ from gateway.wincc.rest import (
     read_in_chunks,
     transport_error,
 )
-from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")

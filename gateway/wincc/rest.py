@@ -2,7 +2,7 @@
 
 Shaped like python-elgato: the constructor only stores what it is given, one private
 ``_request`` owns authentication, status checks and error translation, and the public
-methods return the plain models of ``gateway.wincc.models``. Bulk reads are the hot path
+methods return the plain models of ``gateway.core.models``. Bulk reads are the hot path
 and are parsed with orjson straight into ``Reading`` objects.
 """
 
@@ -18,7 +18,18 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
+from gateway.core.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    TagType,
+    Value,
+    tag_type_of,
+)
 from gateway.core.timestamps import format_ts, parse_optional_ts, parse_ts
+from gateway.core.values import check_id, checked_value, short_text, show
 from gateway.errors import (
     WinCCAuthError,
     WinCCError,
@@ -32,17 +43,6 @@ from gateway.errors import (
 from gateway.wincc.base import ChunkHandler
 from gateway.wincc.concurrency import run_all
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import (
-    Alarm,
-    AlarmList,
-    Reading,
-    ReadResult,
-    TagInfo,
-    TagType,
-    Value,
-    tag_type_of,
-)
-from gateway.wincc.values import check_id, checked_value, short_text, show
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -22,6 +22,7 @@ import trustme
 from pydantic import SecretStr
 
 from gateway.config import WinCCSettings
+from gateway.core.models import TagInfo, TagType
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
     WinCCAuthError,
@@ -39,7 +40,6 @@ from gateway.wincc import classic, rest
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient
 from gateway.wincc.connect import build_ssl_context
-from gateway.wincc.models import TagInfo, TagType
 from gateway.wincc.resolve import resolve_tags
 from tests.wincc.conftest import ALARMS, PASSWORD, TAGS, USERNAME, Recorder, server_context
 

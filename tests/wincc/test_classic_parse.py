@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.config import WinCCSettings
+from gateway.core.models import Alarm, AlarmList, Reading, TagInfo, TagType
 from gateway.core.timestamps import parse_ts
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
 from gateway.wincc import classic
@@ -36,7 +37,6 @@ from gateway.wincc.classic import (
     parse_values_answer,
 )
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Alarm, AlarmList, Reading, TagInfo, TagType
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, TagType
 from gateway.core.payloads import alarm_payload, sample_payload
 from gateway.errors import WinCCError
 from gateway.wincc import classic, rest
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, TagType
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TS = "2026-11-24T09:00:00.123Z"

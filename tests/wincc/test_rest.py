@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from gateway.core.models import ReadResult, TagInfo, TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
     WinCCAuthError,
@@ -26,7 +27,6 @@ from gateway.errors import (
 from gateway.simulator.server import Simulator
 from gateway.wincc import rest
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.models import ReadResult, TagInfo, TagType, Value
 from tests.wincc.conftest import PASSWORD, Exchange, Recorder, TracedFactory
 
 LEVEL = "System1.Area1.Tank1.Level"  # float, read-only

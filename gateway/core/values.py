@@ -1,8 +1,9 @@
 """Bounds on what a server may hand the gateway as one value, and safe words for errors.
 
-Every dialect parses values with these, so no answer, however deep or large, can make
-the gateway recurse past Python's limit (a ``repr``, a comparison, orjson's encoder at
-255 levels) or publish a message the broker refuses.
+Every dialect parses values with these, and the buffer checks what it restores, so no
+answer, however deep or large, can make the gateway recurse past Python's limit (a
+``repr``, a comparison, orjson's encoder at 255 levels) or publish a message the broker
+refuses.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway.wincc.models import Value
+from gateway.core.models import Value
 
 MAX_DEPTH = 64
 """Levels of lists and objects one value may have; deeper is a read error of its tag."""
