@@ -23,13 +23,11 @@ from gateway.core.models import Alarm, AlarmList, Reading, TagInfo, TagType
 from gateway.core.timestamps import parse_ts
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
 from gateway.wincc import classic
-from gateway.wincc.classic import (
+from gateway.wincc.classic import ClassicClient, base_url
+from gateway.wincc.classic_parse import (
     EMPTY_ANSWER,
-    ClassicClient,
     archive_map,
-    base_url,
     build_tree,
-    describe_shape,
     item_failure,
     parse_config_page,
     parse_history_answer,
@@ -37,6 +35,7 @@ from gateway.wincc.classic import (
     parse_values_answer,
 )
 from gateway.wincc.connect import open_client
+from gateway.wincc.shape import describe_shape
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)
