@@ -130,6 +130,7 @@ class ClassicClient(HttpClient):
     # --- the API -------------------------------------------------------------------------
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
+        """One ``tagManagement/Values`` read of ``read_many``, split further if it must be."""
         data = await self._request("POST", VALUES_PATH, json={"variableNames": list(names)})
         self._note_shape("POST tagManagement/Values", data)
         if data is not None:

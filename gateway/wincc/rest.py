@@ -70,6 +70,7 @@ class RestClient(HttpClient):
     # --- the API -------------------------------------------------------------------------
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
+        """One chunk of ``read_many``, read with a single ``POST /api/dp/read``."""
         data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
         return parse_read_answer(names, data, self._memo)
 
