@@ -29,9 +29,11 @@ from gateway.commands import Answer, CommandService, command_topics, inbound_fro
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Range
+from gateway.core.models import Alarm, TagType
 from gateway.core.payloads import alarm_from_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
+from gateway.core.values import short_text, show
 from gateway.errors import ConfigError, WinCCError
 from gateway.health import HealthServer
 from gateway.logs import setup_logging
@@ -40,9 +42,7 @@ from gateway.mqtt_session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Alarm, TagType
 from gateway.wincc.resolve import resolve_tags
-from gateway.wincc.values import short_text, show
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from gateway.config import WinCCSettings
+from gateway.core.models import TagInfo
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import TagInfo
 from gateway.wincc.resolve import resolve_tags
 
 

@@ -33,10 +33,10 @@ from typing import Any, NamedTuple, TypeVar
 import orjson
 
 from gateway.backoff import Backoff
+from gateway.core.models import Value
 from gateway.core.payloads import compact_json
+from gateway.core.values import checked_value, show
 from gateway.errors import GatewayError
-from gateway.wincc.models import Value
-from gateway.wincc.values import checked_value, show
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import orjson
 
 from gateway.backoff import Backoff
 from gateway.core.commands import Arrival, CommandPolicy, parse_ack, parse_write, request_id_of
+from gateway.core.models import TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import (
@@ -40,7 +41,6 @@ from gateway.errors import (
     WinCCUnsupported,
 )
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.models import TagType, Value
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("gateway.audit")

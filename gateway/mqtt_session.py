@@ -28,6 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer import DurableBuffer, Message, Queued
 from gateway.core.payloads import status_payload
@@ -116,7 +117,7 @@ class MqttSession:
     def _new_client(self) -> aiomqtt.Client:
         settings = self._settings
         parts = urlsplit(settings.url)
-        offline = status_payload("offline", now_ms())
+        offline = status_payload("offline", now_ms(), version=__version__)
         client = aiomqtt.Client(
             hostname=parts.hostname or "localhost",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
@@ -190,7 +191,7 @@ class MqttSession:
         """Publish the status; ``wait`` bounds the wait for the acknowledgement (aiomqtt's
         default when None)."""
         self._published_source = self._source
-        payload = status_payload(state, self._since_ms, source=self._source)
+        payload = status_payload(state, self._since_ms, version=__version__, source=self._source)
         await client.publish(self._status_topic, payload, qos=1, retain=True, timeout=wait)
 
     async def run(self) -> None:
@@ -304,7 +305,9 @@ class MqttSession:
         MQTT 3.1.1, close the connection without DISCONNECT, which also sends the will.
         """
         paho = client._client
-        payload = status_payload("offline", self._since_ms, source=self._source)
+        payload = status_payload(
+            "offline", self._since_ms, version=__version__, source=self._source
+        )
         try:
             info = paho.publish(self._status_topic, payload, 1, True)
             # paho signals the acknowledgement to threads only; one waits for it here.

@@ -17,6 +17,7 @@ from gateway.buffer import AlarmState, DurableBuffer, Message, PollMark, TagStat
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
 from gateway.core.gaps import gap_window
+from gateway.core.models import Alarm, AlarmList, Reading, ReadResult
 from gateway.core.payloads import (
     alarm_event_payload,
     alarm_payload,
@@ -29,7 +30,6 @@ from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
-from gateway.wincc.models import Alarm, AlarmList, Reading, ReadResult
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ import pytest
 from gateway.app import Gateway
 from gateway.buffer import DurableBuffer
 from gateway.config import GatewaySettings
+from gateway.core.models import Alarm
 from gateway.core.topics import tag_path
 from gateway.polling import AlarmPoller, SourceHealth, Topics
 from gateway.simulator.server import Simulator
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Alarm
 from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk, logged
 from tests.gateway_harness import running_gateway, settings_for
 from tests.test_durability import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from gateway.wincc.models import Alarm
+from gateway.core.models import Alarm
 
 
 @dataclass(slots=True, frozen=True)

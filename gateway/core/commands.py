@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from gateway.core.globs import Glob, any_matches
+from gateway.core.models import TagType, Value
 from gateway.core.timestamps import parse_ts
 from gateway.errors import CommandRejected
-from gateway.wincc.models import TagType, Value
 
 MAX_PAYLOAD = 64 * 1024
 MAX_ID_LENGTH = 256

@@ -6,10 +6,9 @@ from typing import Any
 
 import orjson
 
-from gateway import __version__
+from gateway.core.models import Alarm, Reading
 from gateway.core.quality import quality_text
 from gateway.core.timestamps import format_ts, parse_ts
-from gateway.wincc.models import Alarm, Reading
 
 
 def compact_json(body: Any) -> bytes:
@@ -144,9 +143,10 @@ def alarm_event_payload(alarm: Alarm, event: str, at_ms: int) -> bytes:
     return compact_json({"event": event, "ts": format_ts(at_ms), **alarm_fields(alarm)})
 
 
-def status_payload(state: str, since_ms: int, *, source: str | None = None) -> bytes:
-    """``{"state": "online"|"offline", "since", "version"}`` and the WinCC source state."""
-    body: dict[str, Any] = {"state": state, "since": format_ts(since_ms), "version": __version__}
+def status_payload(state: str, since_ms: int, *, version: str, source: str | None = None) -> bytes:
+    """``{"state": "online"|"offline", "since", "version"}`` and the WinCC source state;
+    ``version`` is the gateway's, handed in so the core depends on nothing around it."""
+    body: dict[str, Any] = {"state": state, "since": format_ts(since_ms), "version": version}
     if source is not None:
         body["source"] = source
     return orjson.dumps(body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from gateway.wincc.models import Reading, Value
+from gateway.core.models import Reading, Value
 
 
 def is_number(value: Value) -> bool:

@@ -23,9 +23,9 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
+from gateway.core.models import Alarm, TagType
 from gateway.core.timestamps import format_ts, parse_ts
 from gateway.simulator.plant import ReadOnlyError, TypeMismatchError, UnknownTagError
-from gateway.wincc.models import Alarm, TagType
 
 if TYPE_CHECKING:
     from gateway.simulator.server import Simulator

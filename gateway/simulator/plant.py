@@ -15,8 +15,8 @@ from collections.abc import MutableSequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.models import Alarm, Reading, TagInfo, TagType, Value
 from gateway.core.timestamps import format_ts
-from gateway.wincc.models import Alarm, Reading, TagInfo, TagType, Value
 
 ROOT = "System1"
 GOOD = 128

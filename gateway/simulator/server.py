@@ -23,6 +23,7 @@ from typing import Literal, Self
 import orjson
 from aiohttp import web
 
+from gateway.core.models import Reading
 from gateway.core.payloads import alarm_fields
 from gateway.core.timestamps import format_ts, now_ms, parse_ts
 from gateway.simulator.classic import ClassicApi, is_classic_path
@@ -35,7 +36,6 @@ from gateway.simulator.plant import (
     UnknownTagError,
 )
 from gateway.simulator.tls import load_server_context, make_server_context
-from gateway.wincc.models import Reading
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
-from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, Value
+from gateway.core.models import Alarm, Reading, ReadResult, TagInfo, Value
 
 ChunkHandler = Callable[[ReadResult], Awaitable[None]]
 """Takes the result of one chunk of a bulk read as soon as that chunk is in."""

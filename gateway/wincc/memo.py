@@ -8,8 +8,8 @@ most readings are repeats.
 
 from __future__ import annotations
 
+from gateway.core.models import Reading, Value
 from gateway.core.timestamps import parse_ts
-from gateway.wincc.models import Reading, Value
 
 
 class ReadingMemo:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.core.globs import Glob, States
+from gateway.core.models import TagInfo
 from gateway.errors import WinCCNotFound
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
-from gateway.wincc.models import TagInfo
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,5 +1,5 @@
 from gateway.core.alarms import AlarmTracker
-from gateway.wincc.models import Alarm
+from gateway.core.models import Alarm
 
 
 def alarm(state: str = "came", acked: bool = False, alarm_id: str = "1001") -> Alarm:

@@ -15,8 +15,8 @@ from gateway.core.commands import (
     parse_write,
     request_id_of,
 )
+from gateway.core.models import TagType
 from gateway.errors import CommandRejected
-from gateway.wincc.models import TagType
 
 
 def policy(**overrides: object) -> CommandPolicy:

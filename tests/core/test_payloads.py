@@ -1,7 +1,7 @@
 import orjson
 
+from gateway.core.models import Reading
 from gateway.core.payloads import batch_payloads, sample_payload
-from gateway.wincc.models import Reading
 
 
 def test_sample_payload_fields() -> None:

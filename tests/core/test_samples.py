@@ -1,7 +1,7 @@
 import math
 
+from gateway.core.models import Reading
 from gateway.core.samples import SampleDecider, value_changed
-from gateway.wincc.models import Reading
 
 
 def r(value: object, quality: int = 128, name: str = "T", ts: int = 0) -> Reading:

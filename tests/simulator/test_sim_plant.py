@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from gateway.core.models import TagType
 from gateway.simulator.plant import (
     GOOD,
     NOT_GOOD_CODES,
@@ -17,7 +18,6 @@ from gateway.simulator.plant import (
     UnknownTagError,
     alarm_capacity,
 )
-from gateway.wincc.models import TagType
 
 T0 = 1_790_000_000_000  # any fixed epoch ms keeps runs comparable
 

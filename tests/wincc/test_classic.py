@@ -22,6 +22,7 @@ import trustme
 from pydantic import SecretStr
 
 from gateway.config import WinCCSettings
+from gateway.core.models import TagInfo, TagType
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
     WinCCAuthError,
@@ -35,11 +36,10 @@ from gateway.errors import (
 )
 from gateway.simulator.classic import ALARM_FILTER, ARCHIVE, BASE_PATH
 from gateway.simulator.server import Simulator, SimulatorOptions
-from gateway.wincc import classic, rest
+from gateway.wincc import classic, http
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient
 from gateway.wincc.connect import build_ssl_context
-from gateway.wincc.models import TagInfo, TagType
 from gateway.wincc.resolve import resolve_tags
 from tests.wincc.conftest import ALARMS, PASSWORD, TAGS, USERNAME, Recorder, server_context
 
@@ -551,7 +551,7 @@ async def test_an_answer_larger_than_the_limit_is_a_protocol_error(
     client: WinCCClient, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The classic client reads answers under the same limit as the rest one."""
-    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 2000)
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 2000)
     assert await client.read(LEVEL) == sim.plant.reading(LEVEL)
     with pytest.raises(WinCCProtocolError, match="more than 2000"):
         await client.read_many(sim.plant.names[:50])

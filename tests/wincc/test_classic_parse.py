@@ -19,16 +19,15 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.config import WinCCSettings
+from gateway.core.models import Alarm, AlarmList, Reading, TagInfo, TagType
 from gateway.core.timestamps import parse_ts
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
 from gateway.wincc import classic
-from gateway.wincc.classic import (
+from gateway.wincc.classic import ClassicClient, base_url
+from gateway.wincc.classic_parse import (
     EMPTY_ANSWER,
-    ClassicClient,
     archive_map,
-    base_url,
     build_tree,
-    describe_shape,
     item_failure,
     parse_config_page,
     parse_history_answer,
@@ -36,7 +35,7 @@ from gateway.wincc.classic import (
     parse_values_answer,
 )
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Alarm, AlarmList, Reading, TagInfo, TagType
+from gateway.wincc.shape import describe_shape
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)

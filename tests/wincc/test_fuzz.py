@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, TagType
 from gateway.core.payloads import alarm_payload, sample_payload
 from gateway.errors import WinCCError
-from gateway.wincc import classic, rest
+from gateway.wincc import classic, classic_parse, rest, rest_parse, shape
 from gateway.wincc.memo import ReadingMemo
-from gateway.wincc.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, TagType
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TS = "2026-11-24T09:00:00.123Z"
@@ -193,15 +193,15 @@ rest_objects = objects | st.just({}) | mutated(REST_READ)
 def test_rest_bulk_read(data: dict[str, Any]) -> None:
     names = ["a", "b", "c"]
     memo = ReadingMemo()
-    check_read(outcome(lambda: rest.parse_read_answer(names, data)), names)
+    check_read(outcome(lambda: rest_parse.parse_read_answer(names, data)), names)
     for _ in range(2):  # the memo hands out what it kept
-        check_read(outcome(lambda: rest.parse_read_answer(names, data, memo)), names)
+        check_read(outcome(lambda: rest_parse.parse_read_answer(names, data, memo)), names)
 
 
 @FUZZ
 @given(data=objects | mutated(rest_reading("a")))
 def test_rest_single_read_and_write(data: dict[str, Any]) -> None:
-    reading = outcome(lambda: rest._single_reading("PUT", "/api/dp/a", data))
+    reading = outcome(lambda: rest_parse.parse_reading_answer("PUT", "/api/dp/a", data))
     if reading is not None:
         publishable([reading])
 
@@ -209,7 +209,7 @@ def test_rest_single_read_and_write(data: dict[str, Any]) -> None:
 @FUZZ
 @given(data=objects | mutated(REST_ALERTS))
 def test_rest_alarms(data: dict[str, Any]) -> None:
-    alarms = outcome(lambda: rest.parse_alarms_answer(data))
+    alarms = outcome(lambda: rest_parse.parse_alarms_answer(data))
     if alarms is not None:
         assert isinstance(alarms, AlarmList)
         alarms_publishable(alarms)
@@ -218,7 +218,7 @@ def test_rest_alarms(data: dict[str, Any]) -> None:
 @FUZZ
 @given(data=objects | mutated(REST_BROWSE))
 def test_rest_browse(data: dict[str, Any]) -> None:
-    children = outcome(lambda: rest.parse_browse_answer("GET browse", data))
+    children = outcome(lambda: rest_parse.parse_browse_answer("GET browse", data))
     for child in children or []:
         assert isinstance(child, TagInfo)
         assert child.type is None or isinstance(child.type, TagType)
@@ -227,7 +227,7 @@ def test_rest_browse(data: dict[str, Any]) -> None:
 @FUZZ
 @given(data=objects | mutated(REST_HISTORY))
 def test_rest_history(data: dict[str, Any]) -> None:
-    page = outcome(lambda: rest.parse_history_page("/api/history/a", "a", data))
+    page = outcome(lambda: rest_parse.parse_history_page("/api/history/a", "a", data))
     if page is not None:
         publishable(page[0])
         assert page[1] is None or isinstance(page[1], str)
@@ -236,7 +236,7 @@ def test_rest_history(data: dict[str, Any]) -> None:
 @FUZZ
 @given(data=objects | mutated({"token": "t"}))
 def test_rest_login(data: dict[str, Any]) -> None:
-    token = outcome(lambda: rest.parse_login_answer(data))
+    token = outcome(lambda: rest_parse.parse_login_answer(data))
     assert token is None or (isinstance(token, str) and token)
 
 
@@ -266,7 +266,7 @@ def test_rest_answer_bodies(body: bytes, status: int) -> None:
     data = outcome(lambda: rest._decode("POST", "/api/dp/read", status, body))
     if data is not None:
         assert isinstance(data, dict)
-        check_read(outcome(lambda: rest.parse_read_answer(["a"], data)), ["a"])
+        check_read(outcome(lambda: rest_parse.parse_read_answer(["a"], data)), ["a"])
 
 
 # --- classic ---------------------------------------------------------------------------
@@ -277,15 +277,15 @@ def test_rest_answer_bodies(body: bytes, status: int) -> None:
 def test_classic_bulk_read(data: Any) -> None:
     names = ["a", "b", "c"]
     memo = ReadingMemo()
-    check_read(outcome(lambda: classic.parse_values_answer(names, data)), names)
-    check_read(outcome(lambda: classic.parse_values_answer(names, data, memo)), names)
-    assert isinstance(classic.describe_shape(data), str)
+    check_read(outcome(lambda: classic_parse.parse_values_answer(names, data)), names)
+    check_read(outcome(lambda: classic_parse.parse_values_answer(names, data, memo)), names)
+    assert isinstance(shape.describe_shape(data), str)
 
 
 @FUZZ
 @given(data=anything | mutated(CLASSIC_VALUES[0]) | mutated([CLASSIC_VALUES[0]]))
 def test_classic_single_read_and_write(data: Any) -> None:
-    reading = outcome(lambda: classic.parse_value_answer("PUT", "/x", "a", data))
+    reading = outcome(lambda: classic_parse.parse_value_answer("PUT", "/x", "a", data))
     if reading is not None:
         publishable([reading])
 
@@ -293,7 +293,7 @@ def test_classic_single_read_and_write(data: Any) -> None:
 @FUZZ
 @given(data=anything | mutated(CLASSIC_MESSAGES))
 def test_classic_alarms(data: Any) -> None:
-    found = outcome(lambda: classic.parse_message_list("GET list", data))
+    found = outcome(lambda: classic_parse.parse_message_list("GET list", data))
     if found is not None:
         alarms, skipped = found
         alarms_publishable(alarms)
@@ -303,19 +303,19 @@ def test_classic_alarms(data: Any) -> None:
 @FUZZ
 @given(data=anything | mutated(CLASSIC_CONFIG))
 def test_classic_tag_list_and_archives(data: Any) -> None:
-    page = outcome(lambda: classic.parse_config_page("GET list", data))
+    page = outcome(lambda: classic_parse.parse_config_page("GET list", data))
     if page is not None:
         items, point = page
         assert point is None or isinstance(point, str)
-        for children in classic.build_tree(items).values():
+        for children in classic_parse.build_tree(items).values():
             assert all(child.type is None or isinstance(child.type, TagType) for child in children)
-        classic.archive_map(items)
+        classic_parse.archive_map(items)
 
 
 @FUZZ
 @given(data=anything | mutated(CLASSIC_HISTORY))
 def test_classic_history(data: Any) -> None:
-    readings = outcome(lambda: classic.parse_history_answer("a", "a", data))
+    readings = outcome(lambda: classic_parse.parse_history_answer("a", "a", data))
     if readings is not None:
         publishable(readings)
 
@@ -324,21 +324,24 @@ def test_classic_history(data: Any) -> None:
 @given(body=bodies(CLASSIC_VALUES), status=st.sampled_from([200, 204, 400, 404, 500]))
 def test_classic_answer_bodies(body: bytes, status: int) -> None:
     data = outcome(lambda: classic.decode_answer("POST", "/x", status, body))
-    check_read(outcome(lambda: classic.parse_values_answer(["a"], data)), ["a"])
+    check_read(outcome(lambda: classic_parse.parse_values_answer(["a"], data)), ["a"])
 
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_every_hostile_value_in_every_field(value: Any) -> None:
     """Each of the values that broke parsers before, in each field of each valid answer."""
     answers: list[tuple[Any, Callable[[Any], Any]]] = [
-        (REST_READ, lambda d: rest.parse_read_answer(["a", "b", "c"], d)),
-        (REST_ALERTS, rest.parse_alarms_answer),
-        (REST_BROWSE, lambda d: rest.parse_browse_answer("GET browse", d)),
-        (REST_HISTORY, lambda d: rest.parse_history_page("/h", "a", d)),
-        (CLASSIC_VALUES, lambda d: classic.parse_values_answer(["a", "b", "c"], d)),
-        (CLASSIC_MESSAGES, lambda d: classic.parse_message_list("GET list", d)),
-        (CLASSIC_HISTORY, lambda d: classic.parse_history_answer("a", "a", d)),
-        (CLASSIC_CONFIG, lambda d: classic.build_tree(classic.parse_config_page("GET", d)[0])),
+        (REST_READ, lambda d: rest_parse.parse_read_answer(["a", "b", "c"], d)),
+        (REST_ALERTS, rest_parse.parse_alarms_answer),
+        (REST_BROWSE, lambda d: rest_parse.parse_browse_answer("GET browse", d)),
+        (REST_HISTORY, lambda d: rest_parse.parse_history_page("/h", "a", d)),
+        (CLASSIC_VALUES, lambda d: classic_parse.parse_values_answer(["a", "b", "c"], d)),
+        (CLASSIC_MESSAGES, lambda d: classic_parse.parse_message_list("GET list", d)),
+        (CLASSIC_HISTORY, lambda d: classic_parse.parse_history_answer("a", "a", d)),
+        (
+            CLASSIC_CONFIG,
+            lambda d: classic_parse.build_tree(classic_parse.parse_config_page("GET", d)[0]),
+        ),
     ]
     for valid, parse in answers:
         for data in every_replacement(valid, value):

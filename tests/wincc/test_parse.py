@@ -12,13 +12,13 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.config import WinCCSettings
+from gateway.core.models import Reading, TagType
 from gateway.core.timestamps import format_ts, parse_ts
 from gateway.errors import WinCCProtocolError, WinCCRejected
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
 from gateway.wincc.connect import open_client
-from gateway.wincc.models import Reading, TagType
-from gateway.wincc.rest import parse_alarms_answer, parse_browse_answer, parse_read_answer
+from gateway.wincc.rest_parse import parse_alarms_answer, parse_browse_answer, parse_read_answer
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from gateway.core.commands import CommandPolicy
 from gateway.core.globs import Glob
+from gateway.core.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
 from gateway.errors import WinCCNotFound, WinCCUnavailable
 from gateway.simulator.server import Simulator
-from gateway.wincc.models import Alarm, Reading, ReadResult, TagInfo, TagType, Value
 from gateway.wincc.resolve import resolve_tags
 from tests.wincc.conftest import Recorder, TracedFactory
 

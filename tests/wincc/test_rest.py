@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from gateway.core.models import ReadResult, TagInfo, TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
     WinCCAuthError,
@@ -24,9 +25,8 @@ from gateway.errors import (
     WinCCUnavailable,
 )
 from gateway.simulator.server import Simulator
-from gateway.wincc import rest
+from gateway.wincc import http
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.models import ReadResult, TagInfo, TagType, Value
 from tests.wincc.conftest import PASSWORD, Exchange, Recorder, TracedFactory
 
 LEVEL = "System1.Area1.Tank1.Level"  # float, read-only
@@ -469,7 +469,7 @@ async def test_an_answer_larger_than_the_limit_is_a_protocol_error(
 ) -> None:
     """A server that answers with more than a small box can hold fails that request, not
     the gateway; smaller answers still pass."""
-    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 2000)
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 2000)
     assert await client.read(LEVEL) == sim.plant.reading(LEVEL)
     with pytest.raises(WinCCProtocolError, match="more than 2000"):
         await client.read_many(sim.plant.names[:50])
@@ -479,7 +479,7 @@ async def test_an_answer_streamed_past_the_limit_is_cut_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without a Content-Length the limit holds while the body streams in."""
-    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 100_000)
+    monkeypatch.setattr(http, "MAX_ANSWER_BYTES", 100_000)
 
     async def endless(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -504,6 +504,6 @@ async def test_an_answer_streamed_past_the_limit_is_cut_off(
         ):
             assert response.content_length is None
             with pytest.raises(WinCCProtocolError, match="more than 100000 bytes"):
-                await rest.read_answer(response, "GET /")
+                await http.read_answer(response, "GET /")
     finally:
         await runner.cleanup()

@@ -1,8 +1,9 @@
 """Bounds on what a server may hand the gateway as one value, and safe words for errors.
 
-Every dialect parses values with these, so no answer, however deep or large, can make
-the gateway recurse past Python's limit (a ``repr``, a comparison, orjson's encoder at
-255 levels) or publish a message the broker refuses.
+Every dialect parses values with these, and the buffer checks what it restores, so no
+answer, however deep or large, can make the gateway recurse past Python's limit (a
+``repr``, a comparison, orjson's encoder at 255 levels) or publish a message the broker
+refuses.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from typing import Any
 
 import orjson
 
-from gateway.wincc.models import Value
+from gateway.core.models import Value
 
 MAX_DEPTH = 64
 """Levels of lists and objects one value may have; deeper is a read error of its tag."""
 MAX_VALUE_BYTES = 65_536
 """Size of one value, as a string's length or its JSON encoding; larger is a read error."""
-_SCALARS = frozenset({bool, int, float, str, type(None)})
+SCALARS = frozenset({bool, int, float, str, type(None)})
+"""The types of values that need no check beyond a string's length: parsers test a
+value's type against these first and call ``checked_value`` only for the others."""
 _SHOWN = 60  # characters of a value or text shown in an error message
 
 
@@ -28,7 +31,7 @@ def checked_value(value: Any) -> Value:
         if len(value) > MAX_VALUE_BYTES:
             raise ValueError(f"a string of {len(value)} chars, more than {MAX_VALUE_BYTES}")
         return value  # type: ignore[no-any-return]
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return value  # type: ignore[no-any-return]
     if kind is not list and kind is not dict:
         raise TypeError(f"value {show(value)} is not JSON")
@@ -86,3 +89,8 @@ def short_text(value: object) -> str:
     """A server's error text, or whatever stands in its place, cut to a log line's size."""
     text = value if isinstance(value, str) else show(value)
     return text if len(text) <= 2 * _SHOWN else text[: 2 * _SHOWN] + "..."
+
+
+def why(exc: Exception) -> str:
+    """A short reason: ``KeyError('x')`` reads as ``no 'x'``, the rest as their message."""
+    return f"no {show(exc.args[0])}" if isinstance(exc, KeyError) else short_text(str(exc))

@@ -1,7 +1,8 @@
-"""Plain data the WinCC client returns.
+"""The domain's plain data: what a source reads, and what every layer after it passes on.
 
-These sit on the hot path (tens of thousands of readings a second), so they are slotted
-dataclasses, not pydantic models.
+They live in the core, not beside a client, so the pipeline, the buffer and the output
+depend on no source. They sit on the hot path (tens of thousands of readings a second),
+so they are slotted dataclasses and named tuples, not pydantic models.
 """
 
 from __future__ import annotations
