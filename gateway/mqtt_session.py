@@ -29,7 +29,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message, Queued
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message, Queued
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
 
