@@ -24,7 +24,8 @@ from paho.mqtt.properties import Properties
 
 from gateway import __version__
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message, PollMark
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message, PollMark
 from gateway.commands import Answer, CommandService, command_topics, inbound_from
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch

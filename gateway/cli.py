@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo  # noqa: PLC0415
+    from gateway.demo.run import run_demo  # noqa: PLC0415
 
     return asyncio.run(run_demo(tags=args.tags, broker_port=args.broker_port))
 

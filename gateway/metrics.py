@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 
 if TYPE_CHECKING:
-    from gateway.buffer import DurableBuffer
+    from gateway.buffer.outbox import DurableBuffer
     from gateway.commands import CommandService
     from gateway.core.samples import SampleDecider
     from gateway.mqtt_session import MqttSession

@@ -30,7 +30,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
 from gateway.backoff import Backoff
-from gateway.buffer import DurableBuffer, Message, Queued
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message, Queued
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
 

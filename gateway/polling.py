@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.buffer import AlarmState, DurableBuffer, Message, PollMark, TagState
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import AlarmState, Message, PollMark, TagState
 from gateway.config import BackfillSettings
 from gateway.core.alarms import AlarmTracker
 from gateway.core.gaps import gap_window

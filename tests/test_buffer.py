@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway import buffer as buffer_module
-from gateway.buffer import DurableBuffer, Message, PollMark, TagState
+from gateway.buffer import outbox, store
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message, PollMark, TagState
 from gateway.errors import GatewayError
 from tests.conftest import fill_disk, logged, make_read_only
 
@@ -66,7 +67,7 @@ async def test_requeued_messages_go_out_first_in_their_order(tmp_path: Path) -> 
 async def test_a_backlog_larger_than_memory_is_read_back_from_disk_without_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(buffer_module, "CACHE_LIMIT", 50)
+    monkeypatch.setattr(outbox, "CACHE_LIMIT", 50)
     buf = DurableBuffer(tmp_path / "b.db", 10**9)
     await buf.open()
     for start in range(0, 400, 40):
@@ -123,9 +124,9 @@ async def _take_now(buf: DurableBuffer) -> list[tuple[int, Message]]:
 
 
 def test_acknowledged_ids_are_deleted_as_contiguous_ranges() -> None:
-    assert buffer_module.id_ranges([5, 3, 4, 9, 11, 10, 1]) == [(1, 1), (3, 5), (9, 11)]
-    assert buffer_module.id_ranges([2, 2, 3]) == [(2, 3)]
-    assert buffer_module.id_ranges([]) == []
+    assert store.id_ranges([5, 3, 4, 9, 11, 10, 1]) == [(1, 1), (3, 5), (9, 11)]
+    assert store.id_ranges([2, 2, 3]) == [(2, 3)]
+    assert store.id_ranges([]) == []
 
 
 async def test_acks_out_of_order_delete_exactly_the_acknowledged_rows(tmp_path: Path) -> None:
@@ -168,13 +169,13 @@ async def test_appends_made_together_share_a_transaction_and_keep_their_order(
     buf = DurableBuffer(tmp_path / "b.db", 10**9)
     await buf.open()
     transactions: list[int] = []
-    insert = buf._insert
+    insert = buf._store.insert
 
     def counting(messages: list[Message], *rest: Any) -> tuple[int, int, int]:
         transactions.append(len(messages))
         return insert(messages, *rest)
 
-    monkeypatch.setattr(buf, "_insert", counting)
+    monkeypatch.setattr(buf._store, "insert", counting)
     await asyncio.gather(
         *(buf.append(msgs(10 * i, 10), [(f"T{i}", i + 1, i, 128, 0)]) for i in range(20))
     )
@@ -206,8 +207,8 @@ def test_inserts_use_a_few_statement_shapes_whatever_the_row_count() -> None:
     for count in range(1, 600):
         statements = 0
         rows = [(count, i) for i in range(count)]
-        buffer_module.insert_rows(Recording(), "INSERT INTO t (a, b) VALUES {rows}", rows)  # type: ignore[arg-type]
-        assert statements <= count // buffer_module.ROWS_PER_STATEMENT + 7
+        store.insert_rows(Recording(), "INSERT INTO t (a, b) VALUES {rows}", rows)  # type: ignore[arg-type]
+        assert statements <= count // store.ROWS_PER_STATEMENT + 7
         inserted = db.execute("SELECT b FROM t WHERE a = ? ORDER BY rowid", (count,))
         assert [b for (b,) in inserted] == list(range(count))
     assert len(shapes) <= 8
@@ -389,7 +390,7 @@ async def test_a_bug_in_the_background_deletes_is_not_swallowed(
     def broken(_ids: list[int]) -> None:
         raise RuntimeError("a bug in the deletes")
 
-    monkeypatch.setattr(buf, "_delete", broken)
+    monkeypatch.setattr(buf._store, "delete", broken)
     with pytest.raises(ExceptionGroup) as caught:
         async with asyncio.timeout(10), asyncio.TaskGroup() as group:
             group.create_task(buf.run())

@@ -20,7 +20,8 @@ import pytest
 from rich.console import Console
 
 from gateway.config import PollGroup, WinCCSettings
-from gateway.demo import DemoPlan, DemoView, banner_lines, demo_settings, run_demo
+from gateway.demo.run import DemoPlan, banner_lines, demo_settings, run_demo
+from gateway.demo.view import DemoView
 
 ROOT = Path(__file__).resolve().parent.parent
 START_LIMIT = 5.0  # seconds from the command to the first data on the broker

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.buffer import _SCHEMA
+from gateway.buffer.store import _SCHEMA
 from gateway.simulator.classic import BASE_PATH as CLASSIC_PATH
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, TlsFiles, free_port, subscribe

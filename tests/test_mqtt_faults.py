@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from gateway.app import Gateway
-from gateway.buffer import Message
+from gateway.buffer.store import Message
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, TlsFiles, logged, subscribe

@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
-from gateway.buffer import DurableBuffer
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import BufferStore
 from gateway.config import GatewaySettings
 from gateway.core.models import Alarm
 from gateway.core.topics import tag_path
@@ -163,10 +164,10 @@ async def test_a_bug_in_the_buffers_background_work_stops_the_gateway(
     """Not swallowed: the gateway exits with the error (and a service manager restarts
     it) instead of running on while acknowledged messages are never deleted."""
 
-    def broken(_buffer: DurableBuffer, _ids: list[int]) -> None:
+    def broken(_store: BufferStore, _ids: list[int]) -> None:
         raise RuntimeError("a bug in the deletes")
 
-    monkeypatch.setattr(DurableBuffer, "_delete", broken)
+    monkeypatch.setattr(BufferStore, "delete", broken)
     settings = GatewaySettings(**settings_for(simulator, mosquitto, tls, tmp_path))
     stop = asyncio.Event()
     async with open_client(settings.wincc) as client:

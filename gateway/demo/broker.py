@@ -1,0 +1,81 @@
+"""The demo's MQTT side: an embedded amqtt broker on loopback and the subscriber whose
+messages feed the view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiomqtt
+from amqtt.broker import Broker
+from amqtt.contexts import BrokerConfig, ListenerConfig
+from amqtt.errors import BrokerError
+
+from gateway.demo.view import DemoView
+from gateway.errors import GatewayError
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(host: str, port: int) -> AsyncIterator[int]:
+    """amqtt on ``host``, anonymous, without plugins that write files; yields its port."""
+    config = BrokerConfig(
+        listeners={"default": ListenerConfig(bind=f"{host}:{port}")},
+        plugins={"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    )
+    broker = Broker(config)
+    broker_log = logging.getLogger("amqtt.broker")
+    level = broker_log.level
+    broker_log.setLevel(logging.CRITICAL)  # a failed start is reported below, once, in one line
+    try:
+        await broker.start()
+    except BrokerError as exc:
+        raise GatewayError(
+            f"the embedded broker cannot listen on {host}:{port}: {exc.__cause__ or exc}"
+        ) from exc
+    finally:
+        broker_log.setLevel(level)
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def one_line_for_dropped_clients(
+        loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        # amqtt lets a client connection that breaks off (a subscriber killed, a stop
+        # while a client is connecting) escape to asyncio, which prints a traceback.
+        if context.get("message") == "Unhandled exception in client_connected_cb":
+            broker_log.debug("a client connection ended: %r", context.get("exception"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(one_line_for_dropped_clients)
+    try:
+        # amqtt does not report the port it bound for port 0; its listener's server knows.
+        yield int(broker._servers["default"].instance.sockets[0].getsockname()[1])
+    finally:
+        await broker.shutdown()
+        loop.set_exception_handler(previous)
+
+
+@contextlib.asynccontextmanager
+async def subscriber(host: str, port: int, prefix: str) -> AsyncIterator[aiomqtt.Client]:
+    """A client of the embedded broker subscribed to everything under the demo's prefix."""
+    client = aiomqtt.Client(
+        host, port, identifier="wincc-demo-view", protocol=aiomqtt.ProtocolVersion.V311
+    )
+    async with client:
+        await client.subscribe(f"{prefix}/#", qos=0)
+        yield client
+
+
+async def feed(client: aiomqtt.Client, view: DemoView) -> None:
+    """Hand every message the subscriber receives to the view."""
+    loop = asyncio.get_running_loop()
+    async for message in client.messages:
+        payload = message.payload
+        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+        view.handle(message.topic.value, data, loop.time())
