@@ -73,6 +73,10 @@ async def _resolve(tree: _Tree, glob: Glob) -> list[TagInfo]:
     reached in. The literal levels at the front are not browsed but stepped over.
     """
     start = min(glob.literal_levels, len(glob.levels) - 1)  # the last level is browsed
+    if start > 0 and glob.accepts(frozenset({start})):
+        # What is left matches nothing as well (``a.**``): the literal prefix may be a tag
+        # itself, and only its parent's listing says so.
+        start -= 1
     frontier: dict[str, States] = {".".join(glob.levels[:start]): frozenset({start})}
     found: dict[str, TagInfo] = {}
     while frontier:

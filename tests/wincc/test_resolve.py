@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.commands import CommandPolicy
@@ -205,6 +205,7 @@ def _leaves_only(names: list[str]) -> list[str]:
     ).map(_leaves_only),
     pattern=st.lists(st.sampled_from(PATTERN_LEVELS), min_size=1, max_size=5).map(".".join),
 )
+@example(names=["a"], pattern="a.**")  # a trailing ** also matches the named tag itself
 def test_resolving_and_matching_agree(names: list[str], pattern: str) -> None:
     """Whatever the tree and the pattern: the tags a pattern resolves to by browsing are
     exactly the names it matches, so an allow-list admits only what the same pattern
