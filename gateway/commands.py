@@ -27,7 +27,13 @@ from typing import Any, Literal
 import orjson
 
 from gateway.backoff import Backoff
-from gateway.core.commands import Arrival, CommandPolicy, parse_ack, parse_write, request_id_of
+from gateway.core.commands import (
+    CommandPolicy,
+    Inbound,
+    parse_ack,
+    parse_write,
+    request_id_of,
+)
 from gateway.core.models import TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
@@ -57,18 +63,6 @@ OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
 output, and its command topics (an answer there would be taken for a command)."""
 
 Kind = Literal["tag", "alarm"]
-
-
-@dataclass(slots=True, frozen=True)
-class Inbound:
-    """A command as it came off the wire, with the MQTT 5 properties that matter."""
-
-    topic: str
-    payload: bytes
-    arrival: Arrival
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-    sender: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -110,23 +104,6 @@ def valid_response_topic(topic: str | None) -> bool:
         and "#" not in topic
         and "\x00" not in topic
         and len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES
-    )
-
-
-def inbound_from(topic: str, payload: bytes, properties: Any) -> Inbound:
-    """The command, stamped with its arrival now, and its MQTT 5 properties."""
-    expiry = getattr(properties, "MessageExpiryInterval", None)
-    arrival = Arrival(time.monotonic(), now_ms(), int(expiry) if expiry is not None else None)
-    if properties is None:
-        return Inbound(topic, payload, arrival)
-    user = dict(getattr(properties, "UserProperty", None) or [])
-    return Inbound(
-        topic,
-        payload,
-        arrival,
-        response_topic=getattr(properties, "ResponseTopic", None),
-        correlation_data=getattr(properties, "CorrelationData", None),
-        sender=user.get("client_id") or user.get("clientid"),
     )
 
 

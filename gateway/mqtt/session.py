@@ -10,6 +10,13 @@ Nothing outside the session waits for the broker: status changes are handed over
 published by the session's own task. A message the broker can never take (topic or packet
 too large) is dropped, counted and logged instead of blocking the ones behind it, and a
 link that stops answering is given up within about one keepalive.
+
+Inbound messages leave the session as ``Inbound`` values stamped with their arrival;
+answers come in as plain values and get their MQTT 5 properties here. The pipelined
+publishing is in ``gateway.mqtt.publisher``. Like it, this module reaches into aiomqtt 2.5
+and paho-mqtt 2.2 where they offer no public way (the broker's CONNACK limits, when the
+broker last spoke, a PINGREQ now, closing without DISCONNECT, a DISCONNECT asking for the
+will); pyproject pins both to the ranges this was written for.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ import asyncio
 import logging
 import math
 import ssl
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiomqtt
-from paho.mqtt import client as mqtt_client
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -31,41 +38,45 @@ from paho.mqtt.reasoncodes import ReasonCode
 from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
-from gateway.buffer.store import Message, Queued
+from gateway.buffer.store import Message
+from gateway.core.commands import Arrival, Inbound
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
+from gateway.errors import MqttUnavailable
+from gateway.mqtt.publisher import Publisher
 
 if TYPE_CHECKING:
     from gateway.config import MqttSettings
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[None]]
+MessageHandler = Callable[[Inbound], None]
+"""Takes an inbound message; must not wait, so the connection keeps being read."""
 
 RECONNECT_CAP = 10.0
 """Longest wait between two connection attempts (full jitter below it)."""
-
-PUBLISH_WINDOW = 1000
-"""Messages in flight (sent, not yet acknowledged) at once: enough to keep the link full."""
 
 LEAVE_TIMEOUT = 1.0
 """Seconds a stop that could not drain gives the offline status, then the disconnect, to
 reach the broker before the connection is simply closed (which also sends the will)."""
 
-MAX_TOPIC_BYTES = 65_535
-"""Longest topic MQTT can carry (a 16-bit length), in UTF-8 bytes."""
 
-DROP_REASONS = ("too_large", "invalid")
-"""Why a message the broker can never take was dropped: its topic or packet exceeds what
-MQTT or the broker allows, or the client library refuses it."""
-
-
-def publish_packet_size(topic: bytes, payload: bytes, qos: int, *, mqtt5: bool) -> int:
-    """Bytes of a PUBLISH packet without properties, as the broker's Maximum Packet
-    Size counts them (fixed header included)."""
-    remaining = 2 + len(topic) + (2 if qos else 0) + (1 if mqtt5 else 0) + len(payload)
-    length_bytes = max(1, -(-remaining.bit_length() // 7))  # 7 bits per byte
-    return 1 + length_bytes + remaining
+def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> Inbound:
+    """The message as plain values, stamped with its arrival now, with its MQTT 5
+    properties (paho sets an attribute only for a property the message carries)."""
+    expiry = getattr(properties, "MessageExpiryInterval", None)
+    arrival = Arrival(time.monotonic(), now_ms(), int(expiry) if expiry is not None else None)
+    if properties is None:
+        return Inbound(topic, payload, arrival)
+    user = dict(getattr(properties, "UserProperty", None) or [])
+    return Inbound(
+        topic,
+        payload,
+        arrival,
+        response_topic=getattr(properties, "ResponseTopic", None),
+        correlation_data=getattr(properties, "CorrelationData", None),
+        sender=user.get("client_id") or user.get("clientid"),
+    )
 
 
 def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
@@ -105,15 +116,26 @@ class MqttSession:
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.published = 0
-        self.refused = 0
-        self._refused_topics: set[str] = set()
-        self._window = PUBLISH_WINDOW
+        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5)
+        self._receive_maximum: int | None = None  # the broker's limits from its CONNACK
         self._max_packet: int | None = None
         self._status_due = asyncio.Event()
         self._heard = 0.0  # event-loop time the broker last sent a packet
-        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
-        self._drops_logged: set[str] = set()
+
+    @property
+    def published(self) -> int:
+        """Messages of the buffer the broker acknowledged."""
+        return self.publisher.published
+
+    @property
+    def refused(self) -> int:
+        """Messages of the buffer the broker took but refused (MQTT 5 reason code)."""
+        return self.publisher.refused
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Messages of the buffer the broker could never take, by reason."""
+        return self.publisher.dropped
 
     def _new_client(self) -> aiomqtt.Client:
         settings = self._settings
@@ -133,21 +155,21 @@ class MqttSession:
             will=aiomqtt.Will(self._status_topic, offline, qos=1, retain=True),
             keepalive=int(settings.keepalive),
             tls_context=build_tls_context(settings),
-            max_inflight_messages=0,  # the window in _drain bounds what is in flight
+            max_inflight_messages=0,  # the publisher's window bounds what is in flight
             timeout=30,
         )
-        self._window = PUBLISH_WINDOW
+        self._receive_maximum = None
         self._max_packet = None
-        self._drops_logged.clear()
         paho = client._client
         forward: Any = paho.on_connect  # aiomqtt's own handler
 
         def connected(mqtt: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-            # MQTT 5: never have more in flight than the broker's Receive Maximum, never
-            # send a packet larger than its Maximum Packet Size (it would disconnect us).
+            # MQTT 5: the publisher never has more in flight than the broker's Receive
+            # Maximum, never sends a packet larger than its Maximum Packet Size (it would
+            # disconnect us).
             receive_maximum = getattr(props, "ReceiveMaximum", None)
             if isinstance(receive_maximum, int) and receive_maximum > 0:
-                self._window = min(PUBLISH_WINDOW, receive_maximum)
+                self._receive_maximum = receive_maximum
             max_packet = getattr(props, "MaximumPacketSize", None)
             if isinstance(max_packet, int) and max_packet > 0:
                 self._max_packet = max_packet
@@ -227,7 +249,7 @@ class MqttSession:
                         # will and keep "online" retained for a gateway that is gone.
                         await self._leave(client)
                         raise
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, MqttUnavailable) as exc:
                 self.connected.clear()
                 self._client = None
                 if self._stopping:
@@ -248,10 +270,13 @@ class MqttSession:
         """Publish and receive until the buffer is closed and empty (True) or an error.
 
         The tasks (publish, receive, status, link watchdog) are owned here: whichever ends
-        first ends the others, and its error (the MqttError of a lost link) propagates as
-        itself, not wrapped in a group.
+        first ends the others, and its error (the MqttError or MqttUnavailable of a lost
+        link) propagates as itself, not wrapped in a group.
         """
-        drainer = asyncio.create_task(self._drain(client), name="mqtt-publish")
+        drain = self.publisher.drain(
+            client._client, receive_maximum=self._receive_maximum, max_packet=self._max_packet
+        )
+        drainer = asyncio.create_task(drain, name="mqtt-publish")
         tasks = {
             drainer,
             asyncio.create_task(self._receive(client), name="mqtt-receive"),
@@ -273,7 +298,7 @@ class MqttSession:
 
         paho alone notices a dead link only after about two keepalives; here a PINGREQ
         goes out after half a keepalive of silence, and a keepalive without any packet
-        from the broker closes the connection (raising MqttError, so the session
+        from the broker closes the connection (raising MqttUnavailable, so the session
         reconnects and resends what was not acknowledged).
         """
         keepalive = float(self._settings.keepalive)
@@ -284,7 +309,7 @@ class MqttSession:
             silent = loop.time() - self._heard
             if silent >= keepalive:
                 self._close_link(client)
-                raise aiomqtt.MqttError(
+                raise MqttUnavailable(
                     f"no answer from the broker for {silent:.1f} s (keepalive {keepalive:g} s)"
                 )
             if silent >= keepalive / 2 and pinged_after != self._heard:
@@ -327,135 +352,29 @@ class MqttSession:
         log.info("disconnected without draining; the broker sets the status offline (will)")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        """Hand inbound messages to the handler; raises MqttError when the link drops."""
+        """Hand inbound messages on as plain values; raises MqttError when the link drops."""
         async for message in client.messages:
             if self._on_message is not None:
-                await self._on_message(client, message)
+                payload = message.payload
+                body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+                self._on_message(inbound_from(str(message.topic), body, message.properties))
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish the buffer, pipelined; acknowledged messages are deleted from it, and
-        what is still unacknowledged when the link drops goes back in front.
-
-        aiomqtt's ``publish()`` awaits each acknowledgement and does bookkeeping linear in
-        the number pending, which caps a gateway near 2,000 messages a second. Here the
-        window of messages in flight is handed to paho directly (aiomqtt's own client,
-        driven by aiomqtt's event-loop I/O) and PUBACKs are matched by message id.
-        """
-        paho = client._client  # aiomqtt < 3 offers no pipelined publish of its own
-        in_flight: dict[int, Queued] = {}
-        room = asyncio.Event()
-        forward: Any = paho.on_publish  # aiomqtt's own handler, a paho v2 callback
-
-        def acknowledged(
-            mqtt: Any, userdata: Any, mid: int, reason: ReasonCode, props: Properties
-        ) -> None:
-            queued = in_flight.pop(mid, None)
-            if queued is None:  # one of aiomqtt's own publishes: status, command answers
-                if forward is not None:
-                    forward(mqtt, userdata, mid, reason, props)
-                return
-            if reason.is_failure:
-                self._refused(queued, reason)
-            self._buffer.ack([queued])
-            self.published += 1
-            room.set()
-
-        paho.on_publish = acknowledged
-        try:
-            while True:
-                free = self._window - len(in_flight)
-                if free <= 0:
-                    room.clear()
-                    await room.wait()
-                    continue
-                batch = await self._buffer.take(free)
-                if not batch:  # stopping, and everything was taken
-                    while in_flight:
-                        room.clear()
-                        await room.wait()
-                    return
-                self._send(paho, batch, in_flight)
-        finally:
-            paho.on_publish = forward
-            if in_flight:
-                self._buffer.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
-
-    def _send(
-        self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
-    ) -> None:
-        """Hand a batch to paho; what the broker can never take is dropped on the way."""
-        for index, queued in enumerate(batch):
-            _, message = queued
-            problem = self._unsendable(message)
-            if problem is not None:
-                self._drop(queued, *problem)
-                continue
-            try:
-                info = paho.publish(message.topic, message.payload, message.qos, message.retain)
-            except (ValueError, TypeError) as exc:  # paho refuses it, now and always
-                self._drop(queued, "invalid", str(exc))
-                continue
-            if info.rc != mqtt_client.MQTT_ERR_SUCCESS:
-                self._buffer.requeue(batch[index:])  # this one and the rest, in order
-                raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-            if info.is_published():  # QoS 0, written at once
-                self._buffer.ack([queued])
-                self.published += 1
-            else:
-                in_flight[info.mid] = queued
-
-    def _unsendable(self, message: Message) -> tuple[str, str] | None:
-        """Why the broker could never take ``message`` (reason, detail), or None."""
-        try:
-            topic = message.topic.encode("utf-8")
-        except UnicodeEncodeError:
-            return "invalid", "topic is not valid UTF-8"
-        if len(topic) > MAX_TOPIC_BYTES:
-            return "too_large", f"topic of {len(topic)} bytes, MQTT allows {MAX_TOPIC_BYTES}"
-        if self._max_packet is not None:
-            size = publish_packet_size(
-                topic, message.payload, message.qos, mqtt5=self._settings.protocol == 5
-            )
-            if size > self._max_packet:
-                return "too_large", (
-                    f"packet of {size} bytes, the broker's maximum packet size is "
-                    f"{self._max_packet}"
-                )
-        return None
-
-    def _drop(self, queued: Queued, reason: str, detail: str) -> None:
-        """Remove a message the broker can never take, so it never blocks the ones behind
-        it (it would be first in line again after every reconnect or restart); counted,
-        and logged once per reason and connection."""
-        self._buffer.ack([queued])
-        self.dropped[reason] += 1
-        if reason not in self._drops_logged:
-            self._drops_logged.add(reason)
-            log.error(
-                "message on %s dropped, the broker cannot take it: %s (further drops for "
-                "this reason are counted in wincc_gateway_samples_dropped_total{reason=%r})",
-                queued[1].topic[:200],
-                detail,
-                reason,
-            )
-
-    def _refused(self, queued: Queued, reason: ReasonCode) -> None:
-        """The broker took a message but refused it (MQTT 5 reason code, e.g. not
-        authorized): resending cannot help, so it is counted and logged, once per topic."""
-        self.refused += 1
-        topic = queued[1].topic
-        if topic not in self._refused_topics and len(self._refused_topics) < 1000:
-            self._refused_topics.add(topic)
-            log.error("broker refused a message on %s: %s (check its ACL)", topic, reason)
-
-    async def publish_now(self, message: Message, properties: Properties | None = None) -> None:
-        """Publish outside the buffer (command answers); raises MqttError when offline."""
+    async def publish_now(self, message: Message, *, correlation_data: bytes | None = None) -> None:
+        """Publish outside the buffer (command answers), with the MQTT 5 correlation data
+        when there is one; raises MqttUnavailable when offline or the link broke."""
         client = self._client
         if client is None:
-            raise aiomqtt.MqttError("not connected to the broker")
-        await client.publish(
-            message.topic, message.payload, message.qos, message.retain, properties=properties
-        )
+            raise MqttUnavailable("not connected to the broker")
+        properties = None
+        if correlation_data is not None and self._settings.protocol == 5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation_data
+        try:
+            await client.publish(
+                message.topic, message.payload, message.qos, message.retain, properties=properties
+            )
+        except aiomqtt.MqttError as exc:
+            raise MqttUnavailable(str(exc)) from exc
 
     def stop(self) -> None:
         """Finish: no more messages will come; ``run`` returns once they are published."""
