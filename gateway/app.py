@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.answers import Answer
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message, PollMark
-from gateway.commands import Answer, CommandService, command_topics
+from gateway.commands import CommandService, command_topics
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Inbound, Range
