@@ -12,11 +12,9 @@ too large) is dropped, counted and logged instead of blocking the ones behind it
 link that stops answering is given up within about one keepalive.
 
 Inbound messages leave the session as ``Inbound`` values stamped with their arrival;
-answers come in as plain values and get their MQTT 5 properties here. The pipelined
-publishing is in ``gateway.mqtt.publisher``. Like it, this module reaches into aiomqtt 2.5
-and paho-mqtt 2.2 where they offer no public way (the broker's CONNACK limits, when the
-broker last spoke, a PINGREQ now, closing without DISCONNECT, a DISCONNECT asking for the
-will); pyproject pins both to the ranges this was written for.
+answers come in as plain values and get their MQTT 5 properties here. What aiomqtt offers
+no public way to do is in ``gateway.mqtt.link``, the pipelined publishing of the buffer in
+``gateway.mqtt.publisher``; this module uses aiomqtt's public interface only.
 """
 
 from __future__ import annotations
@@ -27,13 +25,12 @@ import math
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
 from gateway.backoff import Backoff
@@ -43,6 +40,7 @@ from gateway.core.commands import Arrival, Inbound
 from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
+from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -112,15 +110,12 @@ class MqttSession:
         self._since_ms = now_ms()
         self._source = "unknown"
         self._published_source = self._source
-        self._client: aiomqtt.Client | None = None
+        self._link: Link | None = None
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5)
-        self._receive_maximum: int | None = None  # the broker's limits from its CONNACK
-        self._max_packet: int | None = None
         self._status_due = asyncio.Event()
-        self._heard = 0.0  # event-loop time the broker last sent a packet
 
     @property
     def published(self) -> int:
@@ -137,7 +132,7 @@ class MqttSession:
         """Messages of the buffer the broker could never take, by reason."""
         return self.publisher.dropped
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_link(self) -> Link:
         settings = self._settings
         parts = urlsplit(settings.url)
         offline = status_payload("offline", now_ms(), version=__version__)
@@ -158,35 +153,7 @@ class MqttSession:
             max_inflight_messages=0,  # the publisher's window bounds what is in flight
             timeout=30,
         )
-        self._receive_maximum = None
-        self._max_packet = None
-        paho = client._client
-        forward: Any = paho.on_connect  # aiomqtt's own handler
-
-        def connected(mqtt: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-            # MQTT 5: the publisher never has more in flight than the broker's Receive
-            # Maximum, never sends a packet larger than its Maximum Packet Size (it would
-            # disconnect us).
-            receive_maximum = getattr(props, "ReceiveMaximum", None)
-            if isinstance(receive_maximum, int) and receive_maximum > 0:
-                self._receive_maximum = receive_maximum
-            max_packet = getattr(props, "MaximumPacketSize", None)
-            if isinstance(max_packet, int) and max_packet > 0:
-                self._max_packet = max_packet
-            forward(mqtt, userdata, flags, reason, props)
-
-        paho.on_connect = connected
-        handle_packet: Any = paho._packet_handle
-        loop = asyncio.get_running_loop()
-
-        def heard() -> Any:
-            # paho keeps no record of when the broker last spoke (it resets its own on
-            # every PINGREQ), so the link watchdog keeps one here.
-            self._heard = loop.time()
-            return handle_packet()
-
-        paho._packet_handle = heard  # type: ignore[method-assign]
-        return client
+        return Link(client)
 
     async def set_source(self, state: str) -> None:
         """Record the WinCC source state (``up``/``down``) for the status.
@@ -223,13 +190,14 @@ class MqttSession:
         down_logged = False
         while True:
             try:
-                async with self._new_client() as client:
-                    self._client = client
+                link = self._new_link()
+                async with link.client as client:
+                    self._link = link
                     try:
                         backoff.reset()
                         down_logged = False
                         self._since_ms = now_ms()
-                        self._heard = asyncio.get_running_loop().time()
+                        link.heard = asyncio.get_running_loop().time()
                         await self._publish_status(client, "online")
                         for topic in self._subscriptions:
                             await client.subscribe(topic, qos=1)
@@ -238,7 +206,7 @@ class MqttSession:
                         log.info(
                             "connected to broker %s as %s", self._where(), self._settings.client_id
                         )
-                        finished = await self._serve(client)
+                        finished = await self._serve(link)
                         if finished:
                             await self._publish_status(client, "offline")
                             log.info("status set to offline, disconnecting from the broker")
@@ -247,11 +215,11 @@ class MqttSession:
                         # Stopped before the broker took everything (or the gateway
                         # failed): a normal DISCONNECT would make the broker discard the
                         # will and keep "online" retained for a gateway that is gone.
-                        await self._leave(client)
+                        await self._leave(link)
                         raise
             except (aiomqtt.MqttError, MqttUnavailable) as exc:
                 self.connected.clear()
-                self._client = None
+                self._link = None
                 if self._stopping:
                     log.warning(
                         "broker lost while stopping; %d messages not delivered", len(self._buffer)
@@ -264,24 +232,22 @@ class MqttSession:
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self.connected.clear()
-                self._client = None
+                self._link = None
 
-    async def _serve(self, client: aiomqtt.Client) -> bool:
+    async def _serve(self, link: Link) -> bool:
         """Publish and receive until the buffer is closed and empty (True) or an error.
 
         The tasks (publish, receive, status, link watchdog) are owned here: whichever ends
         first ends the others, and its error (the MqttError or MqttUnavailable of a lost
         link) propagates as itself, not wrapped in a group.
         """
-        drain = self.publisher.drain(
-            client._client, receive_maximum=self._receive_maximum, max_packet=self._max_packet
-        )
-        drainer = asyncio.create_task(drain, name="mqtt-publish")
+        drainer = asyncio.create_task(link.publish(self.publisher), name="mqtt-publish")
+        watchdog = link.watch(float(self._settings.keepalive))
         tasks = {
             drainer,
-            asyncio.create_task(self._receive(client), name="mqtt-receive"),
-            asyncio.create_task(self._keep_status(client), name="mqtt-status"),
-            asyncio.create_task(self._watch_link(client), name="mqtt-watchdog"),
+            asyncio.create_task(self._receive(link.client), name="mqtt-receive"),
+            asyncio.create_task(self._keep_status(link.client), name="mqtt-status"),
+            asyncio.create_task(watchdog, name="mqtt-watchdog"),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -293,62 +259,16 @@ class MqttSession:
             task.result()
         return drainer in done
 
-    async def _watch_link(self, client: aiomqtt.Client) -> None:
-        """Give the link up when the broker has been silent for a keepalive.
-
-        paho alone notices a dead link only after about two keepalives; here a PINGREQ
-        goes out after half a keepalive of silence, and a keepalive without any packet
-        from the broker closes the connection (raising MqttUnavailable, so the session
-        reconnects and resends what was not acknowledged).
-        """
-        keepalive = float(self._settings.keepalive)
-        loop = asyncio.get_running_loop()
-        pinged_after = -1.0
-        while True:
-            await asyncio.sleep(keepalive / 4)
-            silent = loop.time() - self._heard
-            if silent >= keepalive:
-                self._close_link(client)
-                raise MqttUnavailable(
-                    f"no answer from the broker for {silent:.1f} s (keepalive {keepalive:g} s)"
-                )
-            if silent >= keepalive / 2 and pinged_after != self._heard:
-                pinged_after = self._heard
-                client._client._send_pingreq()
-
-    def _close_link(self, client: aiomqtt.Client) -> None:
-        """Close the connection without a DISCONNECT packet: nothing more is written to a
-        link that does not move, and the broker, seeing it drop, sends the will."""
-        client._client._sock_close()
-        if not client._disconnected.done():
-            client._disconnected.set_result(None)  # aiomqtt's exit then sends nothing
-
-    async def _leave(self, client: aiomqtt.Client) -> None:
-        """Leave a link that could not be drained so the retained status says offline.
-
-        Best effort within ``LEAVE_TIMEOUT``: publish offline; if the broker did not
-        acknowledge it, disconnect asking for the will (MQTT 5 reason code 0x04) or, with
-        MQTT 3.1.1, close the connection without DISCONNECT, which also sends the will.
-        """
-        paho = client._client
+    async def _leave(self, link: Link) -> None:
+        """Leave a link that could not be drained so the retained status says offline:
+        the broker takes the offline status within ``LEAVE_TIMEOUT``, or sends the will."""
         payload = status_payload(
             "offline", self._since_ms, version=__version__, source=self._source
         )
-        try:
-            info = paho.publish(self._status_topic, payload, 1, True)
-            # paho signals the acknowledgement to threads only; one waits for it here.
-            await asyncio.to_thread(info.wait_for_publish, LEAVE_TIMEOUT)
-            if info.is_published():
-                log.info("status set to offline, disconnecting from the broker")
-                return  # aiomqtt's exit sends a normal DISCONNECT
-        except (ValueError, RuntimeError) as exc:
-            log.debug("offline status not published: %s", exc)
-        if self._settings.protocol == 5:
-            paho.disconnect(
-                reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
-            )
-            await asyncio.wait({client._disconnected}, timeout=LEAVE_TIMEOUT)
-        self._close_link(client)
+        mqtt5 = self._settings.protocol == 5
+        if await link.leave(self._status_topic, payload, mqtt5=mqtt5, wait=LEAVE_TIMEOUT):
+            log.info("status set to offline, disconnecting from the broker")
+            return
         log.info("disconnected without draining; the broker sets the status offline (will)")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -362,15 +282,15 @@ class MqttSession:
     async def publish_now(self, message: Message, *, correlation_data: bytes | None = None) -> None:
         """Publish outside the buffer (command answers), with the MQTT 5 correlation data
         when there is one; raises MqttUnavailable when offline or the link broke."""
-        client = self._client
-        if client is None:
+        link = self._link
+        if link is None:
             raise MqttUnavailable("not connected to the broker")
         properties = None
         if correlation_data is not None and self._settings.protocol == 5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
         try:
-            await client.publish(
+            await link.client.publish(
                 message.topic, message.payload, message.qos, message.retain, properties=properties
             )
         except aiomqtt.MqttError as exc:

@@ -242,7 +242,7 @@ async def test_a_refusal_by_the_broker_is_counted_and_not_sent_again(
 
 
 async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None:
-    """The adapter and the session reach into aiomqtt 2 and paho 2 (see the module
+    """The link and the publisher reach into aiomqtt 2 and paho 2 (see their module
     docstrings); an upgrade that removes those parts fails here, not in production."""
     assert version("aiomqtt").startswith("2.")
     assert version("paho-mqtt").startswith(("2.1.", "2.2."))
