@@ -18,28 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from gateway import __version__
+from gateway.answers import Answer
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message, PollMark
-from gateway.commands import Answer, CommandService, command_topics, inbound_from
+from gateway.commands import CommandService, command_topics
 from gateway.config import CommandSettings, GatewaySettings, PollGroup, load_settings
 from gateway.core.backlog import BacklogChange, BacklogWatch
-from gateway.core.commands import CommandPolicy, Range
+from gateway.core.commands import CommandPolicy, Inbound, Range
 from gateway.core.models import Alarm, TagType
 from gateway.core.payloads import alarm_from_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.core.values import short_text, show
-from gateway.errors import ConfigError, WinCCError
+from gateway.errors import ConfigError, MqttUnavailable, WinCCError
 from gateway.health import HealthServer
 from gateway.logs import setup_logging
 from gateway.metrics import GatewayMetrics
-from gateway.mqtt_session import MqttSession
+from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
@@ -225,11 +222,9 @@ class Gateway:
         if task is not None:
             task.cancel()
 
-    async def _on_message(self, _client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        """A command arrived: stamp its arrival and hand it over; it is answered, whatever
-        it holds, without holding up the next message."""
-        payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
-        inbound = inbound_from(str(message.topic), bytes(payload), message.properties)
+    def _on_message(self, inbound: Inbound) -> None:
+        """A command arrived (stamped with its arrival by the session): hand it over; it
+        is answered, whatever it holds, without holding up the next message."""
         try:
             self.commands.submit(inbound)
         except Exception:
@@ -238,15 +233,12 @@ class Gateway:
 
     async def _answer(self, answer: Answer) -> bool:
         """Publish one command answer; False when the broker connection is not there."""
-        properties = None
-        if answer.correlation_data is not None and self.settings.mqtt.protocol == 5:
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.CorrelationData = answer.correlation_data
         try:
             await self.session.publish_now(
-                Message(answer.topic, answer.payload, 1, False), properties
+                Message(answer.topic, answer.payload, 1, False),
+                correlation_data=answer.correlation_data,
             )
-        except aiomqtt.MqttError as exc:
+        except MqttUnavailable as exc:
             log.info("command answer to %s waits for the broker: %s", answer.topic[:200], exc)
             return False
         return True

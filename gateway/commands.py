@@ -11,7 +11,7 @@ The decisions are in ``gateway.core.commands``. A command is judged in two steps
 Commands for different targets run concurrently, up to ``PARALLEL``; those for the same
 tag or alarm run in arrival order. A request sent to WinCC is always awaited to its end
 (bounded by the WinCC timeout), audited, and its id recorded; answers wait in an outbox
-that survives a lost broker connection and goes out on the next one.
+(``gateway.answers``) that survives a lost broker connection and goes out on the next one.
 """
 
 from __future__ import annotations
@@ -20,14 +20,20 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
-from gateway.backoff import Backoff
-from gateway.core.commands import Arrival, CommandPolicy, parse_ack, parse_write, request_id_of
+from gateway.answers import Answer, AnswerOutbox, AnswerSink
+from gateway.core.commands import (
+    CommandPolicy,
+    Inbound,
+    parse_ack,
+    parse_write,
+    request_id_of,
+)
 from gateway.core.models import TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
@@ -50,38 +56,11 @@ PARALLEL = 4
 """Commands for different targets that may be in flight to WinCC at once."""
 MAX_WAITING = 100
 """Commands accepted and waiting for their turn; one more is refused ``busy`` at once."""
-MAX_UNSENT_ANSWERS = 10_000
-"""Answers kept while the broker is away; beyond that the oldest are dropped, logged."""
 OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
 """Topics under the prefix that an answer must never be published to: the gateway's own
 output, and its command topics (an answer there would be taken for a command)."""
 
 Kind = Literal["tag", "alarm"]
-
-
-@dataclass(slots=True, frozen=True)
-class Inbound:
-    """A command as it came off the wire, with the MQTT 5 properties that matter."""
-
-    topic: str
-    payload: bytes
-    arrival: Arrival
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-    sender: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Answer:
-    """Where and what to answer."""
-
-    topic: str
-    payload: bytes
-    correlation_data: bytes | None
-
-
-AnswerSink = Callable[[Answer], Awaitable[bool]]
-"""Publishes an answer; False when the broker connection is not there or was lost."""
 
 
 @dataclass(slots=True)
@@ -113,23 +92,6 @@ def valid_response_topic(topic: str | None) -> bool:
     )
 
 
-def inbound_from(topic: str, payload: bytes, properties: Any) -> Inbound:
-    """The command, stamped with its arrival now, and its MQTT 5 properties."""
-    expiry = getattr(properties, "MessageExpiryInterval", None)
-    arrival = Arrival(time.monotonic(), now_ms(), int(expiry) if expiry is not None else None)
-    if properties is None:
-        return Inbound(topic, payload, arrival)
-    user = dict(getattr(properties, "UserProperty", None) or [])
-    return Inbound(
-        topic,
-        payload,
-        arrival,
-        response_topic=getattr(properties, "ResponseTopic", None),
-        correlation_data=getattr(properties, "CorrelationData", None),
-        sender=user.get("client_id") or user.get("clientid"),
-    )
-
-
 class CommandService:
     """Validates, queues, executes and answers commands; owns its workers and outbox."""
 
@@ -158,16 +120,12 @@ class CommandService:
         self._known_alarms = known_alarms
         self._source_down = source_down
         self._ready = ready
-        self._publish = answer
-        self._connected = connected
         self.results: dict[str, int] = {}
         self._lanes: dict[tuple[Kind, str], deque[Accepted]] = {}
         self._turns: asyncio.Queue[tuple[Kind, str] | None] = asyncio.Queue()
         self._waiting = 0
         self._closing = False
-        self._outbox: deque[Answer] = deque()
-        self._outbox_changed = asyncio.Event()
-        self._workers_done = False
+        self._outbox = AnswerOutbox(answer, connected)
 
     # --- arrival -------------------------------------------------------------------------
 
@@ -260,13 +218,12 @@ class CommandService:
     async def run(self) -> None:
         """The workers and the answer sender, until ``close()`` and the last answer."""
         async with asyncio.TaskGroup() as group:
-            sender = group.create_task(self._send_answers(), name="command-answers")
+            sender = group.create_task(self._outbox.run(), name="command-answers")
             workers = [
                 group.create_task(self._work(), name=f"command-{n}") for n in range(PARALLEL)
             ]
             await asyncio.wait(workers)
-            self._workers_done = True
-            self._outbox_changed.set()
+            self._outbox.finish()
             await sender
 
     def close(self) -> None:
@@ -420,40 +377,7 @@ class CommandService:
             _short(body.get("value")),
             outcome if error is None else f"{outcome}: {error}",
         )
-        self._queue_answer(self._answer_for(inbound, orjson.dumps(body)))
-
-    def _queue_answer(self, answer: Answer) -> None:
-        """Queue an answer for the sender; the oldest go when the broker is away too long."""
-        if len(self._outbox) >= MAX_UNSENT_ANSWERS:
-            dropped = self._outbox.popleft()
-            log.warning("command answer to %s dropped: too many undelivered", dropped.topic)
-        self._outbox.append(answer)
-        self._outbox_changed.set()
-
-    async def _send_answers(self) -> None:
-        """Publish the outbox in order; an answer not delivered is tried again after the
-        next connection. Ends once the workers are done and the outbox is empty, or the
-        broker is not there to take the rest."""
-        backoff = Backoff(base=0.2, cap=5.0)
-        while True:
-            if not self._outbox:
-                if self._workers_done:
-                    return
-                self._outbox_changed.clear()
-                await self._outbox_changed.wait()
-                continue
-            if self._workers_done and not self._connected.is_set():
-                log.warning(
-                    "%d command answers not delivered: the broker is not connected",
-                    len(self._outbox),
-                )
-                return
-            await self._connected.wait()
-            if await self._publish(self._outbox[0]):
-                self._outbox.popleft()
-                backoff.reset()
-            else:
-                await asyncio.sleep(backoff.next_delay())
+        self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
 
     def _answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
         """The answer goes to the MQTT 5 response topic when valid and not one of the
@@ -467,7 +391,7 @@ class CommandService:
         """Answer a command whose handling failed on a fault of the gateway itself."""
         body = {"id": request_id_of(inbound.payload), "ok": False, "error": "internal error"}
         self._count("refused")
-        self._queue_answer(self._answer_for(inbound, orjson.dumps(body)))
+        self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
 
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1

@@ -66,3 +66,8 @@ class WinCCUnsupported(WinCCError):
 
 class CommandRejected(GatewayError):
     """An inbound MQTT command was refused; the message is the answer's ``error`` text."""
+
+
+class MqttUnavailable(GatewayError):
+    """The broker connection is not there, or broke: what was handed over was not
+    published, and can be tried again once the session has reconnected."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.buffer.outbox import DurableBuffer
     from gateway.commands import CommandService
     from gateway.core.samples import SampleDecider
-    from gateway.mqtt_session import MqttSession
+    from gateway.mqtt.session import MqttSession
     from gateway.polling import AlarmPoller, PollStats, SourceHealth, TagPoller
 
 NAMESPACE = "wincc_gateway"

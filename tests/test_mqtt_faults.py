@@ -149,7 +149,7 @@ async def test_a_message_the_broker_cannot_take_is_dropped_and_the_next_one_arri
             subscribe(broker, f"{PREFIX}/probe/#", f"{PREFIX}/tags/Odd/#") as sub,
             running_gateway(config) as gateway,
         ):
-            with logged("gateway.mqtt_session", "dropped, the broker cannot take it") as said:
+            with logged("gateway.mqtt.publisher", "dropped, the broker cannot take it") as said:
                 await gateway.buffer.append(
                     [
                         Message(f"{PREFIX}/probe/big", b"x" * 5000, 1, False),

@@ -58,6 +58,19 @@ class Arrival:
 
 
 @dataclass(slots=True, frozen=True)
+class Inbound:
+    """A command as it came off the wire: plain values, whatever the MQTT library, with
+    the MQTT 5 properties that matter (the sender's claimed client id among them)."""
+
+    topic: str
+    payload: bytes
+    arrival: Arrival
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    sender: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class Range:
     """Allowed values of the tags a glob matches (either bound may be open)."""
 

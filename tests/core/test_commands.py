@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gateway.commands import inbound_from, valid_response_topic
+from gateway.commands import valid_response_topic
 from gateway.core.commands import (
     MAX_PAYLOAD,
     Arrival,
@@ -195,24 +195,6 @@ def test_response_topics_with_wildcards_are_not_used() -> None:
     assert valid_response_topic("app/replies/1")
     for topic in ("", "app/+/x", "app/#", "a\x00b", "x" * 70_000):
         assert not valid_response_topic(topic)
-
-
-def test_inbound_without_properties_and_with_mqtt5_properties() -> None:
-    plain = inbound_from("p/cmd/write/a", b"1", None)
-    assert plain.response_topic is None
-    assert plain.arrival.expiry_s is None
-
-    class Props:
-        ResponseTopic = "app/replies"
-        CorrelationData = b"\x01\x02"
-        MessageExpiryInterval = 10
-        UserProperty = (("client_id", "scada-hmi-3"),)
-
-    inbound = inbound_from("p/cmd/write/a", b"1", Props())
-    assert inbound.response_topic == "app/replies"
-    assert inbound.correlation_data == b"\x01\x02"
-    assert inbound.sender == "scada-hmi-3"
-    assert inbound.arrival.expiry_s == 10
 
 
 @pytest.mark.parametrize("value", [1, 1.5, True, "x", None, [1], {"a": 1}])

@@ -1,0 +1,125 @@
+"""One broker connection through aiomqtt, with the parts aiomqtt 2 keeps to itself.
+
+The session needs what aiomqtt offers no public way to do: the broker's limits from its
+CONNACK (MQTT 5 Receive Maximum and Maximum Packet Size), when the broker last spoke, a
+PINGREQ now, closing the connection without DISCONNECT, a DISCONNECT that asks for the
+will, and handing paho's client to the pipelined publisher. All of it is here.
+
+Written for aiomqtt 2.5 and paho-mqtt 2.2: paho's VERSION2 callbacks and its private
+``_packet_handle``, ``_send_pingreq`` and ``_sock_close``; aiomqtt's private ``_client``
+and ``_disconnected``. pyproject pins ``aiomqtt>=2.3,<3`` and ``paho-mqtt>=2.1,<2.3``, and
+``tests/mqtt/test_publisher.py`` checks that these parts are still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.errors import MqttUnavailable
+from gateway.mqtt.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    """An aiomqtt client (not yet connected: ``async with link.client``) and what the
+    session reads and does below aiomqtt's public interface."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self.receive_maximum: int | None = None
+        self.max_packet: int | None = None
+        self.heard = 0.0  # event-loop time the broker last sent a packet
+        paho = self._paho = client._client
+        loop = asyncio.get_running_loop()
+        forward: Any = paho.on_connect  # aiomqtt's own handler
+
+        def connected(mqtt: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+            # MQTT 5: the publisher never has more in flight than the broker's Receive
+            # Maximum, never sends a packet larger than its Maximum Packet Size (it would
+            # disconnect us).
+            receive_maximum = getattr(props, "ReceiveMaximum", None)
+            if isinstance(receive_maximum, int) and receive_maximum > 0:
+                self.receive_maximum = receive_maximum
+            max_packet = getattr(props, "MaximumPacketSize", None)
+            if isinstance(max_packet, int) and max_packet > 0:
+                self.max_packet = max_packet
+            forward(mqtt, userdata, flags, reason, props)
+
+        paho.on_connect = connected
+        handle_packet: Any = paho._packet_handle
+
+        def heard() -> Any:
+            # paho keeps no record of when the broker last spoke (it resets its own on
+            # every PINGREQ), so the link watchdog keeps one here.
+            self.heard = loop.time()
+            return handle_packet()
+
+        paho._packet_handle = heard  # type: ignore[method-assign]
+
+    async def publish(self, publisher: Publisher) -> None:
+        """Publish the buffer pipelined over this connection, within the broker's limits."""
+        await publisher.drain(
+            self._paho, receive_maximum=self.receive_maximum, max_packet=self.max_packet
+        )
+
+    async def watch(self, keepalive: float) -> None:
+        """Give the link up when the broker has been silent for a keepalive.
+
+        paho alone notices a dead link only after about two keepalives; here a PINGREQ
+        goes out after half a keepalive of silence, and a keepalive without any packet
+        from the broker closes the connection (raising MqttUnavailable, so the session
+        reconnects and resends what was not acknowledged).
+        """
+        loop = asyncio.get_running_loop()
+        pinged_after = -1.0
+        while True:
+            await asyncio.sleep(keepalive / 4)
+            silent = loop.time() - self.heard
+            if silent >= keepalive:
+                self.close()
+                raise MqttUnavailable(
+                    f"no answer from the broker for {silent:.1f} s (keepalive {keepalive:g} s)"
+                )
+            if silent >= keepalive / 2 and pinged_after != self.heard:
+                pinged_after = self.heard
+                self._paho._send_pingreq()
+
+    def close(self) -> None:
+        """Close the connection without a DISCONNECT packet: nothing more is written to a
+        link that does not move, and the broker, seeing it drop, sends the will."""
+        self._paho._sock_close()
+        if not self.client._disconnected.done():
+            self.client._disconnected.set_result(None)  # aiomqtt's exit then sends nothing
+
+    async def leave(self, topic: str, payload: bytes, *, mqtt5: bool, wait: float) -> bool:
+        """Leave a link that could not be drained so the retained status says offline;
+        True when the broker took ``payload`` on ``topic`` (aiomqtt's exit then sends a
+        normal DISCONNECT).
+
+        Best effort within ``wait`` seconds: publish it; if the broker did not acknowledge it,
+        disconnect asking for the will (MQTT 5 reason code 0x04) or, with MQTT 3.1.1,
+        close the connection without DISCONNECT, which also sends the will.
+        """
+        paho = self._paho
+        try:
+            info = paho.publish(topic, payload, 1, True)
+            # paho signals the acknowledgement to threads only; one waits for it here.
+            await asyncio.to_thread(info.wait_for_publish, wait)
+            if info.is_published():
+                return True
+        except (ValueError, RuntimeError) as exc:
+            log.debug("offline status not published: %s", exc)
+        if mqtt5:
+            paho.disconnect(
+                reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            )
+            await asyncio.wait({self.client._disconnected}, timeout=wait)
+        self.close()
+        return False

@@ -1,0 +1,203 @@
+"""Pipelined publishing of the buffer: a window of messages in flight, PUBACKs matched by
+message id, what was in flight handed back when the link drops, and what the broker can
+never take dropped instead of blocking the messages behind it.
+
+aiomqtt's ``publish()`` awaits each acknowledgement and does bookkeeping linear in the
+number pending, which caps a gateway near 2,000 messages a second; aiomqtt 2 offers no
+pipelined publish of its own. So this adapter drives the paho client that aiomqtt keeps
+(its I/O still runs on aiomqtt's event-loop callbacks) and puts its own ``on_publish``
+callback in front of aiomqtt's, forwarding the acknowledgements of aiomqtt's own
+publishes (status, command answers).
+
+Written for aiomqtt 2.5 and paho-mqtt 2.2 (paho's VERSION2 callbacks, aiomqtt's private
+``Client._client``); pyproject pins ``aiomqtt>=2.3,<3`` and ``paho-mqtt>=2.1,<2.3``, and
+``tests/mqtt/test_publisher.py`` checks that the parts used are still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from paho.mqtt import client as mqtt_client
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.buffer.store import Message, Queued
+from gateway.errors import MqttUnavailable
+
+log = logging.getLogger(__name__)
+
+PUBLISH_WINDOW = 1000
+"""Messages in flight (sent, not yet acknowledged) at once: enough to keep the link full."""
+
+MAX_TOPIC_BYTES = 65_535
+"""Longest topic MQTT can carry (a 16-bit length), in UTF-8 bytes."""
+
+MAX_REFUSED_TOPICS = 1000
+"""Topics whose refusal by the broker is logged; beyond that refusals are only counted."""
+
+DROP_REASONS = ("too_large", "invalid")
+"""Why a message the broker can never take was dropped: its topic or packet exceeds what
+MQTT or the broker allows, or the client library refuses it."""
+
+
+class Outbox(Protocol):
+    """Where the messages come from and go back to: the durable buffer."""
+
+    async def take(self, most: int) -> list[Queued]:
+        """Up to ``most`` messages, oldest first; ``[]`` once closed and empty."""
+
+    def ack(self, batch: list[Queued]) -> None:
+        """The broker has them (or they can never be sent): delete them."""
+
+    def requeue(self, batch: list[Queued]) -> None:
+        """Not acknowledged: back in front, in their order."""
+
+
+def publish_packet_size(topic: bytes, payload: bytes, qos: int, *, mqtt5: bool) -> int:
+    """Bytes of a PUBLISH packet without properties, as the broker's Maximum Packet
+    Size counts them (fixed header included)."""
+    remaining = 2 + len(topic) + (2 if qos else 0) + (1 if mqtt5 else 0) + len(payload)
+    length_bytes = max(1, -(-remaining.bit_length() // 7))  # 7 bits per byte
+    return 1 + length_bytes + remaining
+
+
+class Publisher:
+    """Publishes the outbox over one connection after another; counts what happened."""
+
+    def __init__(self, outbox: Outbox, *, mqtt5: bool) -> None:
+        self._outbox = outbox
+        self._mqtt5 = mqtt5
+        self._max_packet: int | None = None
+        self._drops_logged: set[str] = set()
+        self._refused_topics: set[str] = set()
+        self.published = 0
+        self.refused = 0
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+
+    async def drain(
+        self,
+        paho: mqtt_client.Client,
+        *,
+        receive_maximum: int | None = None,
+        max_packet: int | None = None,
+    ) -> None:
+        """Publish the outbox over a connected ``paho`` client until the outbox is closed
+        and empty and everything is acknowledged; acknowledged messages are deleted, and
+        what is unacknowledged when this ends (the link dropped: cancelled or raising)
+        goes back in front.
+
+        ``receive_maximum`` and ``max_packet`` are the broker's MQTT 5 limits from its
+        CONNACK: never more in flight than the one, never a packet larger than the other
+        (the broker would disconnect).
+        """
+        window = PUBLISH_WINDOW
+        if receive_maximum is not None and receive_maximum > 0:
+            window = min(PUBLISH_WINDOW, receive_maximum)
+        self._max_packet = max_packet if max_packet is not None and max_packet > 0 else None
+        self._drops_logged.clear()
+        in_flight: dict[int, Queued] = {}
+        room = asyncio.Event()
+        forward: Any = paho.on_publish  # aiomqtt's own handler, a paho v2 callback
+
+        def acknowledged(
+            mqtt: Any, userdata: Any, mid: int, reason: ReasonCode, props: Properties
+        ) -> None:
+            queued = in_flight.pop(mid, None)
+            if queued is None:  # one of aiomqtt's own publishes: status, command answers
+                if forward is not None:
+                    forward(mqtt, userdata, mid, reason, props)
+                return
+            if reason.is_failure:
+                self._refused(queued, reason)
+            self._outbox.ack([queued])
+            self.published += 1
+            room.set()
+
+        paho.on_publish = acknowledged
+        try:
+            while True:
+                free = window - len(in_flight)
+                if free <= 0:
+                    room.clear()
+                    await room.wait()
+                    continue
+                batch = await self._outbox.take(free)
+                if not batch:  # stopping, and everything was taken
+                    while in_flight:
+                        room.clear()
+                        await room.wait()
+                    return
+                self._send(paho, batch, in_flight)
+        finally:
+            paho.on_publish = forward
+            if in_flight:
+                self._outbox.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
+
+    def _send(
+        self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
+    ) -> None:
+        """Hand a batch to paho; what the broker can never take is dropped on the way."""
+        for index, queued in enumerate(batch):
+            _, message = queued
+            problem = self._unsendable(message)
+            if problem is not None:
+                self._drop(queued, *problem)
+                continue
+            try:
+                info = paho.publish(message.topic, message.payload, message.qos, message.retain)
+            except (ValueError, TypeError) as exc:  # paho refuses it, now and always
+                self._drop(queued, "invalid", str(exc))
+                continue
+            if info.rc != mqtt_client.MQTT_ERR_SUCCESS:
+                self._outbox.requeue(batch[index:])  # this one and the rest, in order
+                raise MqttUnavailable(f"[code:{info.rc}] {mqtt_client.error_string(info.rc)}")
+            if info.is_published():  # QoS 0, written at once
+                self._outbox.ack([queued])
+                self.published += 1
+            else:
+                in_flight[info.mid] = queued
+
+    def _unsendable(self, message: Message) -> tuple[str, str] | None:
+        """Why the broker could never take ``message`` (reason, detail), or None."""
+        try:
+            topic = message.topic.encode("utf-8")
+        except UnicodeEncodeError:
+            return "invalid", "topic is not valid UTF-8"
+        if len(topic) > MAX_TOPIC_BYTES:
+            return "too_large", f"topic of {len(topic)} bytes, MQTT allows {MAX_TOPIC_BYTES}"
+        if self._max_packet is not None:
+            size = publish_packet_size(topic, message.payload, message.qos, mqtt5=self._mqtt5)
+            if size > self._max_packet:
+                return "too_large", (
+                    f"packet of {size} bytes, the broker's maximum packet size is "
+                    f"{self._max_packet}"
+                )
+        return None
+
+    def _drop(self, queued: Queued, reason: str, detail: str) -> None:
+        """Remove a message the broker can never take, so it never blocks the ones behind
+        it (it would be first in line again after every reconnect or restart); counted,
+        and logged once per reason and connection."""
+        self._outbox.ack([queued])
+        self.dropped[reason] += 1
+        if reason not in self._drops_logged:
+            self._drops_logged.add(reason)
+            log.error(
+                "message on %s dropped, the broker cannot take it: %s (further drops for "
+                "this reason are counted in wincc_gateway_samples_dropped_total{reason=%r})",
+                queued[1].topic[:200],
+                detail,
+                reason,
+            )
+
+    def _refused(self, queued: Queued, reason: ReasonCode) -> None:
+        """The broker took a message but refused it (MQTT 5 reason code, e.g. not
+        authorized): resending cannot help, so it is counted and logged, once per topic."""
+        self.refused += 1
+        topic = queued[1].topic
+        if topic not in self._refused_topics and len(self._refused_topics) < MAX_REFUSED_TOPICS:
+            self._refused_topics.add(topic)
+            log.error("broker refused a message on %s: %s (check its ACL)", topic, reason)

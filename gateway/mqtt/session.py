@@ -1,0 +1,306 @@
+"""The MQTT side: one long-lived session that publishes the buffer and keeps status true.
+
+It connects with the will ``P/status`` = offline (retained, QoS 1), publishes online on
+every connect, reconnects with capped full-jitter backoff, hands back whatever the broker
+did not acknowledge, and on a clean stop drains, publishes offline and disconnects. A stop
+that cannot drain in time leaves so that the broker sends the will: the retained status
+never says online for a gateway that is gone.
+
+Nothing outside the session waits for the broker: status changes are handed over and
+published by the session's own task. A message the broker can never take (topic or packet
+too large) is dropped, counted and logged instead of blocking the ones behind it, and a
+link that stops answering is given up within about one keepalive.
+
+Inbound messages leave the session as ``Inbound`` values stamped with their arrival;
+answers come in as plain values and get their MQTT 5 properties here. What aiomqtt offers
+no public way to do is in ``gateway.mqtt.link``, the pipelined publishing of the buffer in
+``gateway.mqtt.publisher``; this module uses aiomqtt's public interface only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import ssl
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway import __version__
+from gateway.backoff import Backoff
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message
+from gateway.core.commands import Arrival, Inbound
+from gateway.core.payloads import status_payload
+from gateway.core.timestamps import now_ms
+from gateway.errors import MqttUnavailable
+from gateway.mqtt.link import Link
+from gateway.mqtt.publisher import Publisher
+
+if TYPE_CHECKING:
+    from gateway.config import MqttSettings
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[Inbound], None]
+"""Takes an inbound message; must not wait, so the connection keeps being read."""
+
+RECONNECT_CAP = 10.0
+"""Longest wait between two connection attempts (full jitter below it)."""
+
+LEAVE_TIMEOUT = 1.0
+"""Seconds a stop that could not drain gives the offline status, then the disconnect, to
+reach the broker before the connection is simply closed (which also sends the will)."""
+
+
+def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> Inbound:
+    """The message as plain values, stamped with its arrival now, with its MQTT 5
+    properties (paho sets an attribute only for a property the message carries)."""
+    expiry = getattr(properties, "MessageExpiryInterval", None)
+    arrival = Arrival(time.monotonic(), now_ms(), int(expiry) if expiry is not None else None)
+    if properties is None:
+        return Inbound(topic, payload, arrival)
+    user = dict(getattr(properties, "UserProperty", None) or [])
+    return Inbound(
+        topic,
+        payload,
+        arrival,
+        response_topic=getattr(properties, "ResponseTopic", None),
+        correlation_data=getattr(properties, "CorrelationData", None),
+        sender=user.get("client_id") or user.get("clientid"),
+    )
+
+
+def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS for ``mqtts://``: the broker's CA, an optional client certificate (mTLS)."""
+    if urlsplit(settings.url).scheme != "mqtts":
+        return None
+    cafile = str(settings.ca_file) if settings.ca_file else None
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.cert_file and settings.key_file:
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    if not settings.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # only behind the documented verify_tls = false
+    return context
+
+
+class MqttSession:
+    """Owns the broker connection for the gateway's whole life."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        buffer: DurableBuffer,
+        *,
+        subscriptions: tuple[str, ...] = (),
+        on_message: MessageHandler | None = None,
+    ) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._status_topic = f"{settings.topic_prefix}/status"
+        self._since_ms = now_ms()
+        self._source = "unknown"
+        self._published_source = self._source
+        self._link: Link | None = None
+        self._stopping = False
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5)
+        self._status_due = asyncio.Event()
+
+    @property
+    def published(self) -> int:
+        """Messages of the buffer the broker acknowledged."""
+        return self.publisher.published
+
+    @property
+    def refused(self) -> int:
+        """Messages of the buffer the broker took but refused (MQTT 5 reason code)."""
+        return self.publisher.refused
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Messages of the buffer the broker could never take, by reason."""
+        return self.publisher.dropped
+
+    def _new_link(self) -> Link:
+        settings = self._settings
+        parts = urlsplit(settings.url)
+        offline = status_payload("offline", now_ms(), version=__version__)
+        client = aiomqtt.Client(
+            hostname=parts.hostname or "localhost",
+            port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+            identifier=settings.client_id,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            protocol=(
+                aiomqtt.ProtocolVersion.V5
+                if settings.protocol == 5
+                else aiomqtt.ProtocolVersion.V311
+            ),
+            will=aiomqtt.Will(self._status_topic, offline, qos=1, retain=True),
+            keepalive=int(settings.keepalive),
+            tls_context=build_tls_context(settings),
+            max_inflight_messages=0,  # the publisher's window bounds what is in flight
+            timeout=30,
+        )
+        return Link(client)
+
+    async def set_source(self, state: str) -> None:
+        """Record the WinCC source state (``up``/``down``) for the status.
+
+        Returns at once: the session's own task publishes it, the latest state winning,
+        so a poller never waits for the broker (a frozen one would stop polling).
+        """
+        if state == self._source:
+            return
+        self._source = state
+        self._status_due.set()
+
+    async def _keep_status(self, client: aiomqtt.Client) -> None:
+        """Publish the status whenever the source state changed since it was published."""
+        while True:
+            await self._status_due.wait()
+            self._status_due.clear()
+            if self._published_source != self._source:
+                # No time limit: a dead link ends this task through the watchdog.
+                await self._publish_status(client, "online", wait=math.inf)
+
+    async def _publish_status(
+        self, client: aiomqtt.Client, state: str, wait: float | None = None
+    ) -> None:
+        """Publish the status; ``wait`` bounds the wait for the acknowledgement (aiomqtt's
+        default when None)."""
+        self._published_source = self._source
+        payload = status_payload(state, self._since_ms, version=__version__, source=self._source)
+        await client.publish(self._status_topic, payload, qos=1, retain=True, timeout=wait)
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
+        backoff = Backoff(base=0.5, cap=RECONNECT_CAP)
+        down_logged = False
+        while True:
+            try:
+                link = self._new_link()
+                async with link.client as client:
+                    self._link = link
+                    try:
+                        backoff.reset()
+                        down_logged = False
+                        self._since_ms = now_ms()
+                        link.heard = asyncio.get_running_loop().time()
+                        await self._publish_status(client, "online")
+                        for topic in self._subscriptions:
+                            await client.subscribe(topic, qos=1)
+                        self.connected.set()
+                        self._status_due.set()  # in case it changed while subscribing
+                        log.info(
+                            "connected to broker %s as %s", self._where(), self._settings.client_id
+                        )
+                        finished = await self._serve(link)
+                        if finished:
+                            await self._publish_status(client, "offline")
+                            log.info("status set to offline, disconnecting from the broker")
+                            return
+                    except asyncio.CancelledError:
+                        # Stopped before the broker took everything (or the gateway
+                        # failed): a normal DISCONNECT would make the broker discard the
+                        # will and keep "online" retained for a gateway that is gone.
+                        await self._leave(link)
+                        raise
+            except (aiomqtt.MqttError, MqttUnavailable) as exc:
+                self.connected.clear()
+                self._link = None
+                if self._stopping:
+                    log.warning(
+                        "broker lost while stopping; %d messages not delivered", len(self._buffer)
+                    )
+                    return
+                if not down_logged:
+                    log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
+                    down_logged = True
+                self.reconnects += 1
+                await asyncio.sleep(backoff.next_delay())
+            finally:
+                self.connected.clear()
+                self._link = None
+
+    async def _serve(self, link: Link) -> bool:
+        """Publish and receive until the buffer is closed and empty (True) or an error.
+
+        The tasks (publish, receive, status, link watchdog) are owned here: whichever ends
+        first ends the others, and its error (the MqttError or MqttUnavailable of a lost
+        link) propagates as itself, not wrapped in a group.
+        """
+        drainer = asyncio.create_task(link.publish(self.publisher), name="mqtt-publish")
+        watchdog = link.watch(float(self._settings.keepalive))
+        tasks = {
+            drainer,
+            asyncio.create_task(self._receive(link.client), name="mqtt-receive"),
+            asyncio.create_task(self._keep_status(link.client), name="mqtt-status"),
+            asyncio.create_task(watchdog, name="mqtt-watchdog"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for task in done:
+            task.result()
+        return drainer in done
+
+    async def _leave(self, link: Link) -> None:
+        """Leave a link that could not be drained so the retained status says offline:
+        the broker takes the offline status within ``LEAVE_TIMEOUT``, or sends the will."""
+        payload = status_payload(
+            "offline", self._since_ms, version=__version__, source=self._source
+        )
+        mqtt5 = self._settings.protocol == 5
+        if await link.leave(self._status_topic, payload, mqtt5=mqtt5, wait=LEAVE_TIMEOUT):
+            log.info("status set to offline, disconnecting from the broker")
+            return
+        log.info("disconnected without draining; the broker sets the status offline (will)")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Hand inbound messages on as plain values; raises MqttError when the link drops."""
+        async for message in client.messages:
+            if self._on_message is not None:
+                payload = message.payload
+                body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+                self._on_message(inbound_from(str(message.topic), body, message.properties))
+
+    async def publish_now(self, message: Message, *, correlation_data: bytes | None = None) -> None:
+        """Publish outside the buffer (command answers), with the MQTT 5 correlation data
+        when there is one; raises MqttUnavailable when offline or the link broke."""
+        link = self._link
+        if link is None:
+            raise MqttUnavailable("not connected to the broker")
+        properties = None
+        if correlation_data is not None and self._settings.protocol == 5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation_data
+        try:
+            await link.client.publish(
+                message.topic, message.payload, message.qos, message.retain, properties=properties
+            )
+        except aiomqtt.MqttError as exc:
+            raise MqttUnavailable(str(exc)) from exc
+
+    def stop(self) -> None:
+        """Finish: no more messages will come; ``run`` returns once they are published."""
+        self._stopping = True
+        self._buffer.close_for_new()
+
+    def _where(self) -> str:
+        parts = urlsplit(self._settings.url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")

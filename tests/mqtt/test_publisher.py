@@ -1,0 +1,254 @@
+"""The publishing adapter's bookkeeping, against a stand-in for paho's client and the real
+buffer: the window, PUBACKs matched by message id, requeue on a dropped link, drops.
+
+The end-to-end behaviour over a real broker is in tests/test_mqtt_faults.py,
+tests/test_durability.py and tests/test_pipeline.py; these run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from paho.mqtt import client as mqtt_client
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.buffer.outbox import DurableBuffer
+from gateway.buffer.store import Message
+from gateway.errors import MqttUnavailable
+from gateway.mqtt.publisher import Publisher
+
+SUCCESS = ReasonCode(PacketTypes.PUBACK, "Success")
+
+
+class Info:
+    """What paho's ``publish()`` returns, as far as the publisher reads it."""
+
+    def __init__(self, mid: int, rc: int, *, published: bool) -> None:
+        self.mid, self.rc, self._published = mid, rc, published
+
+    def is_published(self) -> bool:
+        return self._published
+
+
+class FakePaho:
+    """paho's ``publish()`` and ``on_publish`` callback: records what was handed over;
+    the test plays the broker by acknowledging message ids."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, str] = {}  # mid -> topic, in the order handed over
+        self.forwarded: list[int] = []  # acknowledgements passed on to aiomqtt's handler
+        self.on_publish: Any = self._aiomqtt_handler
+        self.refuse_after: int | None = None  # publishes paho accepts before MQTT_ERR_NO_CONN
+        self._next_mid = 0
+
+    def _aiomqtt_handler(self, *args: Any) -> None:
+        self.forwarded.append(args[2])
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> Info:
+        if "#" in topic or "+" in topic:
+            raise ValueError("Publish topic cannot contain wildcards.")
+        if self.refuse_after is not None and len(self.sent) >= self.refuse_after:
+            return Info(0, mqtt_client.MQTT_ERR_NO_CONN, published=False)
+        self._next_mid += 1
+        self.sent[self._next_mid] = topic
+        return Info(self._next_mid, mqtt_client.MQTT_ERR_SUCCESS, published=qos == 0)
+
+    def ack(self, mid: int, reason: ReasonCode = SUCCESS) -> None:
+        self.on_publish(self, None, mid, reason, Properties(PacketTypes.PUBACK))
+
+    def mid_of(self, topic: str) -> int:
+        return next(mid for mid, sent in self.sent.items() if sent == topic)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - the stand-in offers no event
+            await asyncio.sleep(0)
+
+
+async def settle() -> None:
+    """Let the publisher run until it waits (for room, or for messages)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def buffer(tmp_path: Path) -> AsyncIterator[DurableBuffer]:
+    store = DurableBuffer(tmp_path / "buffer.db", 10_000_000)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def messages(*names: str, qos: int = 1) -> list[Message]:
+    return [Message(f"p/{name}", b"{}", qos, False) for name in names]
+
+
+async def taken_topics(buffer: DurableBuffer) -> list[str]:
+    """What the buffer hands out next, in order (after a drain ended)."""
+    buffer.close_for_new()
+    return [message.topic for _, message in await buffer.take(100)]
+
+
+async def test_the_window_bounds_what_is_in_flight_and_each_puback_makes_room(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages(*"abcdefgh"))
+    drain = asyncio.create_task(publisher.drain(paho, receive_maximum=3))  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: len(paho.sent) == 3)
+        await settle()
+        assert list(paho.sent.values()) == ["p/a", "p/b", "p/c"]
+        paho.ack(paho.mid_of("p/b"))  # out of order: the broker may answer so
+        await wait_until(lambda: len(paho.sent) == 4)
+        await settle()
+        assert len(paho.sent) == 4
+        assert (publisher.published, buffer.delivered) == (1, 1)
+    finally:
+        drain.cancel()
+        await asyncio.wait({drain})
+    assert await taken_topics(buffer) == ["p/a", "p/c", "p/d", "p/e", "p/f", "p/g", "p/h"]
+
+
+async def test_acknowledgements_of_other_publishes_reach_aiomqtt_and_its_handler_returns(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    own = paho.on_publish
+    publisher = Publisher(buffer, mqtt5=False)
+    await buffer.append(messages("a"))
+    drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+    await wait_until(lambda: len(paho.sent) == 1)
+    paho.ack(999)  # the status or a command answer, published through aiomqtt
+    assert paho.forwarded == [999]
+    assert publisher.published == 0
+    paho.ack(paho.mid_of("p/a"))
+    assert paho.forwarded == [999]
+    assert publisher.published == 1
+    buffer.close_for_new()
+    await asyncio.wait_for(drain, 2)  # closed, and everything acknowledged
+    assert paho.on_publish == own
+
+
+async def test_a_closed_outbox_ends_the_drain_only_once_everything_is_acknowledged(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "b"))
+    drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+    await wait_until(lambda: len(paho.sent) == 2)
+    buffer.close_for_new()
+    paho.ack(paho.mid_of("p/a"))
+    await settle()
+    assert not drain.done()
+    paho.ack(paho.mid_of("p/b"))
+    await asyncio.wait_for(drain, 2)
+    assert (publisher.published, len(buffer)) == (2, 0)
+
+
+async def test_what_is_in_flight_goes_back_in_front_when_the_link_drops(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "b", "c", "d", "e"))
+    drain = asyncio.create_task(publisher.drain(paho, receive_maximum=3))  # type: ignore[arg-type]
+    await wait_until(lambda: len(paho.sent) == 3)
+    paho.ack(paho.mid_of("p/b"))
+    await wait_until(lambda: len(paho.sent) == 4)
+    drain.cancel()  # the session's link watchdog, or the broker gone
+    await asyncio.wait({drain})
+    assert await taken_topics(buffer) == ["p/a", "p/c", "p/d", "p/e"]
+
+
+async def test_a_publish_paho_cannot_send_ends_the_link_and_loses_nothing(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    paho.refuse_after = 2
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "b", "c", "d"))
+    with pytest.raises(MqttUnavailable, match=r"\[code:4\]"):
+        await asyncio.wait_for(publisher.drain(paho), 2)  # type: ignore[arg-type]
+    assert await taken_topics(buffer) == ["p/a", "p/b", "p/c", "p/d"]
+
+
+async def test_qos0_messages_count_as_delivered_once_written(buffer: DurableBuffer) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "b", qos=0))
+    drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+    buffer.close_for_new()
+    await asyncio.wait_for(drain, 2)
+    assert (publisher.published, buffer.delivered) == (2, 2)
+
+
+async def test_messages_the_broker_can_never_take_are_dropped_counted_and_logged_once(
+    buffer: DurableBuffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(
+        [
+            Message("p/big", b"x" * 200, 1, False),  # over the broker's maximum packet size
+            Message("p/" + "t" * 70_000, b"{}", 1, False),  # over MQTT's topic length
+            Message("p/#", b"{}", 1, False),  # paho refuses it
+            Message("p/fits", b"x" * 50, 1, False),
+        ]
+    )
+    with caplog.at_level(logging.ERROR, logger="gateway.mqtt.publisher"):
+        drain = asyncio.create_task(publisher.drain(paho, max_packet=100))  # type: ignore[arg-type]
+        await wait_until(lambda: len(paho.sent) == 1)
+        paho.ack(paho.mid_of("p/fits"))
+        buffer.close_for_new()
+        await asyncio.wait_for(drain, 2)
+    assert list(paho.sent.values()) == ["p/fits"]
+    assert publisher.dropped == {"too_large": 2, "invalid": 1}
+    assert (publisher.published, buffer.delivered, len(buffer)) == (1, 4, 0)
+    drops = [r.getMessage() for r in caplog.records if "cannot take it" in r.getMessage()]
+    assert len(drops) == 2  # once per reason and connection
+    assert "maximum packet size is 100" in drops[0]
+
+
+async def test_a_refusal_by_the_broker_is_counted_and_not_sent_again(
+    buffer: DurableBuffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "a"))
+    drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+    await wait_until(lambda: len(paho.sent) == 2)
+    with caplog.at_level(logging.ERROR, logger="gateway.mqtt.publisher"):
+        for mid in list(paho.sent):
+            paho.ack(mid, ReasonCode(PacketTypes.PUBACK, "Not authorized"))
+    buffer.close_for_new()
+    await asyncio.wait_for(drain, 2)
+    assert (publisher.refused, publisher.published, len(buffer)) == (2, 2, 0)
+    assert len([r for r in caplog.records if "check its ACL" in r.getMessage()]) == 1
+
+
+async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None:
+    """The link and the publisher reach into aiomqtt 2 and paho 2 (see their module
+    docstrings); an upgrade that removes those parts fails here, not in production."""
+    assert version("aiomqtt").startswith("2.")
+    assert version("paho-mqtt").startswith(("2.1.", "2.2."))
+    client = aiomqtt.Client("localhost")
+    paho = client._client
+    assert isinstance(paho, mqtt_client.Client)
+    for name in ("_packet_handle", "_send_pingreq", "_sock_close", "on_publish", "on_connect"):
+        assert hasattr(paho, name), name
+    assert isinstance(client._disconnected, asyncio.Future)
