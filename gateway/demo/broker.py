@@ -9,13 +9,16 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiomqtt
 from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig
 from amqtt.errors import BrokerError
 
 from gateway.demo.view import DemoView
 from gateway.errors import GatewayError
+from gateway.mqtt.watch import watch
+
+Messages = AsyncIterator[tuple[str, bytes]]
+"""What the subscriber hands on: (topic, payload) pairs."""
 
 
 @contextlib.asynccontextmanager
@@ -61,21 +64,15 @@ async def embedded_broker(host: str, port: int) -> AsyncIterator[int]:
         loop.set_exception_handler(previous)
 
 
-@contextlib.asynccontextmanager
-async def subscriber(host: str, port: int, prefix: str) -> AsyncIterator[aiomqtt.Client]:
+def subscriber(
+    host: str, port: int, prefix: str
+) -> contextlib.AbstractAsyncContextManager[Messages]:
     """A client of the embedded broker subscribed to everything under the demo's prefix."""
-    client = aiomqtt.Client(
-        host, port, identifier="wincc-demo-view", protocol=aiomqtt.ProtocolVersion.V311
-    )
-    async with client:
-        await client.subscribe(f"{prefix}/#", qos=0)
-        yield client
+    return watch(host, port, prefix, client_id="wincc-demo-view")
 
 
-async def feed(client: aiomqtt.Client, view: DemoView) -> None:
+async def feed(messages: Messages, view: DemoView) -> None:
     """Hand every message the subscriber receives to the view."""
     loop = asyncio.get_running_loop()
-    async for message in client.messages:
-        payload = message.payload
-        data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        view.handle(message.topic.value, data, loop.time())
+    async for topic, payload in messages:
+        view.handle(topic, payload, loop.time())
