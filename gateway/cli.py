@@ -122,7 +122,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.app import run_gateway  # noqa: PLC0415
+    from gateway.service import run_gateway  # noqa: PLC0415
 
     settings = load_settings(args.config)
     if args.log_format:
