@@ -2,7 +2,7 @@
 
 The demo needs no config and no outside services, so anyone can see the product work with
 one command. Everything runs in this process: the WinCC simulator over plain HTTP on
-loopback, amqtt as the MQTT 3.1.1 broker, the real gateway, and an aiomqtt subscriber that
+loopback, amqtt as the MQTT 3.1.1 broker, the real gateway, and a subscriber that
 feeds a terminal view, or summary lines when stdout is no interactive terminal (CI logs,
 ``| tee``, ``TTY_INTERACTIVE=0``). Ctrl-C or SIGTERM stops them in reverse order: gateway,
 subscriber, broker, simulator.

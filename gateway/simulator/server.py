@@ -1,17 +1,15 @@
-"""The WinCC ``rest`` API served over aiohttp, in front of a ``Plant``, with fault injection.
+"""The simulated WinCC server over aiohttp: a ``Plant``, the API of one dialect in front of
+it (``rest_api.RestApi`` or ``classic.ClassicApi``), and fault injection.
 
-The handlers are thin: they parse, call the plant and shape JSON with orjson. Faults and
-authentication live in one middleware so every ``/api/`` route gets them alike; the
+Faults and authentication live in one middleware so every API route gets them alike; the
 ``/_sim/`` routes are the simulator's own control surface and are never faulted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import random
-import secrets
 import ssl
 import time
 from collections import deque
@@ -20,29 +18,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-import orjson
 from aiohttp import web
 
-from gateway.core.models import Reading
-from gateway.core.payloads import alarm_fields
-from gateway.core.timestamps import format_ts, now_ms, parse_ts
+from gateway.core.timestamps import now_ms
 from gateway.simulator.classic import ClassicApi, is_classic_path
 from gateway.simulator.faults import Faults, FaultsError
 from gateway.simulator.plant import (
     Plant,
-    ReadOnlyError,
-    TypeMismatchError,
-    UnknownAlarmError,
-    UnknownTagError,
+)
+from gateway.simulator.rest_api import (
+    LOGIN_PATH,
+    ApiError,
+    RestApi,
+    error_response,
+    json_response,
+    read_body,
 )
 from gateway.simulator.tls import load_server_context, make_server_context
 
 log = logging.getLogger(__name__)
 
-HISTORY_LIMIT_DEFAULT = 1000
-HISTORY_LIMIT_MAX = 10_000
 SHUTDOWN_TIMEOUT = 2.0  # seconds in-flight requests get when the simulator stops
-LOGIN_PATH = "/api/auth/login"
 CATCH_UP_TICKS = 5
 """Plant time one step makes up at most, in ticks: beyond it the plant skips ahead, so
 that a change rate too high for the CPU slows the plant, not the HTTP answers."""
@@ -85,56 +81,12 @@ class SimulatorOptions:
     dialect: Literal["rest", "classic"] = "rest"  # which API is served (SPEC.md, "dialects")
 
 
-class _ApiError(Exception):
-    """Ends a request with ``{"error": message}`` and the status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class _LoginPage(Exception):
     """Ends a request with 200 and an HTML login page (the ``html_login`` fault)."""
 
 
 class _Dropped(Exception):
     """The connection was closed on purpose; nothing is to be answered."""
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    response = _json({"error": message}, status)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-def _reading_json(reading: Reading, tag_type: str) -> dict[str, object]:
-    return {
-        "name": reading.name,
-        "value": reading.value,
-        "quality": reading.quality,
-        "timestamp": format_ts(reading.ts_ms),
-        "type": tag_type,
-    }
-
-
-async def _body(request: web.Request, *, optional: bool = False) -> dict[str, object]:
-    """The JSON object in the body; ``{}`` for an empty optional body, else 400."""
-    raw = await request.read()
-    if optional and not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _ApiError(400, f"malformed JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise _ApiError(400, "expected a JSON object")
-    return body
 
 
 class Simulator:
@@ -174,9 +126,9 @@ class Simulator:
         self.acks = 0
         self.certificate_pem: bytes | None = None  # CA of a certificate made at start
         self.classic = ClassicApi(self)  # the classic REST service, served with dialect classic
+        self.rest = RestApi(self)  # the rest API, served with dialect rest
         self._ssl = ssl_context
         self._rng = random.Random(options.seed)
-        self._tokens: dict[str, float] = {}  # token -> monotonic time of login
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._url: str | None = None
@@ -291,15 +243,7 @@ class Simulator:
         if self.options.dialect == "classic":
             self.classic.mount(app.router)
             return app
-        app.router.add_post(LOGIN_PATH, self._login)
-        app.router.add_post("/api/auth/logout", self._logout)
-        app.router.add_get("/api/dp/browse", self._browse)
-        app.router.add_post("/api/dp/read", self._read_many)
-        app.router.add_get("/api/dp/{name}", self._read_one)
-        app.router.add_put("/api/dp/{name}", self._write)
-        app.router.add_get("/api/alerts/active", self._active_alarms)
-        app.router.add_post("/api/alert/{id}/acknowledge", self._acknowledge)
-        app.router.add_get("/api/history/{name}", self._history)
+        self.rest.mount(app.router)
         return app
 
     @web.middleware
@@ -315,18 +259,18 @@ class Simulator:
             if request.path.startswith("/api/") and self.options.dialect == "rest":
                 await self._inject_faults(request)
                 if request.path != LOGIN_PATH:
-                    self._authorize(request)
+                    self.rest.authorize(request)
             elif self.options.dialect == "classic" and is_classic_path(request.path):
                 await self._inject_faults(request)
             return await handler(request)
-        except _ApiError as exc:
-            return _error(exc.status, exc.message)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
         except _Dropped:
             return web.Response()  # the transport is gone; this only completes the handler
         except _LoginPage:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         except web.HTTPException as exc:  # no such route, method not allowed, ...
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
 
     async def wait_for_request(self, method: str, path_part: str) -> None:
         """Wait until a request ``method`` whose path holds ``path_part`` has come in (it
@@ -344,9 +288,9 @@ class Simulator:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000.0)
         if faults.down:
-            raise _ApiError(503, "service unavailable (simulated outage)")
+            raise ApiError(503, "service unavailable (simulated outage)")
         if faults.unauthorized:
-            raise _ApiError(401, "unauthorized (simulated)")
+            raise ApiError(401, "unauthorized (simulated)")
         if faults.html_login:
             raise _LoginPage
         if faults.drop_rate and self._rng.random() < faults.drop_rate:
@@ -354,163 +298,17 @@ class Simulator:
                 request.transport.abort()
             raise _Dropped
         if faults.error_rate and self._rng.random() < faults.error_rate:
-            raise _ApiError(self._rng.choice((500, 503)), "internal error (simulated)")
-
-    def _authorize(self, request: web.Request) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise _ApiError(401, "missing bearer token")
-        issued = self._tokens.get(token.strip())
-        if issued is None:
-            raise _ApiError(401, "invalid token")
-        if time.monotonic() - issued >= self.faults.token_ttl:
-            del self._tokens[token.strip()]
-            raise _ApiError(401, "token expired")
-
-    async def _login(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        username, password = body.get("username"), body.get("password")
-        if not isinstance(username, str) or not isinstance(password, str):
-            raise _ApiError(400, 'expected {"username": ..., "password": ...}')
-        valid_user = hmac.compare_digest(username.encode(), self.options.username.encode())
-        valid_password = hmac.compare_digest(password.encode(), self.options.password.encode())
-        if not (valid_user and valid_password):
-            raise _ApiError(401, "invalid credentials")
-        now = time.monotonic()
-        ttl = self.faults.token_ttl
-        self._tokens = {t: at for t, at in self._tokens.items() if now - at < ttl}
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = now
-        return _json({"token": token, "expires_in": int(ttl) if ttl.is_integer() else ttl})
-
-    async def _logout(self, request: web.Request) -> web.Response:
-        token = request.headers["Authorization"].partition(" ")[2].strip()
-        self._tokens.pop(token, None)
-        return _json({"ok": True})
-
-    async def _read_one(self, request: web.Request) -> web.Response:
-        i = self.plant.index.get(request.match_info["name"])
-        if i is None:
-            raise _ApiError(404, f"unknown data point {request.match_info['name']}")
-        self.reads += 1
-        self.read_items += 1
-        return _json(self.plant.item(i))
-
-    async def _read_many(self, request: web.Request) -> web.Response:
-        names = (await _body(request)).get("names")
-        if not isinstance(names, list):
-            raise _ApiError(400, 'expected {"names": [...]}')
-        index, item = self.plant.index, self.plant.item
-        values: list[dict[str, object]] = []
-        append = values.append
-        for name in names:
-            if type(name) is not str:
-                raise _ApiError(400, "names must be strings")
-            i = index.get(name)
-            append({"name": name, "error": "unknown data point"} if i is None else item(i))
-        self.reads += 1
-        self.read_items += len(values)
-        return _json({"values": values})
-
-    async def _write(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        body = await _body(request)
-        if "value" not in body:
-            raise _ApiError(400, 'expected {"value": ...}')
-        try:
-            reading = self.plant.write(name, body["value"], now_ms=self.now())
-        except UnknownTagError as exc:
-            raise _ApiError(404, str(exc)) from exc
-        except ReadOnlyError as exc:
-            raise _ApiError(403, str(exc)) from exc
-        except TypeMismatchError as exc:
-            raise _ApiError(400, f"type mismatch for {name}: {exc}") from exc
-        self.write_log.append((name, reading.value))
-        self.writes += 1
-        return _json(_reading_json(reading, self.plant.tag_type(name)))
-
-    async def _active_alarms(self, request: web.Request) -> web.Response:
-        # By contract the API reports alarms with the same fields as P/alarms.
-        return _json({"alerts": [alarm_fields(alarm) for alarm in self.plant.active_alarms()]})
-
-    async def _acknowledge(self, request: web.Request) -> web.Response:
-        alarm_id = request.match_info["id"]
-        comment = (await _body(request, optional=True)).get("comment")
-        if comment is not None and not isinstance(comment, str):
-            raise _ApiError(400, "comment must be a string")
-        try:
-            alarm = self.plant.acknowledge(alarm_id, now_ms=self.now())
-        except UnknownAlarmError as exc:
-            raise _ApiError(404, str(exc)) from exc
-        self.ack_log.append((alarm_id, comment))
-        self.acks += 1
-        return _json(alarm_fields(alarm))
-
-    async def _history(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        query = request.query
-        try:
-            start_ms = parse_ts(query["start"]) if "start" in query else 0
-            end_ms = parse_ts(query["end"]) if "end" in query else self.now()
-        except ValueError as exc:
-            raise _ApiError(400, f"bad start or end timestamp: {exc}") from exc
-        if start_ms > end_ms:
-            raise _ApiError(400, "start is after end")
-        limit_text = query.get("limit", str(HISTORY_LIMIT_DEFAULT))
-        if not limit_text.isdecimal() or not 1 <= int(limit_text) <= HISTORY_LIMIT_MAX:
-            raise _ApiError(400, f"limit must be a whole number from 1 to {HISTORY_LIMIT_MAX}")
-        cursor_text = query.get("cursor")
-        if cursor_text is not None and not (cursor_text.isdecimal() and len(cursor_text) < 19):
-            raise _ApiError(400, "bad cursor")
-        try:
-            page, cursor = self.plant.history(
-                name,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                limit=int(limit_text),
-                cursor=None if cursor_text is None else int(cursor_text),
-            )
-        except UnknownTagError as exc:
-            raise _ApiError(404, str(exc)) from exc
-        tag_type = self.plant.tag_type(name)
-        return _json(
-            {
-                "name": name,
-                "values": [_reading_json(reading, tag_type) for reading in page],
-                "next": None if cursor is None else str(cursor),
-            }
-        )
-
-    async def _browse(self, request: web.Request) -> web.Response:
-        path = request.query.get("path", "")
-        try:
-            children = self.plant.browse(path)
-        except UnknownTagError as exc:
-            raise _ApiError(404, str(exc)) from exc
-        return _json(
-            {
-                "path": path,
-                "children": [
-                    {
-                        "name": child.name,
-                        "type": child.type,
-                        "has_children": child.has_children,
-                        "writable": child.writable,
-                    }
-                    for child in children
-                ],
-            }
-        )
+            raise ApiError(self._rng.choice((500, 503)), "internal error (simulated)")
 
     async def _get_faults(self, request: web.Request) -> web.Response:
-        return _json(self.faults.model_dump())
+        return json_response(self.faults.model_dump())
 
     async def _set_faults(self, request: web.Request) -> web.Response:
         try:
-            self.faults.apply(await _body(request))
+            self.faults.apply(await read_body(request))
         except FaultsError as exc:
-            raise _ApiError(400, str(exc)) from exc
-        return _json(self.faults.model_dump())
+            raise ApiError(400, str(exc)) from exc
+        return json_response(self.faults.model_dump())
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return _json(self.stats())
+        return json_response(self.stats())
