@@ -210,9 +210,9 @@ class TagSink:
         way may have published its first chunks, and a restart knows the source timestamp
         of every tag's last published sample.
         """
-        limit = asyncio.Semaphore(settings.concurrency)
         if not names:
             return
+        limit = asyncio.Semaphore(settings.concurrency)
 
         async def archived(name: str) -> list[Reading]:
             async with limit:
