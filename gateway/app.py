@@ -32,7 +32,8 @@ from gateway.errors import MqttUnavailable, WinCCError
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
-from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller, Topics
+from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
+from gateway.sink import TagSink, Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.resolve import resolve_tags
 
@@ -259,7 +260,7 @@ class Gateway:
         for item in resolved:
             group = item.group
             old = running.pop(group.name, None)
-            if old is not None and (old.interval, old.deadband, old.tags) == (
+            if old is not None and (old.interval, old.sink.deadband, old.tags) == (
                 group.interval,
                 group.deadband,
                 item.tags,
@@ -273,21 +274,26 @@ class Gateway:
                 continue
             for name in item.tags:
                 self.topic_map.add(name)
-            poller = TagPoller(
+            sink = TagSink(
                 name=group.name,
-                interval=group.interval,
                 deadband=group.deadband,
-                tags=item.tags,
-                client=self.client,
+                archive=self.client,
                 decider=self.decider,
                 topic_map=self.topic_map,
                 topics=self.topics,
                 buffer=self.buffer,
-                source=self.source,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
-                observe=self._observe_poll,
                 # the gap since the old poller's last good poll, or since the last run
-                resume=old.mark if old is not None else self._marks.pop(group.name, None),
+                resume=old.sink.mark if old is not None else self._marks.pop(group.name, None),
+            )
+            poller = TagPoller(
+                name=group.name,
+                interval=group.interval,
+                tags=item.tags,
+                client=self.client,
+                sink=sink,
+                source=self.source,
+                observe=self._observe_poll,
             )
             self.pollers.append(poller)
             self._spawn(f"poll:{group.name}", poller.run())

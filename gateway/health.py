@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics, Monitored
 
 if TYPE_CHECKING:
-    from gateway.polling import PollStats
+    from gateway.sink import PollStats
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from gateway.commands import CommandService
     from gateway.core.samples import SampleDecider
     from gateway.mqtt.session import MqttSession
-    from gateway.polling import AlarmPoller, PollStats, SourceHealth, TagPoller
+    from gateway.polling import AlarmPoller, SourceHealth, TagPoller
+    from gateway.sink import PollStats
 
 NAMESPACE = "wincc_gateway"
 

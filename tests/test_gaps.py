@@ -262,7 +262,7 @@ async def test_a_gap_longer_than_max_gap_is_logged_with_its_range_and_counted(
     config = settings_for(
         simulator, mosquitto, tls, tmp_path, poll=POLL, backfill={"max_gap": "1s"}
     )
-    caplog.set_level(logging.WARNING, logger="gateway.polling")
+    caplog.set_level(logging.WARNING, logger="gateway.sink")
     async with running_gateway(config) as gateway:
         poller = gateway.pollers[0]
         await until(lambda: poller.stats.polls > 3)
@@ -295,7 +295,7 @@ async def test_a_failed_history_request_is_logged_with_its_range_and_counted(
 ) -> None:
     lively(simulator, rate=2.0)
     config = settings_for(simulator, mosquitto, tls, tmp_path, poll=POLL)
-    caplog.set_level(logging.WARNING, logger="gateway.polling")
+    caplog.set_level(logging.WARNING, logger="gateway.sink")
 
     def no_archive(name: str, **_: Any) -> Any:
         raise UnknownTagError(f"no archive for {name}")

@@ -24,8 +24,8 @@ from gateway.core.timestamps import now_ms
 from gateway.errors import GatewayError
 from gateway.health import HealthServer, assess, split_listen
 from gateway.metrics import GatewayMetrics
-from gateway.polling import PollStats
 from gateway.simulator.server import Simulator
+from gateway.sink import PollStats
 from tests.conftest import Mosquitto, Received, TlsFiles, subscribe
 from tests.gateway_harness import PREFIX, running_gateway, settings_for
 

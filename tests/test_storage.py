@@ -23,8 +23,9 @@ from gateway.buffer.store import BufferStore
 from gateway.config import GatewaySettings
 from gateway.core.models import Alarm
 from gateway.core.topics import tag_path
-from gateway.polling import AlarmPoller, SourceHealth, Topics
+from gateway.polling import AlarmPoller, SourceHealth
 from gateway.simulator.server import Simulator
+from gateway.sink import Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk, logged
