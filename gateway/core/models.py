@@ -7,6 +7,7 @@ so they are slotted dataclasses and named tuples, not pydantic models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -90,6 +91,17 @@ class ReadResult:
 
     readings: list[Reading] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+
+    def mark_missing(self, names: Sequence[str], wanted: set[str]) -> None:
+        """Make every name asked for that the answer neither read nor refused an error:
+        a tag the server left out is never silently skipped."""
+        answered = {reading.name for reading in self.readings}  # listed twice counts once
+        if len(answered) + len(self.errors) == len(wanted):
+            return
+        answered.update(self.errors)
+        for name in names:
+            if name not in answered:
+                self.errors[name] = "missing from the server's answer"
 
 
 @dataclass(slots=True, frozen=True)

@@ -200,12 +200,7 @@ def parse_values_answer(
             readings.append(_reading(name, fields, memo))
         except (KeyError, TypeError, ValueError) as exc:
             errors[name] = f"malformed reading: {why(exc)}"
-    answered = {reading.name for reading in readings}  # a name listed twice counts once
-    if len(answered) + len(errors) != len(wanted):
-        answered.update(errors)
-        for name in names:
-            if name not in answered:
-                errors[name] = "missing from the server's answer"
+    result.mark_missing(names, wanted)
     return result
 
 
