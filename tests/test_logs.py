@@ -73,13 +73,13 @@ def test_json_line_carries_the_exception(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_text_format_is_one_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
     setup_logging("info", "text")
-    logging.getLogger("gateway.mqtt_session").info("connected to broker %s", "mqtt://b:1883")
+    logging.getLogger("gateway.mqtt.session").info("connected to broker %s", "mqtt://b:1883")
 
     (line,) = lines_of(capsys)
     ts, level, rest = line.split(maxsplit=2)
     assert TS.match(ts)
     assert level == "INFO"
-    assert rest == "gateway.mqtt_session: connected to broker mqtt://b:1883"
+    assert rest == "gateway.mqtt.session: connected to broker mqtt://b:1883"
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
