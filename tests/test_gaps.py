@@ -251,6 +251,15 @@ async def test_changes_while_the_gateway_was_stopped_arrive_as_backfill(
     assert republished(collector) == []
 
 
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+"""A timestamp as the gateway writes it."""
+
+
+def unfilled_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The log lines that report a gap left unfilled."""
+    return [r.getMessage() for r in caplog.records if "not filled" in r.getMessage()]
+
+
 async def test_a_gap_longer_than_max_gap_is_logged_with_its_range_and_counted(
     simulator: Simulator,
     mosquitto: Mosquitto,
@@ -279,10 +288,9 @@ async def test_a_gap_longer_than_max_gap_is_logged_with_its_range_and_counted(
         )
     assert gaps == 1
     assert seconds is not None and seconds >= 1.0
-    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-    lines = [r.getMessage() for r in caplog.records if "not filled" in r.getMessage()]
+    lines = unfilled_lines(caplog)
     assert len(lines) == 1, lines
-    assert re.search(rf"group fast: .*{iso} to {iso}", lines[0]), lines[0]
+    assert re.search(rf"group fast: .*{ISO} to {ISO}", lines[0]), lines[0]
     assert "max_gap" in lines[0]
 
 
@@ -317,7 +325,6 @@ async def test_a_failed_history_request_is_logged_with_its_range_and_counted(
             )
     assert gaps == 1
     assert poller.stats.backfilled == 0
-    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-    lines = [r.getMessage() for r in caplog.records if "not filled" in r.getMessage()]
+    lines = unfilled_lines(caplog)
     assert len(lines) == 1, lines
-    assert re.search(rf"group fast: gap from {iso} to {iso} .*history request failed", lines[0])
+    assert re.search(rf"group fast: gap from {ISO} to {ISO} .*history request failed", lines[0])
