@@ -19,7 +19,7 @@ from gateway.answers import Answer
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message, PollMark
-from gateway.commands import CommandService, command_topics
+from gateway.commands import CommandService
 from gateway.config import CommandSettings, GatewaySettings, PollGroup
 from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Inbound, Range
@@ -29,11 +29,12 @@ from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.core.values import short_text, show
 from gateway.errors import MqttUnavailable, WinCCError
+from gateway.formats import build_format
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
-from gateway.sink import TagSink, Topics
+from gateway.sink import TagSink
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.resolve import resolve_tags
 
@@ -87,17 +88,18 @@ class Gateway:
             on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
+        self.output = build_format(settings.mqtt, self.topic_map)
         self.tag_types: dict[str, TagType] = {}
         self.alarm_poller: AlarmPoller | None = None
         self.started = asyncio.Event()
         self.session = MqttSession(
             settings.mqtt,
             self.buffer,
-            subscriptions=command_topics(settings.mqtt.topic_prefix),
+            self.output,
             on_message=self._on_message,
         )
         self.commands = CommandService(
-            prefix=settings.mqtt.topic_prefix,
+            layout=self.output.commands,
             policy=CommandPolicy(**_command_rules(settings.commands)),
             client=client,
             tag_types=self.tag_types,
@@ -109,14 +111,6 @@ class Gateway:
             connected=self.session.connected,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
-        self.topics = Topics(
-            prefix=settings.mqtt.topic_prefix,
-            qos=settings.mqtt.qos,
-            retain=settings.mqtt.retain,
-            batch_max_bytes=(
-                settings.mqtt.batch_max_bytes if settings.mqtt.payload == "batch" else None
-            ),
-        )
         self.pollers: list[TagPoller] = []
         self._marks: dict[str, PollMark] = {}  # from the last run, until its group polls
         self._group: asyncio.TaskGroup | None = None
@@ -245,7 +239,7 @@ class Gateway:
             self.alarm_poller = AlarmPoller(
                 interval=self.settings.alarms.interval,
                 client=self.client,
-                topics=self.topics,
+                output=self.output,
                 buffer=self.buffer,
                 source=self.source,
                 published=self._published_alarms,
@@ -279,8 +273,7 @@ class Gateway:
                 deadband=group.deadband,
                 archive=self.client,
                 decider=self.decider,
-                topic_map=self.topic_map,
-                topics=self.topics,
+                output=self.output,
                 buffer=self.buffer,
                 backfill=self.settings.backfill if self.settings.backfill.enabled else None,
                 # the gap since the old poller's last good poll, or since the last run

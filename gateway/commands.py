@@ -22,18 +22,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from gateway.answers import Answer, AnswerOutbox, AnswerSink
-from gateway.core.commands import (
-    CommandPolicy,
-    Inbound,
-    parse_ack,
-    parse_write,
-    request_id_of,
-)
+from gateway.core.commands import CommandPolicy, Inbound
 from gateway.core.models import TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
@@ -46,6 +40,7 @@ from gateway.errors import (
     WinCCUnavailable,
     WinCCUnsupported,
 )
+from gateway.formats.base import CommandKind, CommandLayout
 from gateway.wincc.base import WinCCClient
 
 log = logging.getLogger(__name__)
@@ -56,11 +51,6 @@ PARALLEL = 4
 """Commands for different targets that may be in flight to WinCC at once."""
 MAX_WAITING = 100
 """Commands accepted and waiting for their turn; one more is refused ``busy`` at once."""
-OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
-"""Topics under the prefix that an answer must never be published to: the gateway's own
-output, and its command topics (an answer there would be taken for a command)."""
-
-Kind = Literal["tag", "alarm"]
 
 
 @dataclass(slots=True)
@@ -68,17 +58,12 @@ class Accepted:
     """A command that passed every check on arrival and waits for its turn."""
 
     inbound: Inbound
-    kind: Kind
+    kind: CommandKind
     target: str
     request_id: str | None
     ts_ms: int | None = None
     value: Value = None
     comment: str | None = None
-
-
-def command_topics(prefix: str) -> tuple[str, str]:
-    """The command topics to subscribe to: writes and acknowledgements."""
-    return (f"{prefix}/cmd/write/#", f"{prefix}/cmd/ack/#")
 
 
 def valid_response_topic(topic: str | None) -> bool:
@@ -98,7 +83,7 @@ class CommandService:
     def __init__(
         self,
         *,
-        prefix: str,
+        layout: CommandLayout,
         policy: CommandPolicy,
         client: WinCCClient,
         tag_types: dict[str, TagType],
@@ -109,10 +94,7 @@ class CommandService:
         answer: AnswerSink,
         connected: asyncio.Event,
     ) -> None:
-        self._prefix = prefix
-        self._write_prefix = f"{prefix}/cmd/write/"
-        self._ack_prefix = f"{prefix}/cmd/ack/"
-        self._result_topic = f"{prefix}/cmd/result"
+        self._layout = layout
         self.policy = policy
         self._client = client
         self._tag_types = tag_types
@@ -121,8 +103,8 @@ class CommandService:
         self._source_down = source_down
         self._ready = ready
         self.results: dict[str, int] = {}
-        self._lanes: dict[tuple[Kind, str], deque[Accepted]] = {}
-        self._turns: asyncio.Queue[tuple[Kind, str] | None] = asyncio.Queue()
+        self._lanes: dict[tuple[CommandKind, str], deque[Accepted]] = {}
+        self._turns: asyncio.Queue[tuple[CommandKind, str] | None] = asyncio.Queue()
         self._waiting = 0
         self._closing = False
         self._outbox = AnswerOutbox(answer, connected)
@@ -134,19 +116,20 @@ class CommandService:
 
         Never waits, so the broker connection keeps being read while WinCC is slow.
         """
-        if inbound.topic.startswith(self._write_prefix):
-            kind: Kind = "tag"
-            target = inbound.topic[len(self._write_prefix) :]
-        elif inbound.topic.startswith(self._ack_prefix):
-            kind, target = "alarm", inbound.topic[len(self._ack_prefix) :]
-        else:
+        route = self._layout.route(inbound.topic)
+        if route is None:
             return
+        kind, target = route.kind, route.target
         try:
             command = self._admit(kind, target, inbound)
         except CommandRejected as exc:
             named = self._topic_map.tag(target) if kind == "tag" else target
             self._finish(
-                kind, named, inbound, request_id=request_id_of(inbound.payload), error=str(exc)
+                kind,
+                named,
+                inbound,
+                request_id=self._layout.request_id(inbound.payload),
+                error=str(exc),
             )
             return
         key = (kind, command.target)
@@ -158,7 +141,7 @@ class CommandService:
             lane.append(command)
         self._waiting += 1
 
-    def _admit(self, kind: Kind, target: str, inbound: Inbound) -> Accepted:
+    def _admit(self, kind: CommandKind, target: str, inbound: Inbound) -> Accepted:
         """Every check that needs no WinCC and no waiting, in the order a sender can fix."""
         if self._closing:
             raise CommandRejected("not executed: the gateway is stopping")
@@ -166,10 +149,10 @@ class CommandService:
             raise CommandRejected(
                 "not ready: the gateway is still resolving its tags; try again shortly"
             )
-        if self._own_topic(inbound.response_topic):
+        if inbound.response_topic is not None and self._layout.owns(inbound.response_topic):
             raise CommandRejected(
                 "refused: the response topic is one of the gateway's own topics; "
-                f"answers to it go to {self._result_topic}"
+                f"answers to it go to {self._layout.result_topic}"
             )
         command = (
             self._write_command(target, inbound)
@@ -192,7 +175,7 @@ class CommandService:
         tag = self._topic_map.tag(target)
         if tag is None or tag not in self._tag_types:
             raise CommandRejected("unknown tag")
-        request = parse_write(inbound.payload)
+        request = self._layout.parse_write(inbound.payload)
         value = self.policy.check_write(tag, self._tag_types[tag], request.value)
         return Accepted(inbound, "tag", tag, request.request_id, request.ts_ms, value=value)
 
@@ -201,17 +184,9 @@ class CommandService:
             raise CommandRejected("the alarm id is exactly one topic level")
         by_level = {escape_level(alarm_id): alarm_id for alarm_id in self._known_alarms()}
         alarm_id = by_level.get(target, target)
-        request = parse_ack(inbound.payload)
+        request = self._layout.parse_ack(inbound.payload)
         self.policy.check_ack(alarm_id)
         return Accepted(inbound, "alarm", alarm_id, request.request_id, comment=request.comment)
-
-    def _own_topic(self, topic: str | None) -> bool:
-        if topic is None or topic == self._result_topic:
-            return False
-        return any(
-            topic == own or topic.startswith(own + "/")
-            for own in (f"{self._prefix}/{level}" for level in OWN_TOPICS)
-        )
 
     # --- execution -----------------------------------------------------------------------
 
@@ -346,7 +321,7 @@ class CommandService:
 
     def _finish(
         self,
-        kind: Kind,
+        kind: CommandKind,
         target: str | None,
         inbound: Inbound,
         *,
@@ -383,13 +358,17 @@ class CommandService:
         """The answer goes to the MQTT 5 response topic when valid and not one of the
         gateway's own, else to ``P/cmd/result``."""
         topic = inbound.response_topic
-        if topic is None or not valid_response_topic(topic) or self._own_topic(topic):
-            topic = self._result_topic
+        if topic is None or not valid_response_topic(topic) or self._layout.owns(topic):
+            topic = self._layout.result_topic
         return Answer(topic, payload, inbound.correlation_data)
 
     def internal_error(self, inbound: Inbound) -> None:
         """Answer a command whose handling failed on a fault of the gateway itself."""
-        body = {"id": request_id_of(inbound.payload), "ok": False, "error": "internal error"}
+        body = {
+            "id": self._layout.request_id(inbound.payload),
+            "ok": False,
+            "error": "internal error",
+        }
         self._count("refused")
         self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
 

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
-from gateway.buffer.store import AlarmState, Message
+from gateway.buffer.store import AlarmState
 from gateway.core.alarms import AlarmTracker
 from gateway.core.models import Alarm, AlarmList, ReadResult
-from gateway.core.payloads import alarm_event_payload, alarm_payload
+from gateway.core.payloads import alarm_payload
 from gateway.core.timestamps import now_ms
-from gateway.core.topics import escape_level
 from gateway.errors import WinCCError, WinCCUnavailable
-from gateway.sink import PollStats, TagSink, Topics
+from gateway.formats.base import OutputFormat
+from gateway.sink import PollStats, TagSink
 from gateway.wincc.base import WinCCClient
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class TagPoller:
             # are spread over half the interval, so no chunk waits behind the others
             # to be decided and stored. Not while a gap is being filled (the archive
             # goes first) nor for batch payloads (one snapshot per poll).
-            streaming = not sink.gap_open and not sink.batched
+            streaming = not sink.gap_open and not sink.per_read
             try:
                 result = await self._read(streaming=streaming)
             except WinCCError as exc:
@@ -173,14 +173,14 @@ class AlarmPoller:
         *,
         interval: float,
         client: WinCCClient,
-        topics: Topics,
+        output: OutputFormat,
         buffer: DurableBuffer,
         source: SourceHealth,
         published: dict[str, Alarm] | None = None,
     ) -> None:
         self.interval = interval
         self._client = client
-        self._topics = topics
+        self._output = output
         self._buffer = buffer
         self._source = source
         self._tracker = AlarmTracker()
@@ -228,20 +228,8 @@ class AlarmPoller:
         if unreadable:
             self._report_errors(unreadable)
         diff = self._tracker.update(alarms, now_ms(), unreadable)
-        base = self._topics.prefix + "/alarms/"
-        qos = self._topics.qos
+        messages = self._output.alarms(diff)
         states = [(alarm.id, alarm_payload(alarm)) for alarm in diff.changed]
-        messages = [
-            Message(base + escape_level(alarm_id), payload, qos, True)
-            for alarm_id, payload in states
-        ]
-        messages += [
-            Message(base + escape_level(alarm_id), b"", qos, True) for alarm_id in diff.cleared
-        ]
-        messages += [
-            Message(base + "events", alarm_event_payload(t.alarm, t.event, t.at_ms), qos, False)
-            for t in diff.events
-        ]
         cleared: list[AlarmState] = [(alarm_id, None) for alarm_id in diff.cleared]
         if not await self._buffer.append(messages, alarms=[*states, *cleared]):
             self._tracker.restore(stored)

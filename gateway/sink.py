@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.buffer.outbox import DurableBuffer
-from gateway.buffer.store import Message, PollMark, TagState
+from gateway.buffer.store import PollMark, TagState
 from gateway.config import BackfillSettings
 from gateway.core.gaps import gap_window
 from gateway.core.models import Reading, ReadResult
-from gateway.core.payloads import batch_payloads, sample_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import format_ts, now_ms
-from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import WinCCError
+from gateway.formats.base import OutputFormat
 from gateway.wincc.concurrency import run_all
 
 log = logging.getLogger(__name__)
@@ -51,16 +50,6 @@ class PollStats:
     gap_unfilled_seconds: float = 0.0
 
 
-@dataclass(slots=True, frozen=True)
-class Topics:
-    """Topic layout and publish options shared by the tag sinks and the alarm poller."""
-
-    prefix: str
-    qos: int
-    retain: bool
-    batch_max_bytes: int | None = None  # set: one batch message per poll instead of per tag
-
-
 class Archive(Protocol):
     """What a sink needs of WinCC to fill a gap: its archive."""
 
@@ -79,8 +68,7 @@ class TagSink:
         deadband: float,
         archive: Archive,
         decider: SampleDecider,
-        topic_map: TopicMap,
-        topics: Topics,
+        output: OutputFormat,
         buffer: DurableBuffer,
         backfill: BackfillSettings | None = None,
         resume: PollMark | None = None,
@@ -90,8 +78,7 @@ class TagSink:
         self.stats = PollStats()  # the poller that feeds this sink counts its reads here
         self._archive = archive
         self._decider = decider
-        self._topic_map = topic_map
-        self._topics = topics
+        self._output = output
         self._buffer = buffer
         self._backfill = backfill
         self._reported_errors: set[str] = set()
@@ -114,9 +101,9 @@ class TagSink:
         return self._gap is not None
 
     @property
-    def batched(self) -> bool:
-        """One batch message per read instead of one message per tag."""
-        return self._topics.batch_max_bytes is not None
+    def per_read(self) -> bool:
+        """The output encodes a read as a whole: hand it on only once complete."""
+        return self._output.per_read
 
     def begin(self) -> None:
         """A read starts: its mark is stored only if the disk takes all its samples."""
@@ -265,31 +252,12 @@ class TagSink:
         False when the disk refused them (the decider has heard so from the buffer)."""
         if not decided:
             return True
-        topics = self._topics
         is_good = self._decider.is_good
-        if topics.batch_max_bytes is not None:
-            topic = f"{topics.prefix}/batch/{escape_level(self.name)}"
-            messages = [
-                Message(topic, payload, topics.qos, False)
-                for payload in batch_payloads(
-                    now_ms(),
-                    [(reading, seq, is_good(reading.quality)) for reading, seq in decided],
-                    max_bytes=topics.batch_max_bytes,
-                    backfill=backfill,
-                )
-            ]
-        else:
-            prefix = topics.prefix + "/tags/"
-            path = self._topic_map.path
-            messages = [
-                Message(
-                    prefix + path(reading.name),
-                    sample_payload(reading, seq, good=is_good(reading.quality), backfill=backfill),
-                    topics.qos,
-                    topics.retain,
-                )
-                for reading, seq in decided
-            ]
+        messages = self._output.samples(
+            self.name,
+            [(reading, seq, is_good(reading.quality)) for reading, seq in decided],
+            backfill=backfill,
+        )
         states: list[TagState] = [(r.name, seq, r.value, r.quality, r.ts_ms) for r, seq in decided]
         if await self._buffer.append(messages, states):
             return True

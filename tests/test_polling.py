@@ -19,8 +19,9 @@ from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap
 from gateway.errors import WinCCError, WinCCUnavailable
+from gateway.formats.json_topics import PerTagJson
 from gateway.polling import SPREAD, SourceHealth, TagPoller
-from gateway.sink import PollStats, TagSink, Topics
+from gateway.sink import PollStats, TagSink
 
 INTERVAL = 0.02
 TAG = "System1.A"
@@ -64,7 +65,7 @@ class RecordingSink:
     def __init__(self, *, gap_open: bool = False) -> None:
         self.stats = PollStats()
         self.gap_open = gap_open
-        self.batched = False
+        self.per_read = False
         self.calls: list[tuple[Any, ...]] = []
 
     def begin(self) -> None:
@@ -206,8 +207,7 @@ async def test_the_real_sink_commits_the_archive_in_time_order_between_live_valu
         deadband=0.0,
         archive=client,
         decider=decider,
-        topic_map=topic_map,
-        topics=Topics(prefix="p", qos=1, retain=True),
+        output=PerTagJson(prefix="p", qos=1, retain=True, topic_map=topic_map, version="t"),
         buffer=buffer,
         backfill=BackfillSettings(),
     )

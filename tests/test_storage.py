@@ -22,10 +22,10 @@ from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import BufferStore
 from gateway.config import GatewaySettings
 from gateway.core.models import Alarm
-from gateway.core.topics import tag_path
+from gateway.core.topics import TopicMap, tag_path
+from gateway.formats.json_topics import PerTagJson
 from gateway.polling import AlarmPoller, SourceHealth
 from gateway.simulator.server import Simulator
-from gateway.sink import Topics
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk, logged
@@ -191,7 +191,7 @@ async def test_an_alarm_change_the_disk_refused_is_published_once_it_takes_write
     poller = AlarmPoller(
         interval=1.0,
         client=cast(WinCCClient, None),  # publish() is handed the alarms; nothing is read
-        topics=Topics(prefix="p", qos=1, retain=True),
+        output=PerTagJson(prefix="p", qos=1, retain=True, topic_map=TopicMap(), version="t"),
         buffer=buffer,
         source=SourceHealth(),
     )

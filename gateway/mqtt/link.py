@@ -21,6 +21,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.buffer.store import Message
 from gateway.errors import MqttUnavailable
 from gateway.mqtt.publisher import Publisher
 
@@ -98,10 +99,9 @@ class Link:
         if not self.client._disconnected.done():
             self.client._disconnected.set_result(None)  # aiomqtt's exit then sends nothing
 
-    async def leave(self, topic: str, payload: bytes, *, mqtt5: bool, wait: float) -> bool:
+    async def leave(self, last: Message, *, mqtt5: bool, wait: float) -> bool:
         """Leave a link that could not be drained so the retained status says offline;
-        True when the broker took ``payload`` on ``topic`` (aiomqtt's exit then sends a
-        normal DISCONNECT).
+        True when the broker took ``last`` (aiomqtt's exit then sends a normal DISCONNECT).
 
         Best effort within ``wait`` seconds: publish it; if the broker did not acknowledge it,
         disconnect asking for the will (MQTT 5 reason code 0x04) or, with MQTT 3.1.1,
@@ -109,7 +109,7 @@ class Link:
         """
         paho = self._paho
         try:
-            info = paho.publish(topic, payload, 1, True)
+            info = paho.publish(last.topic, last.payload, last.qos, last.retain)
             # paho signals the acknowledgement to threads only; one waits for it here.
             await asyncio.to_thread(info.wait_for_publish, wait)
             if info.is_published():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from paho.mqtt import client as mqtt_client
@@ -67,9 +68,16 @@ def publish_packet_size(topic: bytes, payload: bytes, qos: int, *, mqtt5: bool) 
 class Publisher:
     """Publishes the outbox over one connection after another; counts what happened."""
 
-    def __init__(self, outbox: Outbox, *, mqtt5: bool) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        mqtt5: bool,
+        finish: Callable[[Message], Message] | None = None,
+    ) -> None:
         self._outbox = outbox
         self._mqtt5 = mqtt5
+        self._finish = finish  # the output format's completion of a message as it is sent
         self._max_packet: int | None = None
         self._drops_logged: set[str] = set()
         self._refused_topics: set[str] = set()
@@ -140,8 +148,9 @@ class Publisher:
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
     ) -> None:
         """Hand a batch to paho; what the broker can never take is dropped on the way."""
+        finish = self._finish
         for index, queued in enumerate(batch):
-            _, message = queued
+            message = queued[1] if finish is None else finish(queued[1])
             problem = self._unsendable(message)
             if problem is not None:
                 self._drop(queued, *problem)

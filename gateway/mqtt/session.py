@@ -25,21 +25,20 @@ import math
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
-from gateway.core.payloads import status_payload
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
+from gateway.formats.base import OutputFormat, Status
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 
@@ -98,15 +97,14 @@ class MqttSession:
         self,
         settings: MqttSettings,
         buffer: DurableBuffer,
+        output: OutputFormat,
         *,
-        subscriptions: tuple[str, ...] = (),
         on_message: MessageHandler | None = None,
     ) -> None:
         self._settings = settings
         self._buffer = buffer
-        self._subscriptions = subscriptions
+        self._output = output
         self._on_message = on_message
-        self._status_topic = f"{settings.topic_prefix}/status"
         self._since_ms = now_ms()
         self._source = "unknown"
         self._published_source = self._source
@@ -114,7 +112,7 @@ class MqttSession:
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5)
+        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5, finish=output.finish)
         self._status_due = asyncio.Event()
 
     @property
@@ -135,7 +133,7 @@ class MqttSession:
     def _new_link(self) -> Link:
         settings = self._settings
         parts = urlsplit(settings.url)
-        offline = status_payload("offline", now_ms(), version=__version__)
+        will = self._output.will(now_ms())
         client = aiomqtt.Client(
             hostname=parts.hostname or "localhost",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
@@ -147,7 +145,7 @@ class MqttSession:
                 if settings.protocol == 5
                 else aiomqtt.ProtocolVersion.V311
             ),
-            will=aiomqtt.Will(self._status_topic, offline, qos=1, retain=True),
+            will=aiomqtt.Will(will.topic, will.payload, qos=will.qos, retain=will.retain),
             keepalive=int(settings.keepalive),
             tls_context=build_tls_context(settings),
             max_inflight_messages=0,  # the publisher's window bounds what is in flight
@@ -167,22 +165,27 @@ class MqttSession:
         self._status_due.set()
 
     async def _keep_status(self, client: aiomqtt.Client) -> None:
-        """Publish the status whenever the source state changed since it was published."""
+        """Say so whenever the source state changed since it was last said."""
         while True:
             await self._status_due.wait()
             self._status_due.clear()
             if self._published_source != self._source:
+                self._published_source = self._source
                 # No time limit: a dead link ends this task through the watchdog.
-                await self._publish_status(client, "online", wait=math.inf)
+                for message in self._output.on_source(self._status("online")):
+                    await self._publish(client, message, wait=math.inf)
 
-    async def _publish_status(
-        self, client: aiomqtt.Client, state: str, wait: float | None = None
+    def _status(self, state: Literal["online", "offline"]) -> Status:
+        return Status(state, self._since_ms, self._source)
+
+    async def _publish(
+        self, client: aiomqtt.Client, message: Message, wait: float | None = None
     ) -> None:
-        """Publish the status; ``wait`` bounds the wait for the acknowledgement (aiomqtt's
-        default when None)."""
-        self._published_source = self._source
-        payload = status_payload(state, self._since_ms, version=__version__, source=self._source)
-        await client.publish(self._status_topic, payload, qos=1, retain=True, timeout=wait)
+        """Publish one message of the format's own (status, births); ``wait`` bounds the
+        wait for the acknowledgement (aiomqtt's default when None)."""
+        await client.publish(
+            message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
+        )
 
     async def run(self) -> None:
         """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
@@ -198,8 +201,10 @@ class MqttSession:
                         down_logged = False
                         self._since_ms = now_ms()
                         link.heard = asyncio.get_running_loop().time()
-                        await self._publish_status(client, "online")
-                        for topic in self._subscriptions:
+                        self._published_source = self._source
+                        for message in self._output.on_connect(self._status("online")):
+                            await self._publish(client, message)
+                        for topic in self._output.commands.filters:
                             await client.subscribe(topic, qos=1)
                         self.connected.set()
                         self._status_due.set()  # in case it changed while subscribing
@@ -208,7 +213,9 @@ class MqttSession:
                         )
                         finished = await self._serve(link)
                         if finished:
-                            await self._publish_status(client, "offline")
+                            await self._publish(
+                                client, self._output.on_leave(self._status("offline"))
+                            )
                             log.info("status set to offline, disconnecting from the broker")
                             return
                     except asyncio.CancelledError:
@@ -262,11 +269,9 @@ class MqttSession:
     async def _leave(self, link: Link) -> None:
         """Leave a link that could not be drained so the retained status says offline:
         the broker takes the offline status within ``LEAVE_TIMEOUT``, or sends the will."""
-        payload = status_payload(
-            "offline", self._since_ms, version=__version__, source=self._source
-        )
+        last = self._output.on_leave(self._status("offline"))
         mqtt5 = self._settings.protocol == 5
-        if await link.leave(self._status_topic, payload, mqtt5=mqtt5, wait=LEAVE_TIMEOUT):
+        if await link.leave(last, mqtt5=mqtt5, wait=LEAVE_TIMEOUT):
             log.info("status set to offline, disconnecting from the broker")
             return
         log.info("disconnected without draining; the broker sets the status offline (will)")

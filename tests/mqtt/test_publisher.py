@@ -252,3 +252,36 @@ async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None
     for name in ("_packet_handle", "_send_pingreq", "_sock_close", "on_publish", "on_connect"):
         assert hasattr(paho, name), name
     assert isinstance(client._disconnected, asyncio.Future)
+
+
+async def test_a_format_finishes_each_message_as_it_is_sent_and_anew_after_a_dropped_link(
+    buffer: DurableBuffer,
+) -> None:
+    """A format that numbers messages per connection stores them unfinished: what was in
+    flight when the link dropped goes out again finished for the new connection, and the
+    buffer keeps the stored form."""
+    connection = 1
+
+    def finish(message: Message) -> Message:
+        return Message(f"{message.topic}/{connection}", message.payload, message.qos, False)
+
+    publisher = Publisher(buffer, mqtt5=True, finish=finish)
+    await buffer.append(messages("a", "b"))
+    first = FakePaho()
+    drain = asyncio.create_task(publisher.drain(first))  # type: ignore[arg-type]
+    await wait_until(lambda: len(first.sent) == 2)
+    first.ack(first.mid_of("p/a/1"))
+    await wait_until(lambda: publisher.published == 1)
+    drain.cancel()  # the link drops with p/b unacknowledged
+    await asyncio.wait({drain})
+
+    connection = 2
+    second = FakePaho()
+    drain = asyncio.create_task(publisher.drain(second))  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: len(second.sent) == 1)
+        assert list(second.sent.values()) == ["p/b/2"]
+    finally:
+        drain.cancel()
+        await asyncio.wait({drain})
+    assert await taken_topics(buffer) == ["p/b"]

@@ -1,0 +1,130 @@
+"""What an output format decides, so the rest of the gateway never asks which one is set.
+
+A format owns the gateway's side of the broker: the topic layout, how samples, alarms and
+the status are encoded, the will, what goes out on every connect, and which inbound topics
+are commands and how their payloads read. The sinks, the alarm poller, the MQTT session and
+the command service take one and call it; ``gateway.formats`` has the table of formats that
+``mqtt.payload`` chooses from.
+
+Most formats encode a message once, when it is committed to the buffer, and the buffer
+stores the finished bytes. A format that numbers its messages per connection, or must send
+something before the buffered data after each reconnect, stores what it needs instead and
+completes each message in ``finish`` as it is sent (a resent message is finished anew on
+the next connection), and sends what must come first from ``on_connect``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from gateway.buffer.store import Message
+from gateway.core.alarms import AlarmDiff
+from gateway.core.commands import AckRequest, WriteRequest
+from gateway.core.models import Reading
+
+Sample = tuple[Reading, int, bool]
+"""A decided sample: the reading, its seq, and whether its quality counts as good."""
+
+CommandKind = Literal["tag", "alarm"]
+
+
+@dataclass(slots=True, frozen=True)
+class Status:
+    """What the gateway says about itself: ``online``/``offline`` since when, and the
+    state of its WinCC source (``up``, ``down`` or ``unknown``)."""
+
+    state: Literal["online", "offline"]
+    since_ms: int
+    source: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """Where an inbound command points: a tag write or an alarm acknowledgement, and the
+    target as it stands in the topic (a tag's topic path, an alarm id's topic level)."""
+
+    kind: CommandKind
+    target: str
+
+
+class CommandLayout(Protocol):
+    """The command side of a format: its topics, payloads and where answers go."""
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """Topic filters the session subscribes to for commands."""
+        ...
+
+    @property
+    def result_topic(self) -> str:
+        """Where answers go when a command names no usable response topic."""
+        ...
+
+    def route(self, topic: str) -> Route | None:
+        """The command an inbound topic carries, or None for a topic that is not one."""
+        ...
+
+    def owns(self, topic: str) -> bool:
+        """Whether ``topic`` is one of the gateway's own (output or command) topics, which
+        an answer must never be published to: it would be taken for data or a command."""
+        ...
+
+    def parse_write(self, payload: bytes) -> WriteRequest:
+        """A write command's payload; raises ``CommandRejected`` for one that is not."""
+        ...
+
+    def parse_ack(self, payload: bytes) -> AckRequest:
+        """An acknowledgement's payload; raises ``CommandRejected`` for one that is not."""
+        ...
+
+    def request_id(self, payload: bytes) -> str | None:
+        """The sender's request id, for the answer even to a command that is refused."""
+        ...
+
+
+class OutputFormat(Protocol):
+    """Topics, encodings and the connection's rules of one output format."""
+
+    @property
+    def per_read(self) -> bool:
+        """True: the samples of one read are encoded together (one snapshot per read), so
+        a read is handed on only once complete; False: chunks go on as they come in."""
+        ...
+
+    @property
+    def commands(self) -> CommandLayout:
+        """The command topics and payloads of this format."""
+        ...
+
+    @property
+    def finish(self) -> Callable[[Message], Message] | None:
+        """Completes a buffered message as it is sent on the current connection; None
+        when the buffer holds finished messages (the cheap, common case)."""
+        ...
+
+    def samples(self, group: str, samples: list[Sample], *, backfill: bool) -> list[Message]:
+        """The messages for the decided samples of one read (or chunk) of a group;
+        ``backfill``: they come from the WinCC archive, after an outage."""
+        ...
+
+    def alarms(self, diff: AlarmDiff) -> list[Message]:
+        """The messages for what one look at the active alarms changed."""
+        ...
+
+    def will(self, since_ms: int) -> Message:
+        """The message the broker publishes if the connection is lost."""
+        ...
+
+    def on_connect(self, status: Status) -> list[Message]:
+        """Published, in order, on every new connection before anything buffered."""
+        ...
+
+    def on_source(self, status: Status) -> list[Message]:
+        """Published when the WinCC source changed state while connected."""
+        ...
+
+    def on_leave(self, status: Status) -> Message:
+        """Published on a clean stop, just before disconnecting."""
+        ...
