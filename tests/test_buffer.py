@@ -445,3 +445,22 @@ async def test_a_buffer_from_an_older_version_keeps_its_state_and_gains_marks(
     assert restored.stamps == {"B": 1_000}
     assert restored.marks == {"fast": PollMark("fast", 1_200, 6)}
     await again.close()
+
+
+async def test_close_waits_for_a_commit_whose_appender_was_cancelled(tmp_path: Path) -> None:
+    """A poller stopped mid-append must not lose what it handed over: the buffer owns the
+    commit and closes only after it."""
+    buf = DurableBuffer(tmp_path / "b.db", 10**9)
+    await buf.open()
+    appender = asyncio.create_task(buf.append(msgs(0, 3)))
+    await asyncio.sleep(0)  # the commit is scheduled, not yet on the disk
+    appender.cancel()
+    await buf.close()
+
+    again = DurableBuffer(tmp_path / "b.db", 10**9)
+    await again.open()
+    try:
+        again.close_for_new()
+        assert topics(await again.take(10)) == [m.topic for m in msgs(0, 3)]
+    finally:
+        await again.close()

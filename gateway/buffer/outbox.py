@@ -73,6 +73,11 @@ class DurableBuffer:
     disk and which were dropped because the disk refused them. A commit that fails also
     drops the appends queued behind it that carry a later state of the same tag: they
     hold the next seq, and stored alone they would leave a gap behind the lost one.
+
+    Each commit is a task of the buffer's own, chained behind the one before, so an
+    appender that is cancelled mid-commit (a reload, a stop) leaves the buffer consistent;
+    ``settle`` and ``close`` wait for them. ``run``, which the gateway owns, deletes what
+    the broker acknowledged.
     """
 
     def __init__(
@@ -169,9 +174,11 @@ class DurableBuffer:
                 backoff.reset()
 
     async def close(self) -> None:
-        """Commit pending acknowledgements and close the database."""
+        """Finish the commits under way, commit pending acknowledgements and close the
+        database."""
         if self._executor is None:
             return
+        await self.settle()
         try:
             await self._delete_acknowledged()
         except sqlite3.Error as exc:

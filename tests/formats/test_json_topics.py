@@ -62,9 +62,7 @@ def test_batch_sends_one_unretained_message_per_read_split_by_size() -> None:
 
 def test_alarms_are_retained_states_clears_and_events() -> None:
     came = Alarm("A/1", "T", "hot", 1, "came", False, 1_000, None, None)
-    diff = AlarmDiff(
-        changed=[came], cleared=["old"], events=[AlarmTransition("came", came, 1_000)]
-    )
+    diff = AlarmDiff(changed=[came], cleared=["old"], events=[AlarmTransition("came", came, 1_000)])
     state, clear, event = per_tag().alarms(diff)
     assert (state.topic, state.retain, orjson.loads(state.payload)["id"]) == (
         "p/alarms/A%2F1",
