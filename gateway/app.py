@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.alarm_sink import AlarmSink
 from gateway.answers import Answer
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
@@ -236,13 +237,14 @@ class Gateway:
         """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
         self._start_pollers(await self._resolve_until_done())
         if self.settings.alarms.enabled:
+            sink = AlarmSink(
+                output=self.output, buffer=self.buffer, published=self._published_alarms
+            )
             self.alarm_poller = AlarmPoller(
                 interval=self.settings.alarms.interval,
                 client=self.client,
-                output=self.output,
-                buffer=self.buffer,
+                sink=sink,
                 source=self.source,
-                published=self._published_alarms,
             )
             self._spawn("alarms", self.alarm_poller.run())
         self.started.set()

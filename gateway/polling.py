@@ -1,8 +1,9 @@
 """The WinCC side of the pipeline: one poller per scan class, one for alarms.
 
 Each poller reads on its own interval and hands what it read on: a tag poller to its
-group's sink (gateway.sink), which decides, commits and fills gaps; the alarm poller
-commits alarm messages itself. Nothing here waits for the broker. Polls never stack: an
+group's sink (gateway.sink), which decides, commits and fills gaps; the alarm poller to
+the alarm sink (gateway.alarm_sink). Nothing here schedules anything but reads, and
+nothing waits for the broker. Polls never stack: an
 overrunning poll delays the next one, and the overrun is counted.
 """
 
@@ -12,16 +13,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from gateway.alarm_sink import AlarmSink
 from gateway.backoff import Backoff
-from gateway.buffer.outbox import DurableBuffer
-from gateway.buffer.store import AlarmState
-from gateway.core.alarms import AlarmTracker
-from gateway.core.models import Alarm, AlarmList, ReadResult
-from gateway.core.payloads import alarm_payload
+from gateway.core.models import Alarm, ReadResult
 from gateway.core.timestamps import now_ms
 from gateway.errors import WinCCError, WinCCUnavailable
-from gateway.formats.base import OutputFormat
-from gateway.sink import PollStats, TagSink
+from gateway.sink import TagSink
 from gateway.wincc.base import WinCCClient
 
 log = logging.getLogger(__name__)
@@ -166,32 +163,21 @@ class TagPoller:
 
 
 class AlarmPoller:
-    """Polls active alarms, publishes retained state per alarm and one event per change."""
+    """Polls the active alarms on an interval and hands each full list to its sink."""
 
     def __init__(
-        self,
-        *,
-        interval: float,
-        client: WinCCClient,
-        output: OutputFormat,
-        buffer: DurableBuffer,
-        source: SourceHealth,
-        published: dict[str, Alarm] | None = None,
+        self, *, interval: float, client: WinCCClient, sink: AlarmSink, source: SourceHealth
     ) -> None:
         self.interval = interval
+        self.sink = sink
+        self.stats = sink.stats
         self._client = client
-        self._output = output
-        self._buffer = buffer
         self._source = source
-        self._tracker = AlarmTracker()
-        self._tracker.restore(published or {})
-        self._reported_errors: set[str] = set()
-        self.stats = PollStats()
 
     @property
     def active(self) -> dict[str, Alarm]:
         """The alarms active at the last poll, by id (acks look ids up here)."""
-        return self._tracker.active
+        return self.sink.active
 
     async def run(self) -> None:
         """Poll forever on the interval; back off while WinCC is unavailable."""
@@ -208,7 +194,7 @@ class AlarmPoller:
                 continue
             backoff.reset()
             await self._source.ok()
-            await self.publish(alarms)
+            await self.sink.publish(alarms)
             self.stats.polls += 1
             elapsed = loop.time() - started
             self.stats.last_duration = elapsed
@@ -216,32 +202,3 @@ class AlarmPoller:
             if elapsed > self.interval:
                 self.stats.overruns += 1
             await asyncio.sleep(max(0.0, self.interval - elapsed))
-
-    async def publish(self, alarms: list[Alarm]) -> None:
-        """Diff against the last poll and commit state, clears and events to the buffer.
-
-        If the disk refused them, the next poll diffs against what was stored before, so
-        the retained states and events are published once it takes writes again.
-        """
-        stored = self._tracker.active
-        unreadable = alarms.errors if isinstance(alarms, AlarmList) else {}
-        if unreadable:
-            self._report_errors(unreadable)
-        diff = self._tracker.update(alarms, now_ms(), unreadable)
-        messages = self._output.alarms(diff)
-        states = [(alarm.id, alarm_payload(alarm)) for alarm in diff.changed]
-        cleared: list[AlarmState] = [(alarm_id, None) for alarm_id in diff.cleared]
-        if not await self._buffer.append(messages, alarms=[*states, *cleared]):
-            self._tracker.restore(stored)
-            return
-        self.stats.published += len(messages)
-
-    def _report_errors(self, errors: dict[str, str]) -> None:
-        """Log each alarm that cannot be read once, not once per poll; count every time."""
-        self.stats.read_errors += len(errors)
-        new = {key: reason for key, reason in errors.items() if key not in self._reported_errors}
-        if new:
-            self._reported_errors.update(new)
-            shown = ", ".join(f"{key} ({reason})" for key, reason in list(new.items())[:5])
-            more = f" and {len(new) - 5} more" if len(new) > 5 else ""
-            log.warning("cannot read alarm %s%s; its last known state stands", shown, more)

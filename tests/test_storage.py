@@ -12,11 +12,12 @@ import asyncio
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.alarm_sink import AlarmSink
 from gateway.app import Gateway
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import BufferStore
@@ -24,9 +25,7 @@ from gateway.config import GatewaySettings
 from gateway.core.models import Alarm
 from gateway.core.topics import TopicMap, tag_path
 from gateway.formats.json_topics import PerTagJson
-from gateway.polling import AlarmPoller, SourceHealth
 from gateway.simulator.server import Simulator
-from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles, break_disk, fill_disk, logged
 from tests.gateway_harness import running_gateway, settings_for
@@ -188,12 +187,9 @@ async def test_an_alarm_change_the_disk_refused_is_published_once_it_takes_write
     """The alarm's retained state must not stay behind: the change is diffed again."""
     buffer = DurableBuffer(small_disk / "buffer.db", 10**9)
     await buffer.open()
-    poller = AlarmPoller(
-        interval=1.0,
-        client=cast(WinCCClient, None),  # publish() is handed the alarms; nothing is read
+    poller = AlarmSink(
         output=PerTagJson(prefix="p", qos=1, retain=True, topic_map=TopicMap(), version="t"),
         buffer=buffer,
-        source=SourceHealth(),
     )
     came = Alarm("A1", "T", "too hot", 1, "came", False, 1_000, None, None)
     await poller.publish([came])
