@@ -16,12 +16,11 @@ values), so a field report shows what a real server sends.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar, Unpack
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar, Unpack
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -53,6 +52,7 @@ from gateway.wincc.classic_parse import (
 )
 from gateway.wincc.http import HttpClient, HttpOptions, raise_for_status, read_in_chunks
 from gateway.wincc.shape import describe_shape
+from gateway.wincc.tree import Cached
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,26 +74,6 @@ def base_url(url: str) -> str:
     """``url`` with ``/WinCCRestService`` appended when it names no path of its own."""
     url = url.rstrip("/")
     return url if urlsplit(url).path else url + BASE_PATH
-
-
-class _Cached(Generic[T]):
-    """A value fetched on first use, shared by concurrent callers, kept for ``ttl`` seconds."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[T]], ttl: float) -> None:
-        self._fetch = fetch
-        self._ttl = ttl
-        self._lock = asyncio.Lock()
-        self._value: T | None = None
-        self._expires = 0.0
-
-    async def get(self) -> T:
-        """The value, fetched again once it is older than ``ttl``."""
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            if self._value is None or loop.time() >= self._expires:
-                self._value = await self._fetch()
-                self._expires = loop.time() + self._ttl
-            return self._value
 
 
 class ClassicClient(HttpClient):
@@ -121,8 +101,8 @@ class ClassicClient(HttpClient):
         self._alarm_filter = alarm_filter
         if accept_language:
             self._headers["Accept-Language"] = accept_language
-        self._tree = _Cached(self._fetch_tree, CONFIG_TTL)
-        self._archives = _Cached(self._fetch_archives, CONFIG_TTL)
+        self._tree = Cached(self._fetch_tree, CONFIG_TTL)
+        self._archives = Cached(self._fetch_archives, CONFIG_TTL)
         self._came_at: dict[str, int] = {}  # alarm id -> came time, kept while it is listed
         self._shapes_seen: set[str] = set()  # kinds of answers whose shape was logged
         self._states_skipped: set[object] = set()

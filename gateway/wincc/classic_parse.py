@@ -8,7 +8,6 @@ they are wrapped.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from gateway.core.timestamps import parse_optional_ts, parse_ts
 from gateway.core.values import SCALARS, check_id, checked_value, short_text, show, why
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
 from gateway.wincc.memo import ReadingMemo
+from gateway.wincc.tree import tree_of
 
 VALUES_PATH = "/tagManagement/Values"
 HISTORY_PATH = "/tagLogging/Values"
@@ -272,35 +272,14 @@ def parse_config_page(where: str, data: Any) -> tuple[list[dict[str, Any]], str 
 
 
 def build_tree(items: list[dict[str, Any]]) -> dict[str, list[TagInfo]]:
-    """Folders (``""`` the root) and their children, from the dotted names of the tag list.
-
-    A structure instance ``Tank1`` with members ``Tank1.Level`` becomes a folder; a tag
-    whose name is also a prefix is a tag with children. Every tag counts as writable: the
-    list does not say otherwise, and WinCC checks the user's rights when writing.
-    """
-    folders: dict[str, dict[str, TagInfo]] = {"": {}}
-    for fields in items:
-        name = _first(fields, "name", "variablename")
-        if not isinstance(name, str) or not name:
-            continue
-        tag_type = _data_type(fields.get("datatype"))
-        parent = ""
-        levels = name.split(".")
-        for depth in range(1, len(levels)):
-            folder = ".".join(levels[:depth])
-            siblings = folders[parent]
-            known = siblings.get(folder)
-            if known is None:
-                siblings[folder] = TagInfo(folder, None, has_children=True, writable=False)
-            elif not known.has_children:
-                siblings[folder] = dataclasses.replace(known, has_children=True)
-            folders.setdefault(folder, {})
-            parent = folder
-        known = folders[parent].get(name)
-        folders[parent][name] = TagInfo(
-            name, tag_type, has_children=known is not None and known.has_children, writable=True
-        )
-    return {folder: list(children.values()) for folder, children in folders.items()}
+    """Folders (``""`` the root) and their children, from the dotted names of the tag list
+    (``gateway.wincc.tree``); items without a name are skipped."""
+    named = ((_first(fields, "name", "variablename"), fields) for fields in items)
+    return tree_of(
+        (name, _data_type(fields.get("datatype")))
+        for name, fields in named
+        if isinstance(name, str) and name
+    )
 
 
 def archive_map(items: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
