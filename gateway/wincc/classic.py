@@ -20,7 +20,7 @@ import base64
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar, Unpack
+from typing import Any, Unpack
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -55,7 +55,6 @@ from gateway.wincc.shape import describe_shape
 from gateway.wincc.tree import Cached
 
 _LOG = logging.getLogger(__name__)
-T = TypeVar("T")
 
 BASE_PATH = "/WinCCRestService"
 VALUE_PATH = "/tagManagement/Value/"
