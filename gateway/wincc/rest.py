@@ -9,7 +9,6 @@ shares is in ``gateway.wincc.http``; the parsing of answers, without I/O, in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Unpack
@@ -24,6 +23,7 @@ from gateway.core.timestamps import format_ts
 from gateway.core.values import short_text, show
 from gateway.errors import WinCCAuthError, WinCCError, WinCCProtocolError
 from gateway.wincc.http import HttpClient, HttpOptions, raise_for_status
+from gateway.wincc.login import SharedLogin
 from gateway.wincc.rest_parse import (
     LOGIN_PATH,
     parse_alarms_answer,
@@ -47,9 +47,8 @@ def _dp_path(name: str) -> str:
 class RestClient(HttpClient):
     """A client of one WinCC server speaking the ``rest`` dialect.
 
-    Logins take a request slot like any request, and concurrent callers share one login:
-    when many requests meet an expired token at once, one of them logs in and the others
-    retry with its token.
+    Logins take a request slot like any request, and concurrent callers share one login
+    (``gateway.wincc.login``).
     """
 
     def __init__(
@@ -61,10 +60,7 @@ class RestClient(HttpClient):
         **options: Unpack[HttpOptions],
     ) -> None:
         super().__init__(session, url, username, password, **options)
-        self._login_lock = asyncio.Lock()
-        self._token: str | None = None
-        self._logins = 0  # logins finished, well or not; waiters on the lock compare it
-        self._login_error: WinCCError | None = None
+        self._auth = SharedLogin(self._login, self._url)
         self._types_seen: set[str] = set()  # unknown type names already logged
 
     # --- the API -------------------------------------------------------------------------
@@ -134,7 +130,7 @@ class RestClient(HttpClient):
 
     async def close(self) -> None:
         """Log out, best effort: the token dies with its TTL anyway."""
-        token, self._token = self._token, None
+        token = self._auth.forget()
         if token is None:
             return
         try:
@@ -156,13 +152,13 @@ class RestClient(HttpClient):
         A 401 means the token expired or was revoked: log in again (shared with concurrent
         callers) and retry exactly once; a second 401 is an ``WinCCAuthError``.
         """
-        token = self._token or await self._token_after(None)
+        token = await self._auth.current()
         bearer = f"Bearer {token}"
         status, body = await self._send(
             method, path, authorization=bearer, json=json, params=params
         )
         if status == 401:
-            bearer = f"Bearer {await self._token_after(token)}"
+            bearer = f"Bearer {await self._auth.token_after(token)}"
             status, body = await self._send(
                 method, path, authorization=bearer, json=json, params=params
             )
@@ -173,33 +169,6 @@ class RestClient(HttpClient):
                     status=status,
                 )
         return _decode(method, path, status, body)
-
-    async def _token_after(self, stale: str | None) -> str:
-        """A token other than ``stale``; callers that wait together share one login.
-
-        Whoever takes the lock first logs in; those queued behind it take the token it
-        got, or re-raise the error its login ended with, rather than try again
-        themselves. A login cut short by cancellation counts for nobody.
-        """
-        seen = self._logins
-        async with self._login_lock:
-            if self._token is not None and self._token != stale:
-                return self._token
-            failed = self._login_error
-            if self._logins != seen and failed is not None:
-                raise type(failed)(str(failed), status=failed.status) from failed
-            if stale is not None:
-                _LOG.info("%s refused the token (expired or revoked); logging in again", self._url)
-            self._token = None
-            try:
-                token = await self._login()
-            except WinCCError as exc:
-                self._logins += 1
-                self._login_error = exc
-                raise
-            self._logins += 1
-            self._token, self._login_error = token, None
-            return token
 
     async def _login(self) -> str:
         password = "" if self._password is None else self._password.get_secret_value()
