@@ -98,11 +98,13 @@ class HttpClient(ABC):
         authorization: str | None,
         json: object = None,
         params: dict[str, str] | None = None,
+        follow_redirects: bool = True,
     ) -> tuple[int, bytes]:
         """Status and body of one exchange; transport failures become ``WinCCError``.
 
         The timeout starts once a slot is free, so a long queue is not mistaken for a
-        slow server.
+        slow server. Without ``follow_redirects`` a redirect is answered as it is (a POST
+        that follows one may arrive as a GET elsewhere).
         """
         headers = dict(self._headers)
         if authorization is not None:
@@ -114,7 +116,12 @@ class HttpClient(ABC):
                 async with (
                     asyncio.timeout(self._timeout),
                     self._session.request(
-                        method, self._url + path, data=data, params=params, headers=headers
+                        method,
+                        self._url + path,
+                        data=data,
+                        params=params,
+                        headers=headers,
+                        allow_redirects=follow_redirects,
                     ) as response,
                 ):
                     return response.status, await read_answer(response, where)
