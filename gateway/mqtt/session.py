@@ -41,6 +41,7 @@ from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
+from gateway.tasks import first_to_end
 
 if TYPE_CHECKING:
     from gateway.config import MqttSettings
@@ -256,14 +257,7 @@ class MqttSession:
             asyncio.create_task(self._keep_status(link.client), name="mqtt-status"),
             asyncio.create_task(watchdog, name="mqtt-watchdog"),
         }
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-        for task in done:
-            task.result()
+        done = await first_to_end(tasks)
         return drainer in done
 
     async def _leave(self, link: Link) -> None:

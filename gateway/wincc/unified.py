@@ -42,6 +42,7 @@ from gateway.wincc.unified_parse import (
     parse_tag_values,
     parse_write_results,
 )
+from gateway.wincc.unified_ws import SubscriptionSocket
 
 _LOG = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ class UnifiedClient(HttpClient):
     async def renew(self, stale: str) -> str:
         """A new session after ``stale`` was refused (shared with concurrent callers)."""
         return await self._auth.token_after(stale)
+
+    def socket(self, token: str) -> SubscriptionSocket:
+        """A subscription socket on the GraphQL URL under session ``token``, to enter."""
+        return SubscriptionSocket(self._session, self.url, token, timeout=self._timeout)
 
     # --- the API -------------------------------------------------------------------------
 

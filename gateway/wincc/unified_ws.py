@@ -55,6 +55,11 @@ class SubscriptionSocket:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def __aenter__(self) -> Self:
+        """Connect (see ``connect``)."""
+        await self.connect()
+        return self
+
+    async def connect(self) -> None:
         """Connect and initialise; the server must acknowledge within the timeout."""
         bearer = f"Bearer {self._token}"
         try:
@@ -92,7 +97,6 @@ class SubscriptionSocket:
             raise WinCCProtocolError(
                 f"{self._url}: expected connection_ack, got {show(message.get('type'))}"
             )
-        return self
 
     async def __aexit__(
         self,
