@@ -1,7 +1,8 @@
 """The gateway's settings: one validated object, loaded from TOML then the environment.
 
 Every field carries a description; ``config/gateway.example.toml`` is rendered from them
-(``gateway.config_example``), so the documentation cannot drift from the code.
+(``gateway.config_example``), so the documentation cannot drift from the code. The
+``[wincc]`` models, one per dialect, live in ``gateway.wincc.settings``.
 """
 
 from __future__ import annotations

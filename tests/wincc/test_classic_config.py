@@ -8,6 +8,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import GatewaySettings, load_settings, redacted
+from gateway.config_example import render_example
 from gateway.errors import ConfigError
 from gateway.wincc.classic import ClassicClient
 from gateway.wincc.connect import open_client
@@ -158,3 +159,13 @@ async def test_open_client_builds_the_classic_client() -> None:
     settings = ClassicSettings(url="https://wincc.example:34569")
     async with open_client(settings) as client:
         assert isinstance(client, ClassicClient)
+
+
+def test_the_example_lists_the_classic_keys_under_their_dialect() -> None:
+    lines = render_example().splitlines()
+    start = lines.index('# Only with dialect = "classic":')
+    end = lines.index("", start)
+    keys = [line.split()[1] for line in lines[start:end] if line.endswith("# not set by default")]
+    assert keys == ["accept_language", "archive", "alarm_filter"]
+    common = lines[lines.index("[wincc]") : start]
+    assert not any("alarm_filter =" in line for line in common)
