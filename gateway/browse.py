@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.config import WinCCSettings
 from gateway.core.models import TagInfo
 from gateway.wincc.connect import open_client
 from gateway.wincc.resolve import resolve_tags
+from gateway.wincc.settings import WinCCSettings
 
 
 def render_snippet(prefix: str, tags: list[TagInfo]) -> str:

@@ -1,7 +1,8 @@
 """The gateway's settings: one validated object, loaded from TOML then the environment.
 
 Every field carries a description; ``config/gateway.example.toml`` is rendered from them
-(``gateway.config_example``), so the documentation cannot drift from the code.
+(``gateway.config_example``), so the documentation cannot drift from the code. The
+``[wincc]`` models, one per dialect, live in ``gateway.wincc.settings``.
 """
 
 from __future__ import annotations
@@ -11,124 +12,17 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
+from gateway.section import Section, read_secret_file
 from gateway.units import ByteSize, Duration
+from gateway.wincc.settings import ClassicSettings, RestSettings, WinCCSettings, dialect_problem
 
 ENV_PREFIX = "GATEWAY_"
 ENV_DELIMITER = "__"
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not warnings."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def _read_secret_file(path: Path | None, key: str) -> SecretStr | None:
-    """Read a Docker/systemd secret file; the trailing newline editors add is dropped."""
-    if path is None:
-        return None
-    try:
-        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from exc
-
-
-class WinCCSettings(Section):
-    """[wincc]: the WinCC server to poll."""
-
-    url: str = Field(
-        "https://127.0.0.1:8443",
-        description="Base URL of the WinCC REST service. https is required; "
-        'http only with allow_insecure_http = true. With dialect = "classic" a URL without '
-        "a path gets /WinCCRestService (e.g. https://wincc.example:34569).",
-    )
-    dialect: Literal["rest", "classic"] = Field(
-        "rest",
-        description='API dialect the server speaks: "rest" (the WinCC REST API) or "classic" '
-        "(the WinCC REST service of WinCC V7.5 SP2 and V8, HTTP Basic auth; no alarm "
-        "acknowledgement).",
-    )
-    username: str = Field("", description="WinCC user the gateway logs in as.")
-    password: SecretStr | None = Field(
-        None,
-        description="Password of that user. Prefer password_file.",
-        examples=["change-me"],
-    )
-    password_file: Path | None = Field(
-        None,
-        description="File holding the password (Docker/systemd secret).",
-        examples=["/run/secrets/wincc_password"],
-    )
-    ca_file: Path | None = Field(
-        None,
-        description="PEM file of the CA that signed the server's certificate.",
-        examples=["/etc/wincc-gateway/wincc-ca.pem"],
-    )
-    verify_tls: bool = Field(
-        True, description="Verify the server's certificate. Turn off only on a test bench."
-    )
-    allow_insecure_http: bool = Field(
-        False, description="Allow a plain http:// url (credentials travel unencrypted)."
-    )
-    timeout: Duration = Field(5.0, gt=0, description="Time limit of one request.")
-    max_concurrency: int = Field(
-        8, ge=1, le=256, description="Requests in flight to the server at once."
-    )
-    batch_size: int = Field(1000, ge=1, le=100_000, description="Tag names per bulk read request.")
-    accept_language: str | None = Field(
-        None,
-        description="classic: language of the texts WinCC returns (alarm texts), sent as "
-        "Accept-Language. Not set: the server's default language.",
-        examples=["en-US"],
-    )
-    archive: str | None = Field(
-        None,
-        description="classic: process value archive to read a tag's history from when "
-        "tagLogging/Variables does not name one for it.",
-        examples=["ProcessValueArchive"],
-    )
-    alarm_filter: str | None = Field(
-        None,
-        min_length=1,
-        description="classic: name of the REST filter configured in WinCC Alarm Logging "
-        "whose message list is the set of active alarms (alarmLogging/MessageList/<filter>). "
-        "Required with the classic dialect while alarms are enabled.",
-        examples=["GatewayAlarms"],
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_http(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL like https://wincc.example:443")
-        return url.rstrip("/")
-
-    @model_validator(mode="after")
-    def _check_transport_and_secret(self) -> Self:
-        if urlsplit(self.url).scheme == "http" and not self.allow_insecure_http:
-            raise ValueError(
-                "url: http:// sends the WinCC password unencrypted; use https:// "
-                "or set allow_insecure_http = true"
-            )
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("password and password_file are both set; keep one")
-        if self.password_file is not None:
-            self.password = _read_secret_file(self.password_file, "password_file")
-        return self
 
 
 class PollGroup(Section):
@@ -294,7 +188,7 @@ class MqttSettings(Section):
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; keep one")
         if self.password_file is not None:
-            self.password = _read_secret_file(self.password_file, "password_file")
+            self.password = read_secret_file(self.password_file, "password_file")
         return self
 
 
@@ -428,7 +322,7 @@ class GatewaySettings(BaseSettings):
         validate_default=True,
     )
 
-    wincc: WinCCSettings = Field(default_factory=WinCCSettings)
+    wincc: WinCCSettings = Field(default_factory=RestSettings)
     poll: list[PollGroup] = Field(
         default_factory=list, description="Scan classes ([[poll]] tables)."
     )
@@ -464,7 +358,9 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _classic_alarms_have_a_filter(self) -> Self:
         # WinCC projects name their REST filters freely, so there is no default to guess.
-        if self.wincc.dialect == "classic" and self.alarms.enabled and not self.wincc.alarm_filter:
+        if not isinstance(self.wincc, ClassicSettings) or not self.alarms.enabled:
+            return self
+        if not self.wincc.alarm_filter:
             raise ValueError(
                 'wincc.alarm_filter: required with dialect = "classic" while alarms.enabled '
                 "= true: the name of a REST filter configured in WinCC Alarm Logging"
@@ -491,6 +387,9 @@ def _problems(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
+        if loc[:1] == ("wincc",):
+            inner, message = dialect_problem(loc[1:], item["type"], message)
+            loc = ("wincc", *inner)
         key = _key_path(loc)
         lines.append(f"{key}: {message}" if key else message)
     return lines

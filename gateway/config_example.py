@@ -12,6 +12,7 @@ import orjson
 from pydantic import BaseModel
 
 from gateway.config import ENV_DELIMITER, ENV_PREFIX, GatewaySettings, PollGroup
+from gateway.wincc.settings import DIALECTS, WinCCBase
 
 HEADER = f"""\
 # wincc-gateway configuration. Every key is listed with its default; uncomment to change.
@@ -47,9 +48,9 @@ def _toml_value(value: Any) -> str:
 
 def _render_fields(model: type[BaseModel], values: dict[str, Any], commented: bool) -> list[str]:
     lines = []
-    for name, field in model.model_fields.items():
+    for name, value in values.items():
+        field = model.model_fields[name]
         lines.append(f"# {field.description}")
-        value = values[name]
         if (value is None or value == []) and field.examples:
             lines.append(f"# {name} = {_toml_value(field.examples[0])}  # not set by default")
         elif value is None:
@@ -60,11 +61,28 @@ def _render_fields(model: type[BaseModel], values: dict[str, Any], commented: bo
     return lines
 
 
+def _render_wincc() -> list[str]:
+    """The keys every dialect shares, then each dialect's own keys under its name."""
+    lines = [f"# {(WinCCBase.__doc__ or '').strip()}", "[wincc]"]
+    common = WinCCBase.model_construct().model_dump(mode="json")
+    lines.extend(_render_fields(WinCCBase, common, commented=True))
+    for dialect, model in DIALECTS.items():
+        values = model.model_construct().model_dump(mode="json")
+        own = {name: values[name] for name in model.model_fields if name not in common}
+        if own:
+            lines.append(f'# Only with dialect = "{dialect}":')
+            lines.extend(_render_fields(model, own, commented=True))
+    return lines
+
+
 def render_example() -> str:
     """The full example configuration, as committed in ``config/gateway.example.toml``."""
     defaults = GatewaySettings.model_construct()
     out = [HEADER]
     for section, field in GatewaySettings.model_fields.items():
+        if section == "wincc":
+            out.extend([*_render_wincc(), ""])
+            continue
         if section == "poll":
             for group in EXAMPLE_POLL:
                 out.append(f"# {field.description} Several may be given.")

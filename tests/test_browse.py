@@ -5,13 +5,13 @@ from __future__ import annotations
 import tomllib
 
 from gateway.browse import browse_snippet
-from gateway.config import WinCCSettings
 from gateway.simulator.server import Simulator
+from gateway.wincc.settings import RestSettings
 from tests.conftest import TlsFiles
 
 
-def wincc(simulator: Simulator, tls: TlsFiles) -> WinCCSettings:
-    return WinCCSettings(url=simulator.url, username="demo", password="demo", ca_file=tls.ca_file)  # type: ignore[arg-type]
+def wincc(simulator: Simulator, tls: TlsFiles) -> RestSettings:
+    return RestSettings(url=simulator.url, username="demo", password="demo", ca_file=tls.ca_file)  # type: ignore[arg-type]
 
 
 async def test_browse_prints_a_snippet_that_pastes_into_a_poll_group(

@@ -19,9 +19,10 @@ import orjson
 import pytest
 from rich.console import Console
 
-from gateway.config import PollGroup, WinCCSettings
+from gateway.config import PollGroup
 from gateway.demo.run import DemoPlan, banner_lines, demo_settings, run_demo
 from gateway.demo.view import DemoView
+from gateway.wincc.settings import RestSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 START_LIMIT = 5.0  # seconds from the command to the first data on the broker
@@ -233,7 +234,7 @@ def test_demo_settings_ignore_the_environment(
 ) -> None:
     monkeypatch.setenv("GATEWAY_MQTT__URL", "mqtt://192.0.2.1:1883")
     monkeypatch.setenv("GATEWAY_HEALTH__ENABLED", "true")
-    wincc = WinCCSettings(url="http://127.0.0.1:8443", allow_insecure_http=True)
+    wincc = RestSettings(url="http://127.0.0.1:8443", allow_insecure_http=True)
     plan = DemoPlan([PollGroup(name="fast", tags=["System1.Area1.**"])], None)
     settings = demo_settings(wincc, plan, 1884, tmp_path)
     assert settings.mqtt.url == "mqtt://127.0.0.1:1884"

@@ -35,7 +35,6 @@ from gateway.config import (
     HealthSettings,
     MqttSettings,
     PollGroup,
-    WinCCSettings,
 )
 from gateway.core.topics import tag_path
 from gateway.demo.broker import embedded_broker, feed, subscriber
@@ -46,6 +45,7 @@ from gateway.simulator.server import Simulator, SimulatorOptions
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import open_client
 from gateway.wincc.resolve import resolve_tags
+from gateway.wincc.settings import RestSettings, WinCCSettings
 
 HOST = "127.0.0.1"
 PREFIX = "wincc/demo"
@@ -282,7 +282,7 @@ async def _run(
         embedded_broker(HOST, broker_port) as port,
         subscriber(HOST, port, PREFIX) as watcher,
     ):
-        wincc = WinCCSettings(
+        wincc = RestSettings(
             url=sim.url,
             username=DEMO_USER,
             password=SecretStr(DEMO_PASSWORD),

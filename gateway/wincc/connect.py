@@ -7,17 +7,18 @@ which class serves which dialect.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import assert_never
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from gateway.config import WinCCSettings
 from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient, base_url
 from gateway.wincc.rest import RestClient
+from gateway.wincc.settings import ClassicSettings, RestSettings, WinCCSettings
 
 
 def build_ssl_context(settings: WinCCSettings) -> ssl.SSLContext | bool:
@@ -35,38 +36,34 @@ def build_ssl_context(settings: WinCCSettings) -> ssl.SSLContext | bool:
         raise ConfigError([f"wincc.ca_file: cannot load {settings.ca_file}: {exc}"]) from exc
 
 
-def _rest_client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
-    return RestClient(
-        session,
-        settings.url,
-        settings.username,
-        settings.password,
-        timeout=settings.timeout,
-        max_concurrency=settings.max_concurrency,
-        batch_size=settings.batch_size,
-    )
-
-
-def _classic_client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
-    return ClassicClient(
-        session,
-        base_url(settings.url),
-        settings.username,
-        settings.password,
-        timeout=settings.timeout,
-        max_concurrency=settings.max_concurrency,
-        batch_size=settings.batch_size,
-        accept_language=settings.accept_language,
-        archive=settings.archive,
-        alarm_filter=settings.alarm_filter,
-    )
-
-
-DIALECTS: dict[str, Callable[[aiohttp.ClientSession, WinCCSettings], WinCCClient]] = {
-    "rest": _rest_client,
-    "classic": _classic_client,
-}
-"""``settings.dialect`` -> the factory of its client; a new dialect adds one entry."""
+def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
+    """The client of the settings' dialect; a new dialect adds one case."""
+    match settings:
+        case RestSettings():
+            return RestClient(
+                session,
+                settings.url,
+                settings.username,
+                settings.password,
+                timeout=settings.timeout,
+                max_concurrency=settings.max_concurrency,
+                batch_size=settings.batch_size,
+            )
+        case ClassicSettings():
+            return ClassicClient(
+                session,
+                base_url(settings.url),
+                settings.username,
+                settings.password,
+                timeout=settings.timeout,
+                max_concurrency=settings.max_concurrency,
+                batch_size=settings.batch_size,
+                accept_language=settings.accept_language,
+                archive=settings.archive,
+                alarm_filter=settings.alarm_filter,
+            )
+        case _:
+            assert_never(settings)
 
 
 @asynccontextmanager
@@ -78,7 +75,7 @@ async def open_client(settings: WinCCSettings) -> AsyncIterator[WinCCClient]:
         limit=settings.max_concurrency, ssl=build_ssl_context(settings)
     )
     async with aiohttp.ClientSession(connector=connector) as session:
-        client = DIALECTS[settings.dialect](session, settings)
+        client = _client(session, settings)
         try:
             yield client
         finally:

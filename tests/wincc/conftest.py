@@ -19,11 +19,11 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from gateway.config import WinCCSettings
 from gateway.simulator.server import Simulator, SimulatorOptions
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.connect import build_ssl_context, open_client
 from gateway.wincc.rest import RestClient
+from gateway.wincc.settings import RestSettings
 
 USERNAME = "gateway"
 PASSWORD = "Tr0ub4dor-3-secret"  # distinctive, so tests can search texts for it
@@ -131,9 +131,9 @@ async def sim(ca: trustme.CA) -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-def settings(sim: Simulator, ca_file: Path) -> WinCCSettings:
+def settings(sim: Simulator, ca_file: Path) -> RestSettings:
     """Settings that reach ``sim`` over verified TLS."""
-    return WinCCSettings(
+    return RestSettings(
         url=sim.url,
         username=USERNAME,
         password=SecretStr(PASSWORD),
@@ -145,7 +145,7 @@ def settings(sim: Simulator, ca_file: Path) -> WinCCSettings:
 
 
 @pytest.fixture
-async def client(settings: WinCCSettings) -> AsyncIterator[WinCCClient]:
+async def client(settings: RestSettings) -> AsyncIterator[WinCCClient]:
     """The client exactly as the gateway builds it."""
     async with open_client(settings) as wincc:
         yield wincc
@@ -155,7 +155,7 @@ TracedFactory = Callable[..., RestClient]
 
 
 @pytest.fixture
-async def traced(settings: WinCCSettings) -> AsyncIterator[tuple[TracedFactory, Recorder]]:
+async def traced(settings: RestSettings) -> AsyncIterator[tuple[TracedFactory, Recorder]]:
     """A factory of ``RestClient`` on a session the ``Recorder`` watches.
 
     Keyword arguments override the settings (``timeout``, ``max_concurrency``,

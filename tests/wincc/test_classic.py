@@ -21,7 +21,6 @@ import pytest
 import trustme
 from pydantic import SecretStr
 
-from gateway.config import WinCCSettings
 from gateway.core.models import TagInfo, TagType
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
@@ -41,6 +40,7 @@ from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient
 from gateway.wincc.connect import build_ssl_context
 from gateway.wincc.resolve import resolve_tags
+from gateway.wincc.settings import ClassicSettings
 from tests.wincc.conftest import ALARMS, PASSWORD, TAGS, USERNAME, Recorder, server_context
 
 LEVEL = "System1.Area1.Tank1.Level"  # float, read-only
@@ -70,9 +70,9 @@ async def sim(ca: trustme.CA) -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-def settings(sim: Simulator, ca_file: Path) -> WinCCSettings:
+def settings(sim: Simulator, ca_file: Path) -> ClassicSettings:
     """Classic settings that reach ``sim`` over verified TLS; the URL names no path."""
-    return WinCCSettings(
+    return ClassicSettings(
         url=sim.url,
         dialect="classic",
         username=USERNAME,
@@ -87,7 +87,7 @@ def settings(sim: Simulator, ca_file: Path) -> WinCCSettings:
 
 @pytest.fixture
 async def traced(
-    settings: WinCCSettings,
+    settings: ClassicSettings,
 ) -> AsyncIterator[tuple[ClassicFactory, Recorder]]:
     """A factory of ``ClassicClient`` on a session the ``Recorder`` watches."""
     recorder = Recorder()

@@ -18,7 +18,6 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway.config import WinCCSettings
 from gateway.core.models import Alarm, AlarmList, Reading, TagInfo, TagType
 from gateway.core.timestamps import parse_ts
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
@@ -35,6 +34,7 @@ from gateway.wincc.classic_parse import (
     parse_values_answer,
 )
 from gateway.wincc.connect import open_client
+from gateway.wincc.settings import ClassicSettings
 from gateway.wincc.shape import describe_shape
 
 TS = "2026-11-24T10:00:00.123Z"
@@ -414,7 +414,7 @@ async def stub() -> AsyncIterator[tuple[Stub, ClassicClient]]:
     await site.start()
     host, port = runner.addresses[0][:2]
     state.url = f"http://{host}:{port}"
-    settings = WinCCSettings(
+    settings = ClassicSettings(
         url=state.url,
         dialect="classic",
         username="u",

@@ -11,7 +11,6 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway.config import WinCCSettings
 from gateway.core.models import Reading, TagType
 from gateway.core.timestamps import format_ts, parse_ts
 from gateway.errors import WinCCProtocolError, WinCCRejected
@@ -19,6 +18,7 @@ from gateway.wincc.base import WinCCClient
 from gateway.wincc.concurrency import run_all
 from gateway.wincc.connect import open_client
 from gateway.wincc.rest_parse import parse_alarms_answer, parse_browse_answer, parse_read_answer
+from gateway.wincc.settings import RestSettings
 
 TS = "2026-11-24T10:00:00.123Z"
 MS = parse_ts(TS)
@@ -173,7 +173,7 @@ async def fake() -> AsyncIterator[tuple[dict[str, Answer], Callable[[], WinCCCli
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    settings = WinCCSettings(
+    settings = RestSettings(
         url=f"http://{host}:{port}",
         username="u",
         password=SecretStr("p"),
