@@ -19,7 +19,14 @@ from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.section import Section, read_secret_file
 from gateway.units import ByteSize, Duration
-from gateway.wincc.settings import ClassicSettings, RestSettings, WinCCSettings, dialect_problem
+from gateway.wincc.settings import (
+    UNIFIED_GOOD_CODES,
+    ClassicSettings,
+    RestSettings,
+    UnifiedSettings,
+    WinCCSettings,
+    dialect_problem,
+)
 
 ENV_PREFIX = "GATEWAY_"
 ENV_DELIMITER = "__"
@@ -68,7 +75,11 @@ class QualitySettings(Section):
         '"drop": do not publish them.',
     )
     good_codes: list[int] = Field(
-        [128], min_length=1, description="Quality codes that count as good (0-255)."
+        [128],
+        min_length=1,
+        description="Quality codes that count as good (0-255). Not set with dialect = "
+        '"unified": every code whose main quality is good (128-255), since runtimes report '
+        "both good qualities (GOOD_CASCADE, 192, is common).",
     )
 
     @field_validator("good_codes")
@@ -353,6 +364,14 @@ class GatewaySettings(BaseSettings):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"poll: group names must be unique, repeated: {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _unified_counts_both_good_qualities(self) -> Self:
+        if isinstance(self.wincc, UnifiedSettings) and "good_codes" not in (
+            self.quality.model_fields_set
+        ):
+            self.quality.good_codes = list(UNIFIED_GOOD_CODES)
         return self
 
     @model_validator(mode="after")

@@ -18,7 +18,8 @@ from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient, base_url
 from gateway.wincc.rest import RestClient
-from gateway.wincc.settings import ClassicSettings, RestSettings, WinCCSettings
+from gateway.wincc.settings import ClassicSettings, RestSettings, UnifiedSettings, WinCCSettings
+from gateway.wincc.unified import UnifiedClient
 
 
 def build_ssl_context(settings: WinCCSettings) -> ssl.SSLContext | bool:
@@ -61,6 +62,17 @@ def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCCli
                 accept_language=settings.accept_language,
                 archive=settings.archive,
                 alarm_filter=settings.alarm_filter,
+            )
+        case UnifiedSettings():
+            return UnifiedClient(
+                session,
+                settings.url,
+                settings.username,
+                settings.password,
+                timeout=settings.timeout,
+                max_concurrency=settings.max_concurrency,
+                batch_size=settings.batch_size,
+                logging_tag=settings.logging_tag,
             )
         case _:
             assert_never(settings)

@@ -17,6 +17,9 @@ from gateway.section import Section, read_secret_file
 from gateway.units import Duration
 
 DEFAULT_DIALECT = "rest"
+UNIFIED_GOOD_CODES = range(128, 256)
+"""Quality codes that count as good with WinCC Unified unless configured: every code whose
+main quality is good, cascade or not."""
 
 
 class WinCCBase(Section):
@@ -26,13 +29,16 @@ class WinCCBase(Section):
         "https://127.0.0.1:8443",
         description="Base URL of the WinCC REST service. https is required; "
         'http only with allow_insecure_http = true. With dialect = "classic" a URL without '
-        "a path gets /WinCCRestService (e.g. https://wincc.example:34569).",
+        'a path gets /WinCCRestService (e.g. https://wincc.example:34569); with "unified" it '
+        "is the GraphQL endpoint exactly as the runtime offers it (https://host/graphql/ "
+        "through IIS, or https://host:4000/graphql).",
     )
     dialect: str = Field(
         DEFAULT_DIALECT,
-        description='API dialect the server speaks: "rest" (the WinCC REST API) or "classic" '
+        description='API dialect the server speaks: "rest" (the WinCC REST API), "classic" '
         "(the WinCC REST service of WinCC V7.5 SP2 and V8, HTTP Basic auth; no alarm "
-        "acknowledgement). Each dialect accepts only its own keys besides the common ones.",
+        'acknowledgement) or "unified" (WinCC Unified V17 and later, GraphQL). Each dialect '
+        "accepts only its own keys besides the common ones.",
     )
     username: str = Field("", description="WinCC user the gateway logs in as.")
     password: SecretStr | None = Field(
@@ -116,7 +122,51 @@ class ClassicSettings(WinCCBase):
     )
 
 
-DIALECTS: dict[str, type[WinCCBase]] = {"rest": RestSettings, "classic": ClassicSettings}
+class UnifiedSettings(WinCCBase):
+    """WinCC Unified (V17 and later) over its GraphQL interface."""
+
+    dialect: Literal["unified"] = "unified"
+    mode: Literal["subscribe", "poll"] = Field(
+        "subscribe",
+        description='"subscribe": WinCC pushes every change as it happens (the [[poll]] '
+        'intervals only pace the link checks); "poll": the groups are read on their '
+        "intervals like the other dialects.",
+    )
+    subscribe_chunk: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Tag names per subscription; a group with more tags is subscribed in several.",
+    )
+    logging_tag: str = Field(
+        "{tag}:Log",
+        min_length=1,
+        description="Name of the logging tag that holds a tag's history, {tag} standing "
+        "for the tag's name; backfill reads it after an outage.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        # The GraphQL URL is taken exactly as configured: /graphql and /graphql/ differ.
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL like https://wincc.example/graphql/")
+        return url
+
+    @field_validator("logging_tag")
+    @classmethod
+    def _logging_tag_names_the_tag(cls, template: str) -> str:
+        if "{tag}" not in template:
+            raise ValueError("the logging tag name needs {tag} where the tag's name goes")
+        return template
+
+
+DIALECTS: dict[str, type[WinCCBase]] = {
+    "rest": RestSettings,
+    "classic": ClassicSettings,
+    "unified": UnifiedSettings,
+}
 """``dialect`` value -> its settings model, in the order the documentation lists them."""
 
 DIALECT_ERROR = "wincc_dialect"
@@ -132,11 +182,15 @@ def _dialect_tag(data: Any) -> str | None:
 
 
 WinCCSettings = Annotated[
-    Annotated[RestSettings, Tag("rest")] | Annotated[ClassicSettings, Tag("classic")],
+    Annotated[RestSettings, Tag("rest")]
+    | Annotated[ClassicSettings, Tag("classic")]
+    | Annotated[UnifiedSettings, Tag("unified")],
     Discriminator(
         _dialect_tag,
         custom_error_type=DIALECT_ERROR,
-        custom_error_message="Input should be " + " or ".join(f"'{name}'" for name in DIALECTS),
+        custom_error_message="Input should be "
+        + ", ".join(f"'{name}'" for name in list(DIALECTS)[:-1])
+        + f" or '{list(DIALECTS)[-1]}'",
     ),
 ]
 """The settings of any dialect; ``dialect`` picks the model, "rest" when it is absent."""

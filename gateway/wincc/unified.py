@@ -48,8 +48,8 @@ _LOG = logging.getLogger(__name__)
 
 TREE_TTL = 60.0
 """Seconds the browsed tag list is reused: resolving globs asks for it once per folder."""
-LOGGING_SUFFIX = ":Log"
-"""What follows a tag's name in the name of its logging tag when none is configured."""
+LOGGING_TAG = "{tag}:Log"
+"""The name of a tag's logging tag, ``{tag}`` standing for the tag's name."""
 MAX_REQUEST_BYTES = 1_000_000
 """Largest request the runtime takes (it answers 413 beyond)."""
 _AUTH_WORDS = ("auth", "token", "session", "login", "logged in", "unauthenticated")
@@ -65,14 +65,14 @@ class UnifiedClient(HttpClient):
         username: str,
         password: SecretStr | None,
         *,
-        logging_suffix: str = LOGGING_SUFFIX,
+        logging_tag: str = LOGGING_TAG,
         **options: Unpack[HttpOptions],
     ) -> None:
         super().__init__(session, url, username, password, **options)
         self._path = "/" if url.endswith("/") else ""  # the URL as configured, slash and all
         self._auth = SharedLogin(self._login, self._url + self._path)
         self._tree = Cached(self._fetch_tree, TREE_TTL)
-        self._logging_suffix = logging_suffix
+        self._logging_tag = logging_tag
         self._alarm_keys: dict[str, tuple[str, int]] = {}  # alarm id -> name, instance
         self.auto_logoff: float | None = None  # seconds of inactivity that end a session
 
@@ -150,7 +150,7 @@ class UnifiedClient(HttpClient):
     async def history(self, name: str, start_ms: int, end_ms: int) -> AsyncIterator[Reading]:
         """Archived values of ``name`` in [start, end], oldest first, page by page: each
         page starts just after the last value of the one before."""
-        logging_tag = name + self._logging_suffix
+        logging_tag = self._logging_tag.replace("{tag}", name)
         start = start_ms
         while True:
             data = await self._call(

@@ -67,8 +67,6 @@ SUB_STATUS: dict[int, dict[str, int]] = {
     },
 }
 LIMIT = {"ok": 0, "low_limit_violation": 1, "high_limit_violation": 2, "constant": 3}
-GOOD_CODES = tuple(range(128, 256))
-"""Every quality byte whose main quality is good (cascade or not): runtimes report both."""
 
 TAG_OBJECTS = frozenset({"tag", "simpletag", "structuretag"})
 """Browse object types that are tags; alarms, loggings and the like are not."""

@@ -151,8 +151,10 @@ def test_redacted_classic_settings_hide_secrets_through_a_round_trip(tmp_path: P
 
 def test_an_unknown_dialect_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(write(tmp_path, '[wincc]\ndialect = "unified"\n'))
-    assert caught.value.problems == ["wincc.dialect: Input should be 'rest' or 'classic'"]
+        load_settings(write(tmp_path, '[wincc]\ndialect = "opc-ua"\n'))
+    assert caught.value.problems == [
+        "wincc.dialect: Input should be 'rest', 'classic' or 'unified'"
+    ]
 
 
 async def test_open_client_builds_the_classic_client() -> None:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from gateway.core.models import Reading, TagType
 from gateway.errors import WinCCProtocolError
+from gateway.wincc.settings import UNIFIED_GOOD_CODES
 from gateway.wincc.unified_parse import (
-    GOOD_CODES,
     LIMIT,
     MAIN_QUALITY,
     SUB_STATUS,
@@ -63,7 +63,7 @@ def test_every_enum_combination_gives_its_bits(main: str, data: st.DataObject, l
     assert byte >> 6 == MAIN_QUALITY[main]
     assert (byte >> 2) & 0xF == SUB_STATUS[MAIN_QUALITY[main]][sub]
     assert byte & 3 == LIMIT[limit]
-    assert (byte in GOOD_CODES) == main.startswith("good")
+    assert (byte in UNIFIED_GOOD_CODES) == main.startswith("good")
 
 
 @pytest.mark.parametrize("quality", [{"quality": "EXCELLENT"}, "GOOD", 300, None, {}])
