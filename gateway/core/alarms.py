@@ -4,7 +4,7 @@ lists from a poll, or single changes from a source that pushes them."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gateway.core.models import Alarm
 
@@ -22,9 +22,9 @@ class AlarmTransition:
 class AlarmDiff:
     """What one report changed: states to (re)publish, ids to clear, events to send."""
 
-    changed: list[Alarm]
-    cleared: list[str]
-    events: list[AlarmTransition]
+    changed: list[Alarm] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    events: list[AlarmTransition] = field(default_factory=list)
 
 
 class AlarmTracker:
@@ -68,7 +68,7 @@ class AlarmTracker:
             old = self._active.get(alarm_id)
             if old is not None and alarm_id not in current:
                 current[alarm_id] = old
-        diff = _empty()
+        diff = AlarmDiff()
         for alarm in current.values():
             _arrived(self._active.get(alarm.id), alarm, now_ms, diff)
         for alarm_id, old in self._active.items():
@@ -79,22 +79,18 @@ class AlarmTracker:
 
     def change(self, alarm: Alarm, now_ms: int) -> AlarmDiff:
         """One alarm came, changed, was acknowledged or went: ``alarm`` is its new state."""
-        diff = _empty()
+        diff = AlarmDiff()
         _arrived(self._active.get(alarm.id), alarm, now_ms, diff)
         self._active[alarm.id] = alarm
         return diff
 
     def remove(self, alarm_id: str, now_ms: int) -> AlarmDiff:
         """The alarm ``alarm_id`` left the active list; an id not active is no change."""
-        diff = _empty()
+        diff = AlarmDiff()
         old = self._active.pop(alarm_id, None)
         if old is not None:
             _left(alarm_id, old, now_ms, diff)
         return diff
-
-
-def _empty() -> AlarmDiff:
-    return AlarmDiff(changed=[], cleared=[], events=[])
 
 
 def _arrived(old: Alarm | None, alarm: Alarm, now_ms: int, diff: AlarmDiff) -> None:
