@@ -20,6 +20,7 @@ from gateway.core.timestamps import now_ms
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.sink import TagSink
 from gateway.wincc.base import WinCCClient
+from gateway.wincc.concurrency import read_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,20 @@ class TagPoller:
                 next_at = finished
 
     async def _read(self, *, streaming: bool) -> ReadResult:
-        """One poll of the group; a poll where every tag failed counts as a failed poll."""
+        """One poll of the group; a poll where every tag failed counts as a failed poll.
+
+        Streamed, the group is read in chunks of the client's ``batch_size`` (one request
+        each, as the client would split it), started spread over ``SPREAD`` of the
+        interval and each handed to the sink as soon as it is in.
+        """
         if streaming:
-            result = await self._client.read_many(
-                self.tags, self.sink.publish, spread=self.interval * SPREAD
+            client = self._client
+            result = await read_in_chunks(
+                self.tags,
+                client.batch_size,
+                client.read_many,
+                self.sink.publish,
+                spread=self.interval * SPREAD,
             )
         else:
             result = await self._client.read_many(self.tags)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from gateway.sink import PollStats, TagSink
 
 INTERVAL = 0.02
 TAG = "System1.A"
+OTHER = "System1.B"
 GOOD = 192
 
 Answer = ReadResult | WinCCError
@@ -32,25 +33,19 @@ Answer = ReadResult | WinCCError
 
 class ScriptedClient:
     """Answers each read with the next scripted answer; the last one stands after that.
-    Remembers when each read came (loop time) and how it was asked."""
+    Remembers when each read came (loop time) and which names it asked for."""
 
     def __init__(self, answers: list[Answer], archive: list[Reading] | None = None) -> None:
         self.answers = answers
         self.archive = archive or []
-        self.reads: list[tuple[float, bool, float]] = []  # (when, streaming, spread)
+        self.batch_size = 1000
+        self.reads: list[tuple[float, list[str]]] = []  # (when, names)
 
-    async def read_many(
-        self,
-        names: Sequence[str],
-        each: Callable[[ReadResult], Awaitable[None]] | None = None,
-        spread: float = 0.0,
-    ) -> ReadResult:
-        self.reads.append((asyncio.get_running_loop().time(), each is not None, spread))
+    async def read_many(self, names: Sequence[str]) -> ReadResult:
+        self.reads.append((asyncio.get_running_loop().time(), list(names)))
         answer = self.answers[min(len(self.reads), len(self.answers)) - 1]
         if isinstance(answer, WinCCError):
             raise answer
-        if each is not None:
-            await each(answer)
         return answer
 
     async def history(self, name: str, start_ms: int, end_ms: int) -> AsyncIterator[Reading]:
@@ -125,7 +120,6 @@ async def test_a_good_read_streams_its_chunks_to_the_sink_and_counts_the_poll() 
     async with polling(poller):
         await until(lambda: poller.stats.polls >= 2)
     assert source.state == "up"
-    assert client.reads[0][1:] == (True, INTERVAL * SPREAD)  # streamed, spread
     assert sink.calls[:3] == [("begin",), ("publish", result), ("advance", 1000)]
     assert not sink.named("fill", "interrupted")
     assert poller.stats.failures == 0
@@ -175,20 +169,107 @@ async def test_a_good_read_after_failures_has_the_gap_filled_before_it_is_publis
         "advance",
     ]
     assert sink.named("fill") == [("fill", 5000, later)]
+    # not streamed while the gap is filled: the archive goes first, then the whole read
     assert ("publish", later) in after
-    # not streamed while the gap is filled: the archive goes first
-    assert client.reads[3][1] is False
 
 
 async def test_a_gap_left_by_the_last_run_is_filled_before_the_first_poll_is_published() -> None:
     result = good(1.0, 1000)
     client = ScriptedClient([result])
+    client.batch_size = 1
     sink = RecordingSink(gap_open=True)
-    poller = poller_for(client, sink, SourceHealth())
+    poller = TagPoller(
+        name="fast",
+        interval=INTERVAL,
+        tags=[TAG, OTHER],
+        client=client,
+        sink=sink,
+        source=SourceHealth(),
+    )
+    async with polling(poller):
+        await until(lambda: poller.stats.polls >= 2)
+    # not streamed while the gap is filled: the archive goes first, then the whole read,
+    # asked of the client in one call; streamed afterwards, in chunks of its batch size
+    assert [call[0] for call in sink.calls[:4]] == ["begin", "fill", "publish", "advance"]
+    assert [names for _, names in client.reads[:3]] == [[TAG, OTHER], [TAG], [OTHER]]
+
+
+class ChunkClient:
+    """Answers every read with one good reading per name asked for; remembers when each
+    read came (loop time) and which names it asked for. A read that asks for ``held``
+    waits until ``release`` is set; one that asks for ``failing`` fails."""
+
+    def __init__(self, batch_size: int, *, held: str = "", failing: str = "") -> None:
+        self.batch_size = batch_size
+        self.held = held
+        self.failing = failing
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self.reads: list[tuple[float, list[str]]] = []
+
+    async def read_many(self, names: Sequence[str]) -> ReadResult:
+        self.reads.append((asyncio.get_running_loop().time(), list(names)))
+        if self.failing in names:
+            raise WinCCUnavailable("connection refused")
+        if self.held in names:
+            self.holding.set()
+            await self.release.wait()
+        return ReadResult(readings=[Reading(name, 1.0, GOOD, 1000) for name in names])
+
+
+GROUP = [f"System1.T{i}" for i in range(8)]
+SLOW = 1.0  # four chunks of two, spread over half of it: one every 0.125 s
+
+
+def slow_poller(client: ChunkClient, sink: RecordingSink, source: SourceHealth) -> TagPoller:
+    return TagPoller(
+        name="slow", interval=SLOW, tags=GROUP, client=client, sink=sink, source=source
+    )
+
+
+async def test_a_streamed_poll_spreads_its_chunks_over_half_the_interval() -> None:
+    client = ChunkClient(batch_size=2)
+    sink = RecordingSink()
+    poller = slow_poller(client, sink, SourceHealth())
     async with polling(poller):
         await until(lambda: poller.stats.polls >= 1)
-    assert [call[0] for call in sink.calls[:4]] == ["begin", "fill", "publish", "advance"]
-    assert client.reads[0][1] is False
+    chunks = [GROUP[i : i + 2] for i in range(0, len(GROUP), 2)]
+    assert [names for _, names in client.reads[:4]] == chunks  # one request per chunk
+    first = client.reads[0][0]
+    starts = [when - first for when, _ in client.reads[:4]]
+    gap = SLOW * SPREAD / len(chunks)
+    # chunk i starts i * gap after the first (never sooner), all within half the interval
+    assert all(start >= i * gap - 0.001 for i, start in enumerate(starts)), starts
+    assert starts[-1] < SLOW * SPREAD, starts
+
+
+async def test_a_streamed_poll_publishes_each_chunk_before_the_last_is_in() -> None:
+    client = ChunkClient(batch_size=2, held=GROUP[-1])
+    sink = RecordingSink()
+    poller = slow_poller(client, sink, SourceHealth())
+    async with polling(poller):
+        await client.holding.wait()  # the last chunk's read is on its way, not in
+        await until(lambda: len(sink.named("publish")) == 3)
+        assert not sink.named("advance")
+        client.release.set()
+        await until(lambda: poller.stats.polls >= 1)
+    published = [[r.name for r in call[1].readings] for call in sink.named("publish")]
+    assert published[:4] == [GROUP[i : i + 2] for i in range(0, len(GROUP), 2)]
+    assert [call[0] for call in sink.calls[:6]] == ["begin"] + ["publish"] * 4 + ["advance"]
+
+
+async def test_a_failing_chunk_fails_the_whole_poll_and_stops_the_chunks_after_it() -> None:
+    client = ChunkClient(batch_size=2, failing=GROUP[2])
+    sink, source = RecordingSink(), SourceHealth()
+    poller = slow_poller(client, sink, source)
+    async with polling(poller):
+        await until(lambda: poller.stats.failures >= 1)
+    assert source.state == "down"  # the chunk's own error, not a group of them
+    assert poller.stats.polls == 0
+    assert ("interrupted",) in sink.calls
+    assert not sink.named("advance")
+    # the chunks still waiting for their start were cancelled, never read
+    assert not any(GROUP[4] in names or GROUP[6] in names for _, names in client.reads)
 
 
 async def test_the_real_sink_commits_the_archive_in_time_order_between_live_values(

@@ -6,27 +6,26 @@ WinCC REST service or WinCC Unified (GraphQL) slot in beside the ``rest`` dialec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from gateway.core.models import Alarm, Reading, ReadResult, TagInfo, Value
-
-ChunkHandler = Callable[[ReadResult], Awaitable[None]]
-"""Takes the result of one chunk of a bulk read as soon as that chunk is in."""
 
 
 class WinCCClient(Protocol):
     """Reads, writes, alarms, history and browsing of one WinCC server."""
 
-    async def read_many(
-        self, names: Sequence[str], each: ChunkHandler | None = None, spread: float = 0.0
-    ) -> ReadResult:
+    @property
+    def batch_size(self) -> int:
+        """Tag names per read request: a poller that reads a group in parts reads parts of
+        this size, so each part is one request."""
+        ...
+
+    async def read_many(self, names: Sequence[str]) -> ReadResult:
         """Read many tags; per-name failures land in ``ReadResult.errors``.
 
-        With ``each``, every chunk's result is also handed to it as soon as it is in, so
-        the first chunks can be published while the last are still on their way. With
-        ``spread``, the chunks start evenly spaced over that many seconds instead of all
-        at once.
+        The client splits the names into requests of ``batch_size`` and sends them
+        concurrently; when to read and what to do with each part is the caller's concern.
         """
         ...
 

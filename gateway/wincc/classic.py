@@ -50,7 +50,8 @@ from gateway.wincc.classic_parse import (
     parse_values_answer,
     parse_write_answer,
 )
-from gateway.wincc.http import HttpClient, HttpOptions, raise_for_status, read_in_chunks
+from gateway.wincc.concurrency import read_in_chunks
+from gateway.wincc.http import HttpClient, HttpOptions, raise_for_status
 from gateway.wincc.shape import describe_shape
 from gateway.wincc.tree import Cached
 

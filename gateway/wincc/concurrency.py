@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from gateway.core.models import ReadResult
+
 T = TypeVar("T")
+
+ChunkReader = Callable[[Sequence[str]], Coroutine[Any, Any, ReadResult]]
+"""Reads one chunk of names."""
+
+ChunkHandler = Callable[[ReadResult], Awaitable[None]]
+"""Takes the result of one chunk of a bulk read as soon as that chunk is in."""
 
 
 async def run_all(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
@@ -29,3 +37,41 @@ async def run_all(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     else:
         return [task.result() for task in tasks]
     raise first
+
+
+async def read_in_chunks(
+    names: Sequence[str],
+    size: int,
+    read_chunk: ChunkReader,
+    each: ChunkHandler | None = None,
+    spread: float = 0.0,
+) -> ReadResult:
+    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order;
+    ``each`` gets every chunk's result as soon as it is in, and chunk ``i`` of ``n``
+    starts ``i * spread / n`` seconds after the first.
+
+    The HTTP dialects split a bulk read into requests with it (only how one chunk is
+    asked for differs); the tag poller spreads a large group's reads over its interval
+    and publishes each chunk as it comes in.
+    """
+    chunks = [names[start : start + size] for start in range(0, len(names), size)]
+    if not chunks:
+        return ReadResult()
+    gap = spread / len(chunks)
+
+    async def read_and_hand_on(index: int, chunk: Sequence[str]) -> ReadResult:
+        if index and gap > 0:
+            await asyncio.sleep(index * gap)
+        part = await read_chunk(chunk)
+        if each is not None:
+            await each(part)
+        return part
+
+    parts = await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
+    if len(parts) == 1:
+        return parts[0]
+    merged = ReadResult()
+    for part in parts:
+        merged.readings.extend(part.readings)
+        merged.errors.update(part.errors)
+    return merged

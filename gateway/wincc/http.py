@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import TypedDict
 
 import aiohttp
 import orjson
@@ -28,8 +28,7 @@ from gateway.errors import (
     WinCCTimeout,
     WinCCUnavailable,
 )
-from gateway.wincc.base import ChunkHandler
-from gateway.wincc.concurrency import run_all
+from gateway.wincc.concurrency import read_in_chunks
 from gateway.wincc.memo import ReadingMemo
 
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -78,13 +77,14 @@ class HttpClient(ABC):
         self._slots = asyncio.Semaphore(max_concurrency)
         self._memo = ReadingMemo()
 
-    async def read_many(
-        self, names: Sequence[str], each: ChunkHandler | None = None, spread: float = 0.0
-    ) -> ReadResult:
-        """Read ``names`` in chunks of ``batch_size``, concurrently, merged in input order;
-        ``each`` gets every chunk's result as it comes in; chunk starts are spaced evenly
-        over ``spread`` seconds."""
-        return await read_in_chunks(names, self._batch_size, self._read_chunk, each, spread)
+    @property
+    def batch_size(self) -> int:
+        """Tag names per bulk read request."""
+        return self._batch_size
+
+    async def read_many(self, names: Sequence[str]) -> ReadResult:
+        """Read ``names`` in requests of ``batch_size``, concurrently, merged in input order."""
+        return await read_in_chunks(names, self._batch_size, self._read_chunk)
 
     @abstractmethod
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
@@ -127,42 +127,6 @@ class HttpClient(ABC):
                     return response.status, await read_answer(response, where)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise transport_error(where, self._timeout, exc) from exc
-
-
-async def read_in_chunks(
-    names: Sequence[str],
-    size: int,
-    read_chunk: Callable[[Sequence[str]], Coroutine[Any, Any, ReadResult]],
-    each: ChunkHandler | None = None,
-    spread: float = 0.0,
-) -> ReadResult:
-    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order;
-    ``each`` gets every chunk's result as soon as it is in, and chunk ``i`` of ``n``
-    starts ``i * spread / n`` seconds after the first.
-
-    Shared by the HTTP dialects: only how one chunk is asked for differs.
-    """
-    chunks = [names[start : start + size] for start in range(0, len(names), size)]
-    if not chunks:
-        return ReadResult()
-    gap = spread / len(chunks)
-
-    async def read_and_hand_on(index: int, chunk: Sequence[str]) -> ReadResult:
-        if index and gap > 0:
-            await asyncio.sleep(index * gap)
-        part = await read_chunk(chunk)
-        if each is not None:
-            await each(part)
-        return part
-
-    parts = await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
-    if len(parts) == 1:
-        return parts[0]
-    merged = ReadResult()
-    for part in parts:
-        merged.readings.extend(part.readings)
-        merged.errors.update(part.errors)
-    return merged
 
 
 async def read_answer(response: aiohttp.ClientResponse, where: str) -> bytes:

@@ -112,6 +112,7 @@ class TreeClient:
     def __init__(self, names: Sequence[str]) -> None:
         self.names = names
         self.browsed: list[str] = []
+        self.batch_size = 1000
 
     async def browse(self, path: str) -> list[TagInfo]:
         self.browsed.append(path)

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway.core.models import ReadResult, TagInfo, TagType, Value
+from gateway.core.models import TagInfo, TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.errors import (
     WinCCAuthError,
@@ -89,30 +89,6 @@ async def test_read_many_chunks_in_input_order_within_the_concurrency_limit(
     assert result.errors == {}
     assert len(recorder.paths("POST", "/api/dp/read")) == math.ceil(100 / 7)
     assert recorder.peak == 2
-
-
-async def test_read_many_hands_on_each_chunk_and_spreads_their_starts(
-    client: WinCCClient, sim: Simulator
-) -> None:
-    """Four chunks spread over 0.6 s: chunk i starts no sooner than i * 0.15 s after the
-    first, and each is handed on as it comes in, before the whole read returns."""
-    await client.read(LEVEL)  # log in first
-    loop = asyncio.get_running_loop()
-    names = sim.plant.names[:200]  # four chunks of the fixture's 50
-    parts: list[tuple[float, list[str]]] = []
-
-    async def each(part: ReadResult) -> None:
-        parts.append((loop.time(), [reading.name for reading in part.readings]))
-
-    started = loop.time()
-    result = await client.read_many(names, each, spread=0.6)
-    done = loop.time()
-    assert sorted(name for _, got in parts for name in got) == sorted(names)
-    assert [r.name for r in result.readings] == names
-    arrivals = sorted(at - started for at, _ in parts)
-    assert len(arrivals) == 4
-    assert all(at >= i * 0.15 for i, at in enumerate(arrivals)), arrivals
-    assert all(at <= done for at, _ in parts)
 
 
 async def test_semaphore_bounds_every_kind_of_request(
