@@ -55,6 +55,16 @@ class AlarmSink:
             self._report_errors(unreadable)
         await self._commit(self._tracker.update(alarms, now_ms(), unreadable), stored)
 
+    async def change(self, alarm: Alarm) -> None:
+        """Take one alarm's new state: it came, changed, was acknowledged or went."""
+        stored = dict(self._tracker.active)
+        await self._commit(self._tracker.change(alarm, now_ms()), stored)
+
+    async def remove(self, alarm_id: str) -> None:
+        """Take one alarm's leaving the active list."""
+        stored = dict(self._tracker.active)
+        await self._commit(self._tracker.remove(alarm_id, now_ms()), stored)
+
     async def _commit(self, diff: AlarmDiff, stored: dict[str, Alarm]) -> None:
         """Commit what ``diff`` changed; on a refusing disk, go back to ``stored``."""
         messages = self._output.alarms(diff)
