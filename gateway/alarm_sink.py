@@ -11,17 +11,38 @@ and events go out once the disk takes writes again.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import AlarmState
 from gateway.core.alarms import AlarmDiff, AlarmTracker
 from gateway.core.models import Alarm, AlarmList
-from gateway.core.payloads import alarm_payload
+from gateway.core.payloads import alarm_from_payload, alarm_payload
 from gateway.core.timestamps import now_ms
+from gateway.core.values import short_text, show
 from gateway.formats.base import OutputFormat
 from gateway.sink import PollStats
 
 log = logging.getLogger(__name__)
+
+
+class AlarmFeed(Protocol):
+    """What feeds the alarm sink, a poller or a subscription, as health and metrics see it."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two polls, or between two checks of a subscription's link."""
+        ...
+
+    @property
+    def stats(self) -> PollStats:
+        """Its counters."""
+        ...
+
+    @property
+    def active(self) -> dict[str, Alarm]:
+        """The alarms active as last committed, by id."""
+        ...
 
 
 class AlarmSink:
@@ -84,3 +105,23 @@ class AlarmSink:
             shown = ", ".join(f"{key} ({reason})" for key, reason in list(new.items())[:5])
             more = f" and {len(new) - 5} more" if len(new) > 5 else ""
             log.warning("cannot read alarm %s%s; its last known state stands", shown, more)
+
+
+def restore_alarms(stored: dict[str, bytes]) -> dict[str, Alarm]:
+    """The alarms a previous run published, from their stored retained states.
+
+    A state that cannot be read (a damaged file, or written by a version with another
+    format) is dropped with a warning. Its id is still tracked, as an alarm that went,
+    so the first poll clears its retained message if the alarm is gone, or publishes it
+    afresh if it is still active.
+    """
+    alarms: dict[str, Alarm] = {}
+    for alarm_id, body in stored.items():
+        try:
+            alarms[alarm_id] = alarm_from_payload(body)
+        except ValueError as exc:
+            log.warning(
+                "dropped the stored state of alarm %s (%s)", show(alarm_id), short_text(str(exc))
+            )
+            alarms[alarm_id] = Alarm(alarm_id, "", "", 0, "went", True, None, None, None)
+    return alarms

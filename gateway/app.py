@@ -1,10 +1,11 @@
 """The one place that wires the gateway together and owns every task, in one TaskGroup.
 
 Start: MQTT session first (status online, will offline), then the tag lists are resolved
-by browsing WinCC, then one poller per scan class and the alarm poller. Stop (SIGTERM,
-SIGINT): pollers stop taking work, the buffer drains within a time limit (what is left
-stays on disk for the next start), the status is
-set to offline, the broker connection closes, and the WinCC session logs out.
+by browsing WinCC, then one poller per scan class and the alarm poller, or, with a WinCC
+that pushes its changes (Unified, ``mode = "subscribe"``), one subscription source for all
+of them. Stop (SIGTERM, SIGINT): the sources stop taking work, the buffer drains within a
+time limit (what is left stays on disk for the next start), the status is set to
+offline, the broker connection closes, and the WinCC session logs out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.alarm_sink import AlarmSink
+from gateway.alarm_sink import AlarmFeed, AlarmSink, restore_alarms
 from gateway.answers import Answer
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
@@ -25,19 +26,20 @@ from gateway.config import CommandSettings, GatewaySettings, PollGroup
 from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Inbound, Range
 from gateway.core.models import Alarm, TagType
-from gateway.core.payloads import alarm_from_payload
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
-from gateway.core.values import short_text, show
 from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
-from gateway.sink import TagSink
+from gateway.sink import GroupFeed, TagSink
+from gateway.subscription import SubscribedAlarms, SubscribedGroup, SubscriptionSource
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.resolve import resolve_tags
+from gateway.wincc.settings import UnifiedSettings
+from gateway.wincc.unified import UnifiedClient
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,11 @@ class Gateway:
         self.topic_map = TopicMap()
         self.output = build_format(settings.mqtt, self.topic_map)
         self.tag_types: dict[str, TagType] = {}
-        self.alarm_poller: AlarmPoller | None = None
+        self.alarm_poller: AlarmFeed | None = None
+        self._alarm_sink: AlarmSink | None = None
+        wincc = settings.wincc
+        subscribing = isinstance(wincc, UnifiedSettings) and wincc.mode == "subscribe"
+        self._subscriber = client if subscribing and isinstance(client, UnifiedClient) else None
         self.started = asyncio.Event()
         self.session = MqttSession(
             settings.mqtt,
@@ -112,7 +118,7 @@ class Gateway:
             connected=self.session.connected,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
-        self.pollers: list[TagPoller] = []
+        self.pollers: list[GroupFeed] = []
         self._marks: dict[str, PollMark] = {}  # from the last run, until its group polls
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}  # startup, pollers, alarms by name
@@ -234,20 +240,70 @@ class Gateway:
         return True
 
     async def _start_polling(self) -> None:
-        """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
-        self._start_pollers(await self._resolve_until_done())
+        """Resolve the tag lists (retrying while WinCC is away), then start what feeds the
+        sinks: pollers, or the subscriptions of a WinCC that pushes its changes."""
+        resolved = await self._resolve_until_done()
         if self.settings.alarms.enabled:
-            sink = AlarmSink(
+            self._alarm_sink = AlarmSink(
                 output=self.output, buffer=self.buffer, published=self._published_alarms
             )
-            self.alarm_poller = AlarmPoller(
-                interval=self.settings.alarms.interval,
-                client=self.client,
-                sink=sink,
-                source=self.source,
-            )
-            self._spawn("alarms", self.alarm_poller.run())
+        if self._subscriber is not None:
+            self._subscribe(self._subscriber, resolved)
+        else:
+            self._start_pollers(resolved)
+            if self._alarm_sink is not None:
+                self.alarm_poller = AlarmPoller(
+                    interval=self.settings.alarms.interval,
+                    client=self.client,
+                    sink=self._alarm_sink,
+                    source=self.source,
+                )
+                self._spawn("alarms", self.alarm_poller.run())
         self.started.set()
+
+    def _subscribe(self, client: UnifiedClient, resolved: list[ResolvedGroup]) -> None:
+        """One subscription source for every group and the alarms, replacing the one
+        before (after a reload: each group fills its gap from where it stood)."""
+        self._stop("subscription")
+        before = {feed.name: feed.sink for feed in self.pollers}
+        groups = []
+        for item in resolved:
+            if not item.tags:
+                log.warning("group %s: no tags to subscribe to, group skipped", item.group.name)
+                continue
+            sink = self._new_sink(item, before.get(item.group.name))
+            groups.append(SubscribedGroup(item.group.name, item.group.interval, item.tags, sink))
+            log.info("group %s: subscribed to %d tags", item.group.name, len(item.tags))
+        self.pollers = list[GroupFeed](groups)
+        alarms = self._alarm_sink
+        if alarms is not None:
+            self.alarm_poller = SubscribedAlarms(self.settings.alarms.interval, alarms)
+        assert isinstance(self.settings.wincc, UnifiedSettings)
+        source = SubscriptionSource(
+            client=client,
+            groups=groups,
+            alarms=alarms,
+            source=self.source,
+            chunk=self.settings.wincc.subscribe_chunk,
+        )
+        self._spawn("subscription", source.run())
+
+    def _new_sink(self, item: ResolvedGroup, before: TagSink | None) -> TagSink:
+        """The sink of a group, filling the gap since ``before`` stopped (or since the
+        last run)."""
+        group = item.group
+        for name in item.tags:
+            self.topic_map.add(name)
+        return TagSink(
+            name=group.name,
+            deadband=group.deadband,
+            archive=self.client,
+            decider=self.decider,
+            output=self.output,
+            buffer=self.buffer,
+            backfill=self.settings.backfill if self.settings.backfill.enabled else None,
+            resume=before.mark if before is not None else self._marks.pop(group.name, None),
+        )
 
     def _start_pollers(self, resolved: list[ResolvedGroup]) -> None:
         """One poller per group; a running poller whose group is unchanged is kept."""
@@ -268,19 +324,7 @@ class Gateway:
             if not item.tags:
                 log.warning("group %s: no tags to poll, group skipped", group.name)
                 continue
-            for name in item.tags:
-                self.topic_map.add(name)
-            sink = TagSink(
-                name=group.name,
-                deadband=group.deadband,
-                archive=self.client,
-                decider=self.decider,
-                output=self.output,
-                buffer=self.buffer,
-                backfill=self.settings.backfill if self.settings.backfill.enabled else None,
-                # the gap since the old poller's last good poll, or since the last run
-                resume=old.sink.mark if old is not None else self._marks.pop(group.name, None),
-            )
+            sink = self._new_sink(item, old.sink if old is not None else None)
             poller = TagPoller(
                 name=group.name,
                 interval=group.interval,
@@ -325,8 +369,12 @@ class Gateway:
             log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
             return
         self.commands.policy.reconfigure(**_command_rules(self.settings.commands))
-        self._start_pollers(resolved)
-        log.info("config reloaded: %d groups polling", len(self.pollers))
+        if self._subscriber is not None:
+            self._subscribe(self._subscriber, resolved)
+            log.info("config reloaded: %d groups subscribed", len(self.pollers))
+        else:
+            self._start_pollers(resolved)
+            log.info("config reloaded: %d groups polling", len(self.pollers))
 
     async def _resolve_until_done(self) -> list[ResolvedGroup]:
         backoff = Backoff(base=1.0, cap=30.0)
@@ -379,23 +427,3 @@ def _command_rules(commands: CommandSettings) -> dict[str, Any]:
         "rate": commands.rate_limit,
         "burst": commands.burst,
     }
-
-
-def restore_alarms(stored: dict[str, bytes]) -> dict[str, Alarm]:
-    """The alarms a previous run published, from their stored retained states.
-
-    A state that cannot be read (a damaged file, or written by a version with another
-    format) is dropped with a warning. Its id is still tracked, as an alarm that went,
-    so the first poll clears its retained message if the alarm is gone, or publishes it
-    afresh if it is still active.
-    """
-    alarms: dict[str, Alarm] = {}
-    for alarm_id, body in stored.items():
-        try:
-            alarms[alarm_id] = alarm_from_payload(body)
-        except ValueError as exc:
-            log.warning(
-                "dropped the stored state of alarm %s (%s)", show(alarm_id), short_text(str(exc))
-            )
-            alarms[alarm_id] = Alarm(alarm_id, "", "", 0, "went", True, None, None, None)
-    return alarms

@@ -19,12 +19,13 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 
 if TYPE_CHECKING:
+    from gateway.alarm_sink import AlarmFeed
     from gateway.buffer.outbox import DurableBuffer
     from gateway.commands import CommandService
     from gateway.core.samples import SampleDecider
     from gateway.mqtt.session import MqttSession
-    from gateway.polling import AlarmPoller, SourceHealth, TagPoller
-    from gateway.sink import PollStats
+    from gateway.polling import SourceHealth
+    from gateway.sink import GroupFeed, PollStats
 
 NAMESPACE = "wincc_gateway"
 
@@ -81,12 +82,12 @@ class Monitored(Protocol):
         """The command results."""
 
     @property
-    def pollers(self) -> Sequence[TagPoller]:
-        """One poller per scan class."""
+    def pollers(self) -> Sequence[GroupFeed]:
+        """What feeds each scan class: a poller, or a subscription."""
 
     @property
-    def alarm_poller(self) -> AlarmPoller | None:
-        """The alarm poller, None while starting or when alarms are off."""
+    def alarm_poller(self) -> AlarmFeed | None:
+        """What feeds the alarms, None while starting or when alarms are off."""
 
     @property
     def buffer(self) -> DurableBuffer:
@@ -181,7 +182,7 @@ class GatewayCollector(Collector):
         )
 
 
-def _group_counters(pollers: Sequence[TagPoller]) -> Iterable[Metric]:
+def _group_counters(pollers: Sequence[GroupFeed]) -> Iterable[Metric]:
     stats: list[tuple[str, PollStats]] = [(poller.name, poller.stats) for poller in pollers]
     for name, attribute, documentation in _GROUP_COUNTERS:
         family = CounterMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=["group"])

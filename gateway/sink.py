@@ -50,6 +50,36 @@ class PollStats:
     gap_unfilled_seconds: float = 0.0
 
 
+class GroupFeed(Protocol):
+    """What feeds one scan class's sink, a poller or a subscription, as health, metrics
+    and reloads see it."""
+
+    @property
+    def name(self) -> str:
+        """The scan class."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two polls, or between two checks of a subscription's link."""
+        ...
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags of the scan class."""
+        ...
+
+    @property
+    def sink(self) -> TagSink:
+        """Where its readings go."""
+        ...
+
+    @property
+    def stats(self) -> PollStats:
+        """Its counters."""
+        ...
+
+
 class Archive(Protocol):
     """What a sink needs of WinCC to fill a gap: its archive."""
 

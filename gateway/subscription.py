@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from gateway.alarm_sink import AlarmSink
 from gateway.backoff import Backoff
-from gateway.core.models import Reading, ReadResult
+from gateway.core.models import Alarm, Reading, ReadResult
 from gateway.core.timestamps import now_ms
 from gateway.errors import WinCCAuthError, WinCCError, WinCCUnavailable
 from gateway.polling import SLACK_MS, SourceHealth
@@ -55,6 +55,24 @@ class SubscribedGroup:
 
     def __post_init__(self) -> None:
         self.stats = self.sink.stats
+
+
+@dataclass(slots=True)
+class SubscribedAlarms:
+    """The alarms fed by subscription; ``interval`` is how often the link is checked."""
+
+    interval: float
+    sink: AlarmSink
+
+    @property
+    def stats(self) -> PollStats:
+        """The alarm sink's counters."""
+        return self.sink.stats
+
+    @property
+    def active(self) -> dict[str, Alarm]:
+        """The alarms active as last committed, by id."""
+        return self.sink.active
 
 
 class SubscriptionSource:
@@ -141,11 +159,10 @@ class SubscriptionSource:
             if result.readings:
                 duration = int((loop.time() - started) * 1000)
                 await group.sink.advance(newest, duration, read_at)
-            self._alive(group)
+            self._alive(group.stats)
         if self._alarms is not None:
             await self._alarms.publish(await self._client.active_alarms())
-            self._alarms.stats.polls += 1
-            self._alarms.stats.last_success = loop.time()
+            self._alive(self._alarms.stats)
 
     async def _follow(self, socket: SubscriptionSocket) -> None:
         """Take notifications, commit them in batches and keep the link and session
@@ -225,13 +242,15 @@ class SubscriptionSource:
             if now - self._pong > 2 * every:
                 raise WinCCUnavailable("the subscription link stopped answering pings")
             for group in self.groups:
-                self._alive(group)  # answered within the last two pings
+                self._alive(group.stats)  # answered within the last two pings
+            if self._alarms is not None:
+                self._alive(self._alarms.stats)
             if now - extended >= extend_every:
                 extended = now
                 await self._client.extend_session()
             await socket.ping()
 
-    def _alive(self, group: SubscribedGroup) -> None:
-        """The group's link answered: counted like a poll, for health and metrics."""
-        group.stats.polls += 1
-        group.stats.last_success = asyncio.get_running_loop().time()
+    def _alive(self, stats: PollStats) -> None:
+        """The link answered: counted like a poll, for health and metrics."""
+        stats.polls += 1
+        stats.last_success = asyncio.get_running_loop().time()

@@ -163,6 +163,16 @@ class Mosquitto:
                     break
         self._reader = asyncio.create_task(self._keep_reading(process))
 
+    async def line_with(self, *parts: str, timeout: float = 10.0) -> str:
+        """The first log line holding every one of ``parts``, once the broker wrote it
+        (its log is read beside the sockets, so it may lag behind what they saw)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.log:
+                    if all(part in line for part in parts):
+                        return line
+                await asyncio.sleep(0.01)
+
     async def _keep_reading(self, process: asyncio.subprocess.Process) -> None:
         assert process.stderr is not None
         while line := await process.stderr.readline():

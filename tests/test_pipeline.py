@@ -237,8 +237,8 @@ async def test_both_mqtt_protocols(
             await sub.wait_for(has_value(SETPOINT, simulator.plant.reading(SETPOINT).value))
         await sub.wait_for(lambda ms: ms[-1].topic == f"{PREFIX}/status")
     assert sub.messages[-1].json()["state"] == "offline"
-    connects = [line for line in mosquitto.log if "gw-test" in line and "New client" in line]
-    assert f"(p{5 if protocol == 5 else 2}," in connects[0]  # mosquitto's names: p2 is 3.1.1
+    connected = await mosquitto.line_with("gw-test", "New client")
+    assert f"(p{5 if protocol == 5 else 2}," in connected  # mosquitto's names: p2 is 3.1.1
 
 
 async def test_tls_to_the_broker_with_a_client_certificate(

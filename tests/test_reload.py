@@ -59,6 +59,7 @@ async def test_sighup_adds_a_tag_and_keeps_session_and_buffer(
     # The session stayed up: one connection, no second "online", and the buffer kept going.
     assert len(statuses(sub.messages)) - online_before == 1  # only the final offline
     assert statuses(sub.messages)[-1].json()["state"] == "offline"
+    await mosquitto.line_with("New client connected", "gw-test")
     connections = [
         line for line in mosquitto.log if "New client connected" in line and "gw-test" in line
     ]
