@@ -61,7 +61,7 @@ def unified_state(alarm: SimAlarm) -> str:
     if not alarm.acked:
         return "RAISED_CLEARED"
     assert alarm.acked_at is not None
-    acked_first = alarm.acked_at <= alarm.went_at
+    acked_first = alarm.acked_at < alarm.went_at
     return "RAISED_ACKNOWLEDGED_CLEARED" if acked_first else "RAISED_CLEARED_ACKNOWLEDGED"
 
 
