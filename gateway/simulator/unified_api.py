@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,12 @@ class UnifiedApi:
         self.sessions: dict[str, Session] = {}
         self.connections: set[WebSocketConnection] = set()
         self.data = PlantResolvers(simulator)
-        self.schema = self._bind(make_schema())
+
+    @cached_property
+    def schema(self) -> GraphQLSchema:
+        """The schema with this API's resolvers, built on first use: only the unified
+        dialect pays for it."""
+        return self._bind(make_schema())
 
     def _bind(self, schema: GraphQLSchema) -> GraphQLSchema:
         assert schema.query_type and schema.mutation_type and schema.subscription_type

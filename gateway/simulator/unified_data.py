@@ -78,6 +78,12 @@ class PlantResolvers:
         }
         self._alarms_by_name = {name: alarm_id for alarm_id, name in self._alarm_names.items()}
 
+    @property
+    def streams(self) -> int:
+        """Subscription streams following the plant; ended ones must let go of it."""
+        queues = {id(queue) for queues in self._tag_queues.values() for queue in queues}
+        return len(queues) + len(self._alarm_queues)
+
     def alarm_name(self, alarm_id: str) -> str:
         """The Unified name of a plant alarm."""
         return self._alarm_names[alarm_id]

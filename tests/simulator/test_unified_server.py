@@ -407,7 +407,15 @@ async def test_subscription_pushes_changes_until_completed(
     sim.plant.write(SETPOINT, 35.0, now_ms=sim.now())
     await ws.send_json({"type": "ping", "payload": {"n": 1}})
     assert await receive(ws) == {"type": "pong", "payload": {"n": 1}}  # no next came first
-    await ws.close()
+    assert sim.unified.data.streams == 0
+    await ws.send_json(subscribe(SUBSCRIBE_TAGS, "2", n=[SETPOINT]))
+    await receive(ws)
+    assert sim.unified.data.streams == 1
+    await ws.close()  # the client goes: its subscriptions end with it
+    async with asyncio.timeout(10):
+        while sim.unified.connections:
+            await asyncio.sleep(0.01)
+    assert sim.unified.data.streams == 0
 
 
 async def test_subscription_document_errors_and_single_results(
