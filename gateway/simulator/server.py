@@ -231,6 +231,8 @@ class Simulator:
             )
             if self.options.dialect == "unified":
                 self.unified.expire_idle()
+                if self.faults.down:  # a runtime that is down keeps no connection
+                    self.unified.drop_websockets()
             if self.plant.skipped_s and not behind_reported:
                 behind_reported = True
                 log.warning(
@@ -327,8 +329,6 @@ class Simulator:
             self.faults.apply(await read_body(request))
         except FaultsError as exc:
             raise ApiError(400, str(exc)) from exc
-        if self.faults.down and self.options.dialect == "unified":
-            self.unified.drop_websockets()  # a runtime that is down keeps no connection
         return json_response(self.faults.model_dump())
 
     async def _stats(self, request: web.Request) -> web.Response:

@@ -210,7 +210,7 @@ class WebSocketConnection:
                     async for result in outcome:
                         await self._next(subscription_id, result)
                 finally:
-                    await outcome.aclose()  # type: ignore[attr-defined]
+                    await outcome.aclose()
             await self._send({"id": subscription_id, "type": "complete"})
         except ConnectionError:
             return  # the socket is gone; its loop ends the connection
