@@ -92,6 +92,7 @@ class UnifiedApi:
         self.path = simulator.options.graphql_path
         self.auto_logoff = simulator.options.auto_logoff
         self.clock: Callable[[], float] = time.monotonic
+        self.init_timeout = 3.0  # seconds from opening a WebSocket to its connection_init
         self.sessions: dict[str, Session] = {}
         self.connections: set[WebSocketConnection] = set()
         self.data = PlantResolvers(simulator)

@@ -411,10 +411,10 @@ async def test_subscription_pushes_changes_until_completed(
     await ws.send_json(subscribe(SUBSCRIBE_TAGS, "2", n=[SETPOINT]))
     await receive(ws)
     assert sim.unified.data.streams == 1
+    (connection,) = sim.unified.connections
     await ws.close()  # the client goes: its subscriptions end with it
     async with asyncio.timeout(10):
-        while sim.unified.connections:
-            await asyncio.sleep(0.01)
+        await connection.ended.wait()
     assert sim.unified.data.streams == 0
 
 
@@ -490,6 +490,9 @@ async def test_protocol_violations_close_with_their_codes(
     code, reason = await closed_with(ws)
     assert code == 4409
     assert "x" in reason
+    sim.unified.init_timeout = 0.05
+    ws = await session.ws_connect(url, protocols=(PROTOCOL,))
+    assert (await closed_with(ws))[0] == 4408  # no connection_init in time
 
 
 async def test_the_token_may_come_with_the_upgrade_request(
