@@ -82,9 +82,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     simulate = commands.add_parser(
         "simulate",
-        help="the WinCC REST simulator alone",
-        description="Serve the WinCC REST API from a simulated plant, for development, "
-        "demonstrations and acceptance tests.",
+        help="the WinCC simulator alone (rest, classic or unified dialect)",
+        description="Serve a WinCC API (--dialect rest, classic or unified) from a simulated "
+        "plant, for development, demonstrations and acceptance tests.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     words = sys.argv[1:] if argv is None else argv

@@ -1,4 +1,5 @@
-"""The WinCC ``rest`` simulator: the API of SPEC.md over a simulated plant, with faults."""
+"""The WinCC simulator: the API of one dialect (rest, classic, unified) over a simulated
+plant, with faults."""
 
 from gateway.simulator.faults import Faults
 from gateway.simulator.plant import Plant

@@ -62,6 +62,17 @@ With --dialect classic it is the WinCC REST service of WinCC V7.5 SP2/V8 instead
 Values, Value/<name>, variables; tagLogging/Values, Variables (archive {ARCHIVE!r});
 alarmLogging/MessageList/{ALARM_FILTER} (the one REST filter defined). The faults apply
 alike, token_ttl aside: Basic auth has no tokens.
+
+With --dialect unified it is a WinCC Unified runtime's GraphQL interface instead, on
+--graphql-path: POST {{"query", "variables"}} as application/json (mutation login for a
+token, then "Authorization: Bearer <token>"), and subscriptions over a WebSocket on the same
+path (subprotocol graphql-transport-ws). Sessions end after --auto-logoff seconds without a
+request (mutation extendSession keeps one alive). The faults apply to the endpoint and the
+WebSocket upgrade, token_ttl aside; "down" also cuts the open WebSockets. Two more controls:
+
+  POST /_sim/expire-sessions   ends every session (as a runtime restart does) and closes
+                               their WebSockets with 4401
+  POST /_sim/drop-websockets   cuts every WebSocket without a closing handshake
 """
 
 
@@ -84,10 +95,17 @@ def _number(
     return parse
 
 
+def _path(text: str) -> str:
+    """An argparse type for a URL path: starts with a slash, no query or spaces."""
+    if not text.startswith("/") or any(c in text for c in "?# "):
+        raise argparse.ArgumentTypeError(f"not a URL path starting with '/': {text!r}")
+    return text
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's flags, help text and fault documentation to ``parser``."""
     parser.description = parser.description or (
-        "Serve the WinCC 'rest' API over a simulated plant whose values change, raise "
+        "Serve a WinCC API (--dialect) over a simulated plant whose values change, raise "
         "alarms and fill a history, so the gateway can be run and tested without a plant."
     )
     parser.epilog = EPILOG
@@ -96,10 +114,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--host", default=_DEFAULTS.host, help="address to listen on (default %(default)s)")
     add(
         "--dialect",
-        choices=("rest", "classic"),
+        choices=("rest", "classic", "unified"),
         default=_DEFAULTS.dialect,
-        help="the API served: rest, or classic, the WinCC V7.5 SP2/V8 REST service "
-        "(default %(default)s)",
+        help="the API served: rest; classic, the WinCC V7.5 SP2/V8 REST service; or "
+        "unified, the GraphQL interface of WinCC Unified (default %(default)s)",
+    )
+    add(
+        "--graphql-path",
+        type=_path,
+        default=_DEFAULTS.graphql_path,
+        help="where --dialect unified serves GraphQL; with a trailing slash, the path "
+        "without it redirects there (default %(default)s)",
+    )
+    add(
+        "--auto-logoff",
+        type=_number(float, 0.0, 1e9, open_low=True),
+        default=_DEFAULTS.auto_logoff,
+        metavar="SECONDS",
+        help="inactivity that ends a --dialect unified session (default %(default)s)",
     )
     add(
         "--port",
@@ -226,6 +258,8 @@ def _options(args: argparse.Namespace) -> SimulatorOptions | str:
         cert=args.cert,
         key=args.key,
         dialect=args.dialect,
+        graphql_path=args.graphql_path,
+        auto_logoff=args.auto_logoff,
     )
 
 
@@ -243,6 +277,8 @@ async def _serve(
         where = simulator.url
         if options.dialect == "classic":
             where += f"{BASE_PATH} (alarm filter {ALARM_FILTER!r})"
+        elif options.dialect == "unified":
+            where += options.graphql_path
         print(
             f"WinCC {options.dialect} simulator on {where} (user {options.username!r}, "
             f"password {options.password!r}, {options.tags} tags, {options.alarms} "

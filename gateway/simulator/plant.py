@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,6 +325,10 @@ class Plant:
         capacity = sum(len(signal.alarms) for signal in self._signals)
         if not 0 <= alarms <= capacity:
             raise ValueError(f"{tags} tags carry at most {capacity} alarms, not {alarms}")
+        # Listeners of an API that pushes changes: (tag number, value, quality, ts_ms) after
+        # every change, and an alarm after every transition or acknowledgement.
+        self.on_change: Callable[[int, Value, int, int], None] | None = None
+        self.on_alarm: Callable[[SimAlarm], None] | None = None
         self._rng = random.Random(seed)
         self._history_depth = history_depth
         self.index: dict[str, int] = {name: i for i, name in enumerate(self.names)}
@@ -526,6 +530,8 @@ class Plant:
             self.alarm_transitions += 1
             if alarm.went_at is not None:
                 alarm.active = False
+            if self.on_alarm is not None:
+                self.on_alarm(alarm)
         return alarm.snapshot()
 
     def raise_alarm(self, alarm_id: str, *, now_ms: int) -> None:
@@ -614,6 +620,8 @@ class Plant:
         self.changes += 1
         if quality == GOOD:
             self.changes_good += 1
+        if self.on_change is not None:
+            self.on_change(i, value, quality, now_ms)
         for alarm in self._alarms_of.get(i, ()):
             if isinstance(value, int | float):
                 self._evaluate(alarm, float(value), now_ms)
@@ -632,11 +640,14 @@ class Plant:
             alarm.went_at = None
             alarm.acked = False
             alarm.acked_at = None
-            self.alarm_transitions += 1
         elif cleared and alarm.active and alarm.went_at is None:
             alarm.went_at = now_ms
             alarm.active = not alarm.acked
-            self.alarm_transitions += 1
+        else:
+            return
+        self.alarm_transitions += 1
+        if self.on_alarm is not None:
+            self.on_alarm(alarm)
 
 
 def _coerce(value: object, tag_type: TagType) -> Value:

@@ -1,5 +1,6 @@
 """The simulated WinCC server over aiohttp: a ``Plant``, the API of one dialect in front of
-it (``rest_api.RestApi`` or ``classic.ClassicApi``), and fault injection.
+it (``rest_api.RestApi``, ``classic.ClassicApi`` or ``unified_api.UnifiedApi``), and fault
+injection.
 
 Faults and authentication live in one middleware so every API route gets them alike; the
 ``/_sim/`` routes are the simulator's own control surface and are never faulted.
@@ -35,6 +36,7 @@ from gateway.simulator.rest_api import (
     read_body,
 )
 from gateway.simulator.tls import load_server_context, make_server_context
+from gateway.simulator.unified_api import GRAPHQL_PATH, UnifiedApi
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,9 @@ class SimulatorOptions:
     tls: bool = False  # without cert/key: a throwaway CA and certificate made at start
     cert: str | None = None
     key: str | None = None
-    dialect: Literal["rest", "classic"] = "rest"  # which API is served (SPEC.md, "dialects")
+    dialect: Literal["rest", "classic", "unified"] = "rest"  # which API is served
+    graphql_path: str = GRAPHQL_PATH  # where the unified dialect serves GraphQL
+    auto_logoff: float = 300.0  # seconds of inactivity that end a unified session
 
 
 class _LoginPage(Exception):
@@ -127,6 +131,7 @@ class Simulator:
         self.certificate_pem: bytes | None = None  # CA of a certificate made at start
         self.classic = ClassicApi(self)  # the classic REST service, served with dialect classic
         self.rest = RestApi(self)  # the rest API, served with dialect rest
+        self.unified = UnifiedApi(self)  # the GraphQL runtime, served with dialect unified
         self._ssl = ssl_context
         self._rng = random.Random(options.seed)
         self._runner: web.AppRunner | None = None
@@ -182,6 +187,7 @@ class Simulator:
             await asyncio.wait([self._ticker])  # waits without re-raising its cancellation
             self._ticker = None
         if self._runner is not None:
+            self.unified.drop_websockets()  # they would hold the shutdown up
             await self._runner.cleanup()
             self._runner = None
 
@@ -223,6 +229,10 @@ class Simulator:
                 bad_quality=self.faults.bad_quality,
                 catch_up_s=catch_up,
             )
+            if self.options.dialect == "unified":
+                self.unified.expire_idle()
+                if self.faults.down:  # a runtime that is down keeps no connection
+                    self.unified.drop_websockets()
             if self.plant.skipped_s and not behind_reported:
                 behind_reported = True
                 log.warning(
@@ -243,6 +253,11 @@ class Simulator:
         if self.options.dialect == "classic":
             self.classic.mount(app.router)
             return app
+        if self.options.dialect == "unified":
+            app.router.add_post("/_sim/expire-sessions", self._expire_sessions)
+            app.router.add_post("/_sim/drop-websockets", self._drop_websockets)
+            self.unified.mount(app.router)
+            return app
         self.rest.mount(app.router)
         return app
 
@@ -260,7 +275,7 @@ class Simulator:
                 await self._inject_faults(request)
                 if request.path != LOGIN_PATH:
                     self.rest.authorize(request)
-            elif self.options.dialect == "classic" and is_classic_path(request.path):
+            elif self._faulted(request.path):
                 await self._inject_faults(request)
             return await handler(request)
         except ApiError as exc:
@@ -271,6 +286,12 @@ class Simulator:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         except web.HTTPException as exc:  # no such route, method not allowed, ...
             return error_response(exc.status, exc.reason)
+
+    def _faulted(self, path: str) -> bool:
+        """Whether the faults apply to a path of the classic or unified dialect."""
+        if self.options.dialect == "classic":
+            return is_classic_path(path)
+        return self.options.dialect == "unified" and self.unified.owns(path)
 
     async def wait_for_request(self, method: str, path_part: str) -> None:
         """Wait until a request ``method`` whose path holds ``path_part`` has come in (it
@@ -312,3 +333,11 @@ class Simulator:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return json_response(self.stats())
+
+    async def _expire_sessions(self, request: web.Request) -> web.Response:
+        """End every unified session, as a runtime restart does."""
+        return json_response({"expired": self.unified.end_sessions()})
+
+    async def _drop_websockets(self, request: web.Request) -> web.Response:
+        """Cut every unified WebSocket, as a network outage does."""
+        return json_response({"dropped": self.unified.drop_websockets()})

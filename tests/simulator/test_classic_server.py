@@ -373,7 +373,7 @@ def test_dialect_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert not isinstance(options, str)
     assert options.dialect == "classic"
     with pytest.raises(SystemExit) as exit_info:
-        parse("--dialect", "unified")
+        parse("--dialect", "opcua")
     assert exit_info.value.code == 2
     assert "--dialect" in capsys.readouterr().err
     parser = argparse.ArgumentParser(prog="wincc-gateway simulate")

@@ -107,9 +107,9 @@ def test_unloadable_certificate_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--cert/--key" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("tls", [False, True])
-async def test_runs_until_sigterm(tls: bool) -> None:
-    argv = ["--port", "0", "--tags", "50", "--alarms", "2", "--seed", "1"]
+@pytest.mark.parametrize(("tls", "dialect"), [(False, "rest"), (True, "rest"), (True, "unified")])
+async def test_runs_until_sigterm(tls: bool, dialect: str) -> None:
+    argv = ["--port", "0", "--tags", "50", "--alarms", "2", "--seed", "1", "--dialect", dialect]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -125,6 +125,10 @@ async def test_runs_until_sigterm(tls: bool) -> None:
         line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
         match = re.search(r"on (https?://\S+) \(user 'demo', password 'demo'", line)
         assert match, line
+        base = match.group(1)
+        if dialect == "unified":
+            assert base.endswith("/graphql/"), line
+            base = base.removesuffix("/graphql/")
         context: ssl.SSLContext | bool = True
         if tls:
             ca = re.search(r"CA certificate (\S+?)\)", line)
@@ -132,7 +136,7 @@ async def test_runs_until_sigterm(tls: bool) -> None:
             context = ssl.create_default_context(cafile=ca.group(1))
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"{match.group(1)}/_sim/stats", ssl=context) as response,
+            session.get(f"{base}/_sim/stats", ssl=context) as response,
         ):
             assert (await response.json())["tags"] == 50
         process.send_signal(signal.SIGTERM)

@@ -331,3 +331,26 @@ def test_browse() -> None:
         plant.browse("System1.Area9")
     with pytest.raises(UnknownTagError):
         plant.browse(LEVEL)  # a tag is not a folder
+
+
+def test_listeners_hear_every_change_and_alarm_transition() -> None:
+    plant = Plant(100, 4, now_ms=T0, seed=1)
+    quiet(plant)
+    changes: list[tuple[int, object, int, int]] = []
+    alarms: list[tuple[str, bool, bool]] = []
+    plant.on_change = lambda i, value, quality, ts: changes.append((i, value, quality, ts))
+    plant.on_alarm = lambda alarm: alarms.append((alarm.id, alarm.active, alarm.acked))
+    plant.write(SETPOINT, 12.0, now_ms=T0 + 1)
+    plant.force(SETPOINT, 13.0, now_ms=T0 + 2, quality=0x54)
+    made = run(plant, 2, change_rate=1.0)
+    assert changes[:2] == [
+        (plant.index[SETPOINT], 12.0, GOOD, T0 + 1),
+        (plant.index[SETPOINT], 13.0, 0x54, T0 + 2),
+    ]
+    assert len(changes) == 2 + made
+    quiet(plant)
+    alarms.clear()
+    plant.raise_alarm("1001", now_ms=T0 + 10)  # came
+    plant.acknowledge("1001", now_ms=T0 + 11)  # acknowledged
+    plant.clear_alarm("1001", now_ms=T0 + 12)  # went, and leaves the list
+    assert alarms == [("1001", True, False), ("1001", True, True), ("1001", False, True)]

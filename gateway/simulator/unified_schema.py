@@ -1,0 +1,251 @@
+"""The GraphQL schema the simulated WinCC Unified runtime serves, and its quality enums.
+
+The schema is written here from the names and types a Unified runtime offers (queries,
+mutations, subscriptions), so graphql-core validates every document against it as a real
+runtime does: an unknown field or a wrong argument type is an ``errors`` answer.
+
+Quality travels as enums rather than the classic byte ``QQSSSSLL``; ``quality_fields``
+splits the byte into them (main quality from bits 7-6, sub-status from bits 5-2 by main
+quality, limit from bits 1-0), so a client can put the byte back together.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from graphql import GraphQLSchema, build_schema
+
+MAIN_QUALITIES = ("BAD", "UNCERTAIN", "GOOD_NON_CASCADE", "GOOD_CASCADE")
+"""Main quality by bits 7-6 of the quality byte."""
+
+LIMITS = ("OK", "LOW_LIMIT_VIOLATION", "HIGH_LIMIT_VIOLATION", "CONSTANT")
+"""Limit by bits 1-0 of the quality byte."""
+
+SUB_STATUSES: dict[str, tuple[str | None, ...]] = {
+    "BAD": (
+        "NON_SPECIFIC",
+        "CONFIGURATION_ERROR",
+        "NOT_CONNECTED",
+        "DEVICE_FAILURE",
+        "SENSOR_FAILURE",
+        "NO_COMM_WITH_LAST_USABLE",
+        "NO_COMM_NO_USABLE",
+        "OUT_OF_SERVICE",
+    ),
+    "UNCERTAIN": (
+        "NON_SPECIFIC",
+        "LAST_USABLE",
+        "SUBSTITUTE",
+        "INITIAL",
+        "SENSOR_CONVERSION",
+        "RANGE_VIOLATION",
+        "SUB_NORMAL",
+        "CONFIG_ERROR",
+        "SIMULATED",
+        "SENSOR_CALIBRATION",
+    ),
+    "GOOD_NON_CASCADE": (
+        "NON_SPECIFIC",
+        "ACTIVE_UPDATE_EVENT",
+        "ACTIVE_ADVISORY_ALARM",
+        "ACTIVE_CRITICAL_ALARM",
+        "UNACK_UPDATE_EVENT",
+        "UNACK_ADVISORY_ALARM",
+        "UNACK_CRITICAL_ALARM",
+        None,
+        "INITIATE_FAIL_SAFE",
+        "MAINTENANCE_REQUIRED",
+    ),
+    "GOOD_CASCADE": (
+        "NON_SPECIFIC",
+        "INIT_ACKNOWLEDGED",
+        "INIT_REQUEST",
+        "NOT_INVITED",
+        None,
+        "DO_NOT_SELECT",
+        "LOCAL_OVERRIDE",
+        None,
+        "INITIATE_FAIL_SAFE",
+    ),
+}
+"""Sub-status names by main quality, indexed by bits 5-2; ``None`` (and any index past the
+end) is a code without a name, served as a null ``subStatus``."""
+
+_SUB_STATUS_NAMES = " ".join(
+    dict.fromkeys(name for names in SUB_STATUSES.values() for name in names if name)
+)
+
+SDL = f"""
+scalar Variant
+scalar Timestamp
+
+enum MainQuality {{ {" ".join(MAIN_QUALITIES)} }}
+enum QualitySubStatus {{ {_SUB_STATUS_NAMES} }}
+enum QualityLimit {{ {" ".join(LIMITS)} }}
+enum ObjectTypesEnum {{
+  TAG SIMPLETAG STRUCTURETAG TAGTYPE STRUCTURETAGTYPE SIMPLETAGTYPE ALARM ALARMCLASS
+  LOGGINGTAG
+}}
+enum LoggedTagValuesSortingModeEnum {{ TIME_ASC TIME_DESC }}
+enum LoggedTagValuesBoundingModeEnum {{
+  NO_BOUNDING_VALUES LEFT_BOUNDING_VALUES RIGHT_BOUNDING_VALUES LEFTRIGHT_BOUNDING_VALUES
+}}
+enum LoggedTagValueFlagsEnum {{
+  EXTRA CALCULATED PARTIAL BOUNDING NO_DATA FIRST_STORED LAST_STORED
+}}
+enum AlarmStateEnum {{
+  NORMAL RAISED RAISED_CLEARED RAISED_ACKNOWLEDGED RAISED_ACKNOWLEDGED_CLEARED
+  RAISED_CLEARED_ACKNOWLEDGED REMOVED
+}}
+
+type ErrorInfo {{ code: String description: String }}
+
+type User {{
+  id: String name: String fullName: String language: String autoLogoffSec: Int
+}}
+
+type Session {{ user: User token: String expires: Timestamp error: ErrorInfo }}
+
+type Quality {{
+  quality: MainQuality!
+  subStatus: QualitySubStatus
+  limit: QualityLimit
+  extendedSubStatus: [String]
+  sourceQuality: Boolean
+  sourceTime: Boolean
+  timeCorrected: Boolean
+}}
+
+type Value {{ value: Variant timestamp: Timestamp quality: Quality }}
+
+type TagValueResult {{ name: String! value: Value error: ErrorInfo }}
+
+type WriteTagValuesResult {{ name: String error: ErrorInfo }}
+
+type BrowseTagsResult {{
+  name: String displayName: String objectType: ObjectTypesEnum dataType: String
+}}
+
+type LoggedValue {{ value: Value flags: [LoggedTagValueFlagsEnum] }}
+
+type LoggedTagValuesResult {{
+  loggingTagName: String error: ErrorInfo values: [LoggedValue]
+}}
+
+type ActiveAlarm {{
+  name: String
+  instanceID: Int
+  alarmClassName: String
+  state: AlarmStateEnum
+  priority: Int
+  eventText: [String]
+  raiseTime: Timestamp
+  acknowledgmentTime: Timestamp
+  clearTime: Timestamp
+  modificationTime: Timestamp
+  value: Variant
+}}
+
+type ActiveAlarmNotification {{
+  name: String
+  instanceID: Int
+  alarmClassName: String
+  state: AlarmStateEnum
+  priority: Int
+  eventText: [String]
+  raiseTime: Timestamp
+  acknowledgmentTime: Timestamp
+  clearTime: Timestamp
+  modificationTime: Timestamp
+  value: Variant
+  notificationReason: String
+}}
+
+type ActiveAlarmMutationResult {{ alarmName: String alarmInstanceID: Int error: ErrorInfo }}
+
+type TagValueNotification {{
+  name: String value: Value error: ErrorInfo notificationReason: String
+}}
+
+input QualityInput {{
+  quality: MainQuality!
+  subStatus: QualitySubStatus
+  limit: QualityLimit = OK
+  extendedSubStatus: [String]
+  sourceQuality: Boolean = false
+  sourceTime: Boolean = false
+  timeCorrected: Boolean = false
+}}
+
+input TagValueInput {{
+  name: String! value: Variant! timestamp: Timestamp quality: QualityInput
+}}
+
+input AlarmIdentifierInput {{ name: String! instanceID: Int = 0 }}
+
+type Query {{
+  tagValues(names: [String!]!, directRead: Boolean = false): [TagValueResult]
+  browse(
+    nameFilters: [String] = []
+    objectTypeFilters: [ObjectTypesEnum] = []
+    baseTypeFilters: [String] = []
+    language: String = "en-US"
+  ): [BrowseTagsResult]
+  loggedTagValues(
+    names: [String]!
+    startTime: Timestamp
+    endTime: Timestamp
+    maxNumberOfValues: Int = 0
+    sortingMode: LoggedTagValuesSortingModeEnum = TIME_ASC
+    boundingValuesMode: LoggedTagValuesBoundingModeEnum = NO_BOUNDING_VALUES
+  ): [LoggedTagValuesResult]
+  activeAlarms(
+    systemNames: [String] = []
+    filterString: String = ""
+    filterLanguage: String = "en-US"
+    languages: [String] = ["en-US"]
+  ): [ActiveAlarm]
+}}
+
+type Mutation {{
+  login(username: String!, password: String!): Session
+  extendSession: Session
+  logout(allSessions: Boolean = false): Boolean
+  writeTagValues(
+    input: [TagValueInput]!, timestamp: Timestamp, quality: QualityInput
+  ): [WriteTagValuesResult]
+  acknowledgeAlarms(input: [AlarmIdentifierInput]!): [ActiveAlarmMutationResult]
+}}
+
+type Subscription {{
+  tagValues(names: [String!]!): TagValueNotification
+  activeAlarms(
+    systemNames: [String] = []
+    filterString: String = ""
+    filterLanguage: String = "en-US"
+    languages: [String] = ["en-US"]
+  ): ActiveAlarmNotification
+}}
+"""
+
+
+def make_schema() -> GraphQLSchema:
+    """A fresh schema; the API binds its resolvers to the fields of its own copy."""
+    return build_schema(SDL)
+
+
+@cache
+def quality_fields(code: int) -> dict[str, object]:
+    """The ``Quality`` object of a classic quality byte (cached: 256 codes at most)."""
+    main = MAIN_QUALITIES[(code >> 6) & 0b11]
+    names = SUB_STATUSES[main]
+    sub = (code >> 2) & 0b1111
+    return {
+        "quality": main,
+        "subStatus": names[sub] if sub < len(names) else None,
+        "limit": LIMITS[code & 0b11],
+        "extendedSubStatus": [],
+        "sourceQuality": False,
+        "sourceTime": False,
+        "timeCorrected": False,
+    }
