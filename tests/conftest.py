@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import aiomqtt
 import orjson
@@ -313,7 +313,7 @@ async def subscribe(
                 await task
 
 
-DIALECTS = ("rest", "classic")
+DIALECTS = ("rest", "classic", "unified")
 DIALECT_SUITES = frozenset({"tests.test_pipeline", "tests.test_commands", "tests.test_durability"})
 """End-to-end suites whose tests on ``simulator`` run once per WinCC dialect; elsewhere the
 simulator speaks ``rest``. A test whose expectation differs by dialect branches on
@@ -335,7 +335,7 @@ def dialect() -> str:
 @pytest.fixture
 async def simulator(tls: TlsFiles, dialect: str) -> AsyncIterator[Simulator]:
     """The WinCC simulator over HTTPS with a frozen plant (tests change values themselves)."""
-    speaks: Literal["rest", "classic"] = "classic" if dialect == "classic" else "rest"
+    speaks = cast(Literal["rest", "classic", "unified"], dialect)
     options = SimulatorOptions(port=0, tags=200, alarms=5, change_rate=0.0, seed=7, dialect=speaks)
     async with Simulator(options, ssl_context=tls.server_context()) as sim:
         yield sim

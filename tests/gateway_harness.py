@@ -53,6 +53,8 @@ def settings_for(
         config["wincc"].update(
             dialect="classic", url=sim.url + CLASSIC_PATH, alarm_filter=CLASSIC_ALARM_FILTER
         )
+    elif sim.options.dialect == "unified":
+        config["wincc"].update(dialect="unified", url=sim.url + sim.options.graphql_path)
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     if broker.tls:
