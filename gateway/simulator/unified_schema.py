@@ -15,61 +15,7 @@ from functools import cache
 
 from graphql import GraphQLSchema, build_schema
 
-MAIN_QUALITIES = ("BAD", "UNCERTAIN", "GOOD_NON_CASCADE", "GOOD_CASCADE")
-"""Main quality by bits 7-6 of the quality byte."""
-
-LIMITS = ("OK", "LOW_LIMIT_VIOLATION", "HIGH_LIMIT_VIOLATION", "CONSTANT")
-"""Limit by bits 1-0 of the quality byte."""
-
-SUB_STATUSES: dict[str, tuple[str | None, ...]] = {
-    "BAD": (
-        "NON_SPECIFIC",
-        "CONFIGURATION_ERROR",
-        "NOT_CONNECTED",
-        "DEVICE_FAILURE",
-        "SENSOR_FAILURE",
-        "NO_COMM_WITH_LAST_USABLE",
-        "NO_COMM_NO_USABLE",
-        "OUT_OF_SERVICE",
-    ),
-    "UNCERTAIN": (
-        "NON_SPECIFIC",
-        "LAST_USABLE",
-        "SUBSTITUTE",
-        "INITIAL",
-        "SENSOR_CONVERSION",
-        "RANGE_VIOLATION",
-        "SUB_NORMAL",
-        "CONFIG_ERROR",
-        "SIMULATED",
-        "SENSOR_CALIBRATION",
-    ),
-    "GOOD_NON_CASCADE": (
-        "NON_SPECIFIC",
-        "ACTIVE_UPDATE_EVENT",
-        "ACTIVE_ADVISORY_ALARM",
-        "ACTIVE_CRITICAL_ALARM",
-        "UNACK_UPDATE_EVENT",
-        "UNACK_ADVISORY_ALARM",
-        "UNACK_CRITICAL_ALARM",
-        None,
-        "INITIATE_FAIL_SAFE",
-        "MAINTENANCE_REQUIRED",
-    ),
-    "GOOD_CASCADE": (
-        "NON_SPECIFIC",
-        "INIT_ACKNOWLEDGED",
-        "INIT_REQUEST",
-        "NOT_INVITED",
-        None,
-        "DO_NOT_SELECT",
-        "LOCAL_OVERRIDE",
-        None,
-        "INITIATE_FAIL_SAFE",
-    ),
-}
-"""Sub-status names by main quality, indexed by bits 5-2; ``None`` (and any index past the
-end) is a code without a name, served as a null ``subStatus``."""
+from gateway.wincc.unified_parse import LIMITS, MAIN_QUALITIES, SUB_STATUSES
 
 _SUB_STATUS_NAMES = " ".join(
     dict.fromkeys(name for names in SUB_STATUSES.values() for name in names if name)

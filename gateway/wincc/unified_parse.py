@@ -4,8 +4,9 @@ Unified reports quality as enums (``quality``, ``subStatus``, ``limit``); they m
 quality byte ``QQSSSSLL`` the other dialects publish (main quality << 6 | sub-status << 2 |
 limit), so ``GOOD_NON_CASCADE``/``NON_SPECIFIC``/``OK`` is 128 and ``GOOD_CASCADE`` 192.
 Enum names are compared without case; a runtime that sends the byte itself is taken at
-its word. The sub-status codes follow the PROFIBUS PA quality codes WinCC uses; a name
-this table does not know counts as non-specific, so the main quality still decides.
+its word. The sub-status codes follow the PROFIBUS PA quality codes WinCC uses (the names
+of the good ones are to be confirmed against a runtime); a name this table does not know
+counts as non-specific, so the main quality still decides.
 
 A malformed item costs its own tag (or alarm) an error entry; a malformed answer as a
 whole is a ``WinCCProtocolError`` naming the operation.
@@ -21,52 +22,77 @@ from gateway.core.timestamps import parse_optional_ts, parse_ts
 from gateway.core.values import SCALARS, check_id, checked_value, short_text, show, why
 from gateway.errors import WinCCProtocolError
 
-MAIN_QUALITY = {"bad": 0, "uncertain": 1, "good_non_cascade": 2, "good_cascade": 3}
-SUB_STATUS: dict[int, dict[str, int]] = {
-    0: {
-        "non_specific": 0,
-        "configuration_error": 1,
-        "not_connected": 2,
-        "device_failure": 3,
-        "sensor_failure": 4,
-        "no_comm_with_last_usable": 5,
-        "no_comm_no_usable": 6,
-        "out_of_service": 7,
-    },
-    1: {
-        "non_specific": 0,
-        "last_usable": 1,
-        "substitute": 2,
-        "initial": 3,
-        "sensor_conversion": 4,
-        "range_violation": 5,
-        "sub_normal": 6,
-        "config_error": 7,
-        "simulated": 8,
-        "sensor_calibration": 9,
-    },
-    2: {
-        "non_specific": 0,
-        "configuration_changed": 1,
-        "active_advisory_alarm": 2,
-        "active_critical_alarm": 3,
-        "unack_update_event": 4,
-        "unack_advisory_alarm": 5,
-        "unack_critical_alarm": 6,
-        "initial_fail_safe": 8,
-        "maintenance_required": 9,
-    },
-    3: {
-        "non_specific": 0,
-        "initialization_acknowledged": 1,
-        "initialization_request": 2,
-        "not_invited": 3,
-        "do_not_select": 5,
-        "local_override": 6,
-        "initiate_fail_safe": 8,
-    },
+MAIN_QUALITIES = ("BAD", "UNCERTAIN", "GOOD_NON_CASCADE", "GOOD_CASCADE")
+"""Main quality by bits 7-6 of the quality byte."""
+
+LIMITS = ("OK", "LOW_LIMIT_VIOLATION", "HIGH_LIMIT_VIOLATION", "CONSTANT")
+"""Limit by bits 1-0 of the quality byte."""
+
+SUB_STATUSES: dict[str, tuple[str | None, ...]] = {
+    "BAD": (
+        "NON_SPECIFIC",
+        "CONFIGURATION_ERROR",
+        "NOT_CONNECTED",
+        "DEVICE_FAILURE",
+        "SENSOR_FAILURE",
+        "NO_COMM_WITH_LAST_USABLE",
+        "NO_COMM_NO_USABLE",
+        "OUT_OF_SERVICE",
+    ),
+    "UNCERTAIN": (
+        "NON_SPECIFIC",
+        "LAST_USABLE",
+        "SUBSTITUTE",
+        "INITIAL",
+        "SENSOR_CONVERSION",
+        "RANGE_VIOLATION",
+        "SUB_NORMAL",
+        "CONFIG_ERROR",
+        "SIMULATED",
+        "SENSOR_CALIBRATION",
+    ),
+    "GOOD_NON_CASCADE": (
+        "NON_SPECIFIC",
+        "ACTIVE_UPDATE_EVENT",
+        "ACTIVE_ADVISORY_ALARM",
+        "ACTIVE_CRITICAL_ALARM",
+        "UNACK_UPDATE_EVENT",
+        "UNACK_ADVISORY_ALARM",
+        "UNACK_CRITICAL_ALARM",
+        None,
+        "INITIATE_FAIL_SAFE",
+        "MAINTENANCE_REQUIRED",
+    ),
+    "GOOD_CASCADE": (
+        "NON_SPECIFIC",
+        "INIT_ACKNOWLEDGED",
+        "INIT_REQUEST",
+        "NOT_INVITED",
+        None,
+        "DO_NOT_SELECT",
+        "LOCAL_OVERRIDE",
+        None,
+        "INITIATE_FAIL_SAFE",
+    ),
 }
-LIMIT = {"ok": 0, "low_limit_violation": 1, "high_limit_violation": 2, "constant": 3}
+"""Sub-status names by main quality, indexed by bits 5-2; ``None`` marks a code without a
+name."""
+
+_SPELLINGS = {
+    "GOOD_NON_CASCADE": {"configuration_changed": 1, "update_event": 1, "initial_fail_safe": 8},
+    "GOOD_CASCADE": {"initialization_acknowledged": 1, "initialization_request": 2},
+}
+"""Other spellings of good sub-statuses seen in documentation, taken alike."""
+
+_MAIN = {name.lower(): code for code, name in enumerate(MAIN_QUALITIES)}
+_SUB = {
+    _MAIN[main.lower()]: {
+        **{name.lower(): code for code, name in enumerate(names) if name},
+        **_SPELLINGS.get(main, {}),
+    }
+    for main, names in SUB_STATUSES.items()
+}
+_LIMIT = {name.lower(): code for code, name in enumerate(LIMITS)}
 
 TAG_OBJECTS = frozenset({"tag", "simpletag", "structuretag"})
 """Browse object types that are tags; alarms, loggings and the like are not."""
@@ -95,14 +121,13 @@ def quality_byte(quality: object) -> int:
         return quality
     if type(quality) is not dict:
         raise TypeError(f"quality is {show(quality)}, not an object")
-    main_name = _enum(quality.get("quality"), "quality")
-    main = MAIN_QUALITY.get(main_name)
+    main = _MAIN.get(_enum(quality.get("quality"), "quality"))
     if main is None:
         raise ValueError(f"quality {show(quality.get('quality'))} is not a known main quality")
     sub_name = quality.get("subStatus")
-    sub = SUB_STATUS[main].get(_enum(sub_name, "subStatus"), 0) if sub_name is not None else 0
+    sub = _SUB[main].get(_enum(sub_name, "subStatus"), 0) if sub_name is not None else 0
     limit_name = quality.get("limit")
-    limit = LIMIT.get(_enum(limit_name, "limit"), 0) if limit_name is not None else 0
+    limit = _LIMIT.get(_enum(limit_name, "limit"), 0) if limit_name is not None else 0
     return main << 6 | sub << 2 | limit
 
 
