@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.config import GatewaySettings
+from gateway.core.topics import escape_level
 from gateway.polling import PollObserver
 from gateway.simulator.classic import ALARM_FILTER as CLASSIC_ALARM_FILTER
 from gateway.simulator.classic import BASE_PATH as CLASSIC_PATH
@@ -64,18 +65,35 @@ def settings_for(
     return config
 
 
+def alarm_id_of(sim: Simulator, plant_id: str) -> str:
+    """The id the gateway publishes a plant alarm under: WinCC Unified names its alarms
+    ``System::Tag:Alarm`` with an instance, the other dialects by the plant's id."""
+    if sim.options.dialect == "unified":
+        return f"{sim.unified.data.alarm_name(plant_id)}:{plant_id}"
+    return plant_id
+
+
+def alarm_topic(sim: Simulator, plant_id: str, kind: str = "alarms") -> str:
+    """The topic of a plant alarm's state (``alarms``) or of its acknowledgement
+    (``cmd/ack``)."""
+    return f"{PREFIX}/{kind}/{escape_level(alarm_id_of(sim, plant_id))}"
+
+
 def one_tag_per_request(
     sim: Simulator, broker: Mosquitto, tls: TlsFiles, tmp_path: Path, tags: list[str]
 ) -> dict[str, Any]:
     """A config polling ``tags`` every 2 s, one tag per bulk read and one read at a time,
-    alarms off: each tag is its own chunk, read in order."""
+    alarms off: each tag is its own chunk, read in order (WinCC Unified polled too)."""
+    wincc: dict[str, Any] = {"batch_size": 1, "max_concurrency": 1}
+    if sim.options.dialect == "unified":
+        wincc["mode"] = "poll"
     return settings_for(
         sim,
         broker,
         tls,
         tmp_path,
         poll=[{"name": "slow", "interval": "2s", "tags": tags}],
-        wincc={"batch_size": 1, "max_concurrency": 1},
+        wincc=wincc,
         alarms={"enabled": False},
     )
 

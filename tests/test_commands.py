@@ -21,7 +21,7 @@ from gateway.core.timestamps import format_ts, now_ms
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator
 from tests.conftest import Mosquitto, Received, Subscriber, TlsFiles, subscribe
-from tests.gateway_harness import PREFIX, running_gateway, settings_for
+from tests.gateway_harness import PREFIX, alarm_id_of, alarm_topic, running_gateway, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -178,8 +178,11 @@ REFUSALS: list[tuple[str, str, bytes | str | Callable[[], bytes], str]] = [
     ("range", SETPOINT, b"150.0", "above the allowed maximum 100"),
     ("read-only in WinCC", LEVEL, b"5.0", "WinCC refused it (403)"),
 ]
-CLASSIC_REASONS = {"read-only in WinCC": "WinCC refused it: PUT /tagManagement/Value/"}
-"""Where the classic dialect answers otherwise: a write fails by the item's errorcode."""
+DIALECT_REASONS = {
+    "classic": {"read-only in WinCC": "WinCC refused it: PUT /tagManagement/Value/"},
+    "unified": {"read-only in WinCC": "WinCC refused it: writeTagValues"},
+}
+"""Where a dialect answers otherwise: a write fails by the item's error code."""
 ACK_REFUSED = "acknowledge is not offered by the classic WinCC REST service"
 
 
@@ -190,12 +193,12 @@ async def test_every_refusal_writes_nothing_and_answers(
         simulator, mosquitto, tls, tmp_path, ranges=[{"tags": "System1.*.*.Setpoint", "max": 100}]
     )
     before = {tag: simulator.plant.reading(tag).value for tag in (SETPOINT, POSITION, RUNNING)}
-    classic = simulator.options.dialect == "classic"
+    reasons = DIALECT_REASONS.get(simulator.options.dialect, {})
     async with running_gateway(config), commander(mosquitto) as cmd:
         for case, tag, payload, reason in REFUSALS:
             answer = await cmd.send(write_topic(tag), payload() if callable(payload) else payload)
             assert answer["ok"] is False, case
-            expected = CLASSIC_REASONS.get(case, reason) if classic else reason
+            expected = reasons.get(case, reason)
             assert expected in answer["error"], (case, answer)
         # A duplicate id: the first executes, the second is refused.
         first = await cmd.send(write_topic(SETPOINT), b'{"value": 10.0, "id": "dup"}')
@@ -424,12 +427,12 @@ async def test_acknowledgements_outside_their_allow_list_are_refused(
     simulator.plant.raise_alarm(alarm_id, now_ms=now_ms())
     config = command_config(simulator, mosquitto, tls, tmp_path, acknowledge=[])
     async with running_gateway(config), commander(mosquitto) as cmd:
-        answer = await cmd.send(f"{PREFIX}/cmd/ack/{alarm_id}", b"")
+        answer = await cmd.send(alarm_topic(simulator, alarm_id, "cmd/ack"), b"")
     assert answer == {
         "id": None,
         "ok": False,
         "error": "alarm is not in commands.acknowledge",
-        "alarm": alarm_id,
+        "alarm": alarm_id_of(simulator, alarm_id),
     }
     assert simulator.ack_log == []
 
@@ -479,7 +482,8 @@ async def test_ack_reaches_the_simulator_and_the_alarm_topic(
     alarm_id = next(iter(plant.alarms))
     plant.raise_alarm(alarm_id, now_ms=now_ms())
     config = command_config(simulator, mosquitto, tls, tmp_path)
-    state_topic = f"{PREFIX}/alarms/{alarm_id}"
+    state_topic = alarm_topic(simulator, alarm_id)
+    published_id = alarm_id_of(simulator, alarm_id)
     classic = simulator.options.dialect == "classic"
     async with (
         subscribe(mosquitto, state_topic) as states,
@@ -488,7 +492,7 @@ async def test_ack_reaches_the_simulator_and_the_alarm_topic(
     ):
         await states.wait_for(lambda ms: any(m.payload and not m.json()["acked"] for m in ms))
         answer = await cmd.send(
-            f"{PREFIX}/cmd/ack/{alarm_id}", b'{"id": "ack-1", "comment": "checked"}'
+            alarm_topic(simulator, alarm_id, "cmd/ack"), b'{"id": "ack-1", "comment": "checked"}'
         )
         if not classic:
             await states.wait_for(lambda ms: any(m.payload and m.json()["acked"] for m in ms))
@@ -498,15 +502,17 @@ async def test_ack_reaches_the_simulator_and_the_alarm_topic(
     assert unknown["alarm"] == "9999999"
     assert nested["error"] == "the alarm id is exactly one topic level"
     if classic:  # the classic REST service offers no acknowledge: every ack is refused
-        assert answer == {"id": "ack-1", "ok": False, "error": ACK_REFUSED, "alarm": alarm_id}
+        assert answer == {"id": "ack-1", "ok": False, "error": ACK_REFUSED, "alarm": published_id}
         assert unknown["error"] == ACK_REFUSED
         assert not plant.alarms[alarm_id].acked
         assert simulator.ack_log == []
         assert not any(m.payload and m.json()["acked"] for m in states.messages)
         return
-    assert answer == {"id": "ack-1", "ok": True, "error": None, "alarm": alarm_id}
+    assert answer == {"id": "ack-1", "ok": True, "error": None, "alarm": published_id}
     assert plant.alarms[alarm_id].acked
-    assert simulator.ack_log == [(alarm_id, "checked")]
+    # WinCC Unified takes no comment with an acknowledgement
+    comment = None if simulator.options.dialect == "unified" else "checked"
+    assert simulator.ack_log == [(alarm_id, comment)]
     assert unknown["error"] == "unknown alarm on the WinCC server"
 
 
@@ -605,9 +611,14 @@ async def test_hostile_commands_never_write_or_acknowledge_and_are_answered_once
     alarm_ids = sorted(simulator.plant.alarms)
     allowed_alarm = alarm_ids[0]
     config = command_config(
-        simulator, mosquitto, tls, tmp_path, writable=[SETPOINT], acknowledge=[allowed_alarm]
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        writable=[SETPOINT],
+        acknowledge=[alarm_id_of(simulator, allowed_alarm)],
     )
-    not_allowed_acks = [f"{PREFIX}/cmd/ack/{alarm_id}" for alarm_id in alarm_ids[1:]]
+    not_allowed_acks = [alarm_topic(simulator, alarm_id, "cmd/ack") for alarm_id in alarm_ids[1:]]
     for alarm_id in alarm_ids[1:]:
         simulator.plant.raise_alarm(alarm_id, now_ms=now_ms())
     cases: list[tuple[str, bytes, str | None, int | None]] = []
@@ -621,7 +632,7 @@ async def test_hostile_commands_never_write_or_acknowledge_and_are_answered_once
     )
     def collect(case: tuple[str, bytes, str | None, int | None]) -> None:
         topic = case[0]
-        if topic in (write_topic(SETPOINT), f"{PREFIX}/cmd/ack/{allowed_alarm}"):
+        if topic in (write_topic(SETPOINT), alarm_topic(simulator, allowed_alarm, "cmd/ack")):
             return
         cases.append(case)
 

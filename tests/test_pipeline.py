@@ -19,6 +19,8 @@ from tests.conftest import Mosquitto, Received, TlsFiles, subscribe
 from tests.gateway_harness import (
     PREFIX,
     GatewayProcess,
+    alarm_id_of,
+    alarm_topic,
     one_tag_per_request,
     running_gateway,
     settings_for,
@@ -179,7 +181,7 @@ async def test_alarms_come_get_acked_go_and_their_retained_state_is_cleared(
     clear_all_alarms(simulator)
     assert plant.active_alarms() == []
     alarm_id = next(iter(plant.alarms))
-    state_topic = f"{PREFIX}/alarms/{alarm_id}"
+    state_topic = alarm_topic(simulator, alarm_id)
     config = settings_for(simulator, mosquitto, tls, tmp_path)
 
     def events(ms: list[Received]) -> list[str]:
@@ -196,7 +198,7 @@ async def test_alarms_come_get_acked_go_and_their_retained_state_is_cleared(
             )
             plant.acknowledge(alarm_id, now_ms=now_ms())
         else:
-            await gw.client.acknowledge(alarm_id, "seen by test")
+            await gw.client.acknowledge(alarm_id_of(simulator, alarm_id), "seen by test")
         await sub.wait_for(lambda ms: events(ms) == ["came", "acked"])
         plant.clear_alarm(alarm_id, now_ms=now_ms())
         await sub.wait_for(lambda ms: events(ms) == ["came", "acked", "went"])
@@ -350,13 +352,17 @@ async def test_after_a_restart_alarms_gone_meanwhile_are_cleared_and_others_not_
         plant.clear_alarm(going, now_ms=now_ms())  # acked and gone while the gateway is down
         async with running_gateway(config):
             await sub.wait_for(
-                lambda ms: any(m.topic == f"{PREFIX}/alarms/{going}" and not m.payload for m in ms)
+                lambda ms: any(
+                    m.topic == alarm_topic(simulator, going) and not m.payload for m in ms
+                )
             )
             await sub.wait_for(lambda ms: len(sub.on(events_topic)) > 4)
         after = sub.messages[before:]
     assert [m.json()["event"] for m in after if m.topic == events_topic] == ["went"]
-    assert [m.json()["id"] for m in after if m.topic == events_topic] == [going]
-    assert not [m for m in after if m.topic == f"{PREFIX}/alarms/{staying}"]
+    assert [m.json()["id"] for m in after if m.topic == events_topic] == [
+        alarm_id_of(simulator, going)
+    ]
+    assert not [m for m in after if m.topic == alarm_topic(simulator, staying)]
 
 
 async def test_each_chunk_of_a_poll_is_published_as_soon_as_it_is_read(

@@ -267,8 +267,10 @@ class Simulator:
 
         The classic REST service gets the same faults; it checks Basic auth itself.
         """
+        writes = await self.unified.writes_in(request) if self.options.dialect == "unified" else []
         async with self._arrivals:
             self.arrived.append(f"{request.method} {request.path}")
+            self.arrived.extend(writes)
             self._arrivals.notify_all()
         try:
             if request.path.startswith("/api/") and self.options.dialect == "rest":

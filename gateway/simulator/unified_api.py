@@ -256,6 +256,26 @@ class UnifiedApi:
         finally:
             await source.aclose()  # type: ignore[attr-defined]
 
+    async def writes_in(self, request: web.Request) -> list[str]:
+        """``PUT <tag>`` for every tag a POST writes, as the rest dialect's requests read,
+        so tests see a write in flight alike; nothing for any other POST."""
+        if request.method != "POST" or not self.owns(request.path):
+            return []
+        try:
+            body = orjson.loads(await request.read())
+        except (orjson.JSONDecodeError, web.HTTPException):
+            return []
+        query = body.get("query") if isinstance(body, dict) else None
+        variables = body.get("variables") if isinstance(body, dict) else None
+        if not isinstance(query, str) or "writeTagValues" not in query:
+            return []
+        items = variables.get("input") if isinstance(variables, dict) else None
+        return [
+            f"PUT {item['name']}"
+            for item in items or []
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        ]
+
     async def _post(self, request: web.Request) -> web.Response:
         try:
             query, variables, operation_name = await _read_request(request)

@@ -52,6 +52,8 @@ LOGGING_TAG = "{tag}:Log"
 """The name of a tag's logging tag, ``{tag}`` standing for the tag's name."""
 MAX_REQUEST_BYTES = 1_000_000
 """Largest request the runtime takes (it answers 413 beyond)."""
+NOT_FOUND = "2"
+"""The error code of a name (tag, alarm) the runtime does not know."""
 _AUTH_WORDS = ("auth", "token", "session", "login", "logged in", "unauthenticated")
 
 
@@ -117,7 +119,7 @@ class UnifiedClient(HttpClient):
             raise WinCCProtocolError(f"writeTagValues {name}: the answer does not name the tag")
         failure = errors[name]
         if failure is not None:
-            if "(code 2)" in failure:
+            if failure.endswith(f"(code {NOT_FOUND})"):
                 raise WinCCNotFound(f"writeTagValues {name}: {failure}")
             raise WinCCRejected(f"writeTagValues {name}: {failure}")
         return await self.read(name)
@@ -145,6 +147,8 @@ class UnifiedClient(HttpClient):
             raise WinCCProtocolError(f"acknowledgeAlarms {alarm_id}: {show(data)} is no result")
         failure = item_error(data[0]) if type(data[0]) is dict else "malformed result"
         if failure is not None:
+            if failure.endswith(f"(code {NOT_FOUND})"):
+                raise WinCCNotFound(f"acknowledgeAlarms {alarm_id}: {failure}")
             raise WinCCRejected(f"acknowledgeAlarms {alarm_id}: {failure}")
 
     async def history(self, name: str, start_ms: int, end_ms: int) -> AsyncIterator[Reading]:
