@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"',
     )
     parser.add_argument(
+        "--dialect",
+        choices=("rest", "unified"),
+        default="rest",
+        help="rest: the gateway polls every second (default); unified: it subscribes to a "
+        "simulated WinCC Unified runtime, which pushes every change",
+    )
+    parser.add_argument(
         "--backlog",
         type=int,
         help=f"drain: samples to buffer while the broker is away "
@@ -153,7 +160,14 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
                 options = RunOptions(
-                    scenario, tags, seconds, args.payload, backlog, number, args.sample_every
+                    scenario,
+                    tags,
+                    seconds,
+                    args.payload,
+                    backlog,
+                    number,
+                    args.sample_every,
+                    args.dialect,
                 )
                 result = run_once(options, broker, folder)
                 runs.append(result)
@@ -183,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
                     "seconds": seconds,
                     "runs": args.runs,
                     "payload": args.payload,
+                    "dialect": args.dialect,
                     "change_rate": scenario.change_rate,
                     "backlog": backlog if name == "drain" else None,
                     "sample_every_s": args.sample_every if name == "soak" else None,

@@ -212,9 +212,12 @@ class Broker:
 class SimulatorProcess:
     """``python -m gateway simulate`` on a free port, plain HTTP on loopback."""
 
-    def __init__(self, folder: Path, *, tags: int, change_rate: float) -> None:
+    def __init__(
+        self, folder: Path, *, tags: int, change_rate: float, dialect: str = "rest"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.dialect = dialect
         self._args = [
             sys.executable,
             "-m",
@@ -231,6 +234,8 @@ class SimulatorProcess:
             # history is read only after a WinCC outage, which no scenario has: keep it small
             "--history-depth",
             "100",
+            "--dialect",
+            dialect,
         ]
         self._log_path = folder / "simulator.log"
         self._child: Child | None = None
@@ -292,19 +297,25 @@ def gateway_config(
     interval: float,
     buffer_path: Path,
     payload: str,
+    dialect: str = "rest",
 ) -> str:
     """The gateway's TOML config of one run: all tags in one group, alarms off, QoS 1.
 
     Alarms are off so that every message counted is a tag sample. ``payload`` is written
-    only for ``batch``, a mode the config may not know yet.
+    only for ``batch``, a mode the config may not know yet. With ``dialect = "unified"``
+    the gateway subscribes to the simulated Unified runtime instead of polling.
     """
 
     def text(value: str) -> str:
         return orjson.dumps(value).decode()  # a JSON string is a TOML basic string
 
+    if dialect == "unified":
+        wincc = [f"url = {text(wincc_url + '/graphql/')}", 'dialect = "unified"']
+    else:
+        wincc = [f"url = {text(wincc_url)}"]
     lines = [
         "[wincc]",
-        f"url = {text(wincc_url)}",
+        *wincc,
         "allow_insecure_http = true",
         'username = "demo"',
         'password = "demo"',

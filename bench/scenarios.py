@@ -115,6 +115,7 @@ class RunOptions:
     backlog: int  # drain: samples to buffer before the broker comes back
     run: int  # 1-based number of the run within its scenario
     sample_every: float = 10.0  # soak: seconds between two RSS and CPU samples
+    dialect: str = "rest"  # "unified": the gateway subscribes instead of polling
 
 
 @dataclass(slots=True)
@@ -318,7 +319,10 @@ class _Run:
         self.buffer_path = self.folder / "buffer.db"
         self.config_path = self.folder / "gateway.toml"
         self.sim = SimulatorProcess(
-            self.folder, tags=options.tags, change_rate=options.scenario.change_rate
+            self.folder,
+            tags=options.tags,
+            change_rate=options.scenario.change_rate,
+            dialect=options.dialect,
         )
         self.subscriber = Subscriber(
             self.folder,
@@ -349,6 +353,7 @@ class _Run:
                 interval=SCAN_INTERVAL,
                 buffer_path=self.buffer_path,
                 payload=options.payload,
+                dialect=options.dialect,
             ),
             encoding="utf-8",
         )
