@@ -31,6 +31,7 @@ from gateway.core.topics import TopicMap
 from gateway.core.values import short_text, show
 from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
+from gateway.formats.base import FormatContext
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
@@ -89,8 +90,10 @@ class Gateway:
             on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
-        self.output = build_format(settings.mqtt, self.topic_map)
         self.tag_types: dict[str, TagType] = {}
+        self.output = build_format(
+            FormatContext(settings, self.topic_map, self.tag_types, self.decider.current)
+        )
         self.alarm_poller: AlarmPoller | None = None
         self.started = asyncio.Event()
         self.session = MqttSession(
@@ -235,7 +238,9 @@ class Gateway:
 
     async def _start_polling(self) -> None:
         """Resolve the tag lists (retrying while WinCC is away), then start the pollers."""
-        self._start_pollers(await self._resolve_until_done())
+        resolved = await self._resolve_until_done()
+        await self._announce(resolved)
+        self._start_pollers(resolved)
         if self.settings.alarms.enabled:
             sink = AlarmSink(
                 output=self.output, buffer=self.buffer, published=self._published_alarms
@@ -248,6 +253,12 @@ class Gateway:
             )
             self._spawn("alarms", self.alarm_poller.run())
         self.started.set()
+
+    async def _announce(self, resolved: list[ResolvedGroup]) -> None:
+        """Tell the output format which tags each group reads, and publish what it must
+        say before their data (Sparkplug births), before any poller commits data."""
+        catalog = {item.group.name: item.tags for item in resolved}
+        await self.session.publish_own(self.output.catalog(catalog))
 
     def _start_pollers(self, resolved: list[ResolvedGroup]) -> None:
         """One poller per group; a running poller whose group is unchanged is kept."""
@@ -325,6 +336,7 @@ class Gateway:
             log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
             return
         self.commands.policy.reconfigure(**_command_rules(self.settings.commands))
+        await self._announce(resolved)
         self._start_pollers(resolved)
         log.info("config reloaded: %d groups polling", len(self.pollers))
 

@@ -240,10 +240,11 @@ class MqttSettings(Section):
         "What is left stays in the buffer for the next start, and the broker is left so "
         "that it sets the status offline (the will).",
     )
-    payload: Literal["per-tag", "batch"] = Field(
+    payload: Literal["per-tag", "batch", "sparkplug"] = Field(
         "per-tag",
         description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
-        "message per poll group and cycle on P/batch/<group>, for consumers that ingest in bulk.",
+        "message per poll group and cycle on P/batch/<group>, for consumers that ingest in "
+        'bulk; "sparkplug": a Sparkplug B edge node on spBv1.0/... (see [sparkplug]).',
     )
     batch_max_bytes: ByteSize = Field(
         256 * 1024,
@@ -296,6 +297,37 @@ class MqttSettings(Section):
         if self.password_file is not None:
             self.password = _read_secret_file(self.password_file, "password_file")
         return self
+
+
+class SparkplugSettings(Section):
+    """[sparkplug]: the Sparkplug B edge node, with mqtt.payload = "sparkplug"."""
+
+    group_id: str | None = Field(
+        None, description="Sparkplug group id (required with sparkplug).", examples=["plant-1"]
+    )
+    edge_node_id: str | None = Field(
+        None,
+        description="Edge node id of this gateway (required with sparkplug).",
+        examples=["edge-01"],
+    )
+    host_id: str | None = Field(
+        None,
+        description="Primary host id. Accepted, but births are not yet held back until the "
+        "host's STATE says online.",
+        examples=["scada-host"],
+    )
+    device: Literal["connection", "group"] = Field(
+        "connection",
+        description='"connection": one device per WinCC connection, named by the WinCC host; '
+        '"group": one device per [[poll]] group, named by the group.',
+    )
+
+    @field_validator("group_id", "edge_node_id", "host_id")
+    @classmethod
+    def _id_is_a_level(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not is_topic_text(value) or "/" in value):
+            raise ValueError("a Sparkplug id is one topic level: not empty, no + / # or controls")
+        return value
 
 
 class ValueRange(Section):
@@ -440,6 +472,7 @@ class GatewaySettings(BaseSettings):
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -459,6 +492,25 @@ class GatewaySettings(BaseSettings):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"poll: group names must be unique, repeated: {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _sparkplug_is_named(self) -> Self:
+        if self.mqtt.payload != "sparkplug":
+            return self
+        missing = [k for k in ("group_id", "edge_node_id") if getattr(self.sparkplug, k) is None]
+        if missing:
+            raise ValueError(
+                f"sparkplug.{' and sparkplug.'.join(missing)}: required with "
+                'mqtt.payload = "sparkplug"'
+            )
+        if self.sparkplug.device == "group":
+            bad = [g.name for g in self.poll if not is_topic_text(g.name) or "/" in g.name]
+            if bad:
+                raise ValueError(
+                    f'sparkplug.device = "group": poll group names are device ids, and '
+                    f"cannot hold + / # or controls: {bad}"
+                )
         return self
 
     @model_validator(mode="after")
