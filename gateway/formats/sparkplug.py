@@ -145,7 +145,7 @@ class SparkplugNode:
         self._commands = SparkplugCommands(group_id, edge_node_id, result_topic)
         self._bd_seq = state.bd_seq or 0
         self._seq = 0
-        self._connected_ms = 0  # when the current connection was made (its will)
+        self._connected_ms = 0  # when the current connection was made
         self._source = "unknown"
 
     @property
@@ -222,11 +222,12 @@ class SparkplugNode:
     def will(self, since_ms: int) -> Message:
         """NDEATH with this connection's new bdSeq, QoS 1, not retained."""
         self._bd_seq = self._state.next_bd_seq()
-        self._connected_ms = now_ms()
         return self._death()
 
     def on_connect(self, status: Status) -> list[Message]:
-        """NBIRTH, then a DBIRTH per device (and their DDEATH while WinCC is down)."""
+        """NBIRTH, then a DBIRTH per device (and their DDEATH while WinCC is down); data
+        made before now goes out historical."""
+        self._connected_ms = now_ms()
         self._source = status.source or "unknown"
         return self._births()
 
