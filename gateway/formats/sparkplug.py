@@ -232,14 +232,15 @@ class SparkplugNode:
         return self._births()
 
     def on_source(self, status: Status) -> list[Message]:
-        """The WinCC link on the node, and every device dead (down) or born again (up)."""
-        self._source = status.source or "unknown"
+        """The WinCC link on the node, and every device dead (down) or born again (up
+        after down)."""
+        was, self._source = self._source, status.source or "unknown"
         now = now_ms()
         messages = [self._node_data(now)]
         devices = list(self._state.devices)
         if self._source == "down":
             messages += [self._device_death(device, now) for device in devices]
-        elif self._source == "up":
+        elif self._source == "up" and was == "down":
             messages += [self._device_birth(device, now) for device in devices]
         return messages
 

@@ -234,6 +234,8 @@ def test_source_down_kills_the_devices_and_up_gives_birth_again(tmp_path: Path) 
     up = sent(fmt, fmt.on_source(Status("online", 0, "up")))
     assert [m.topic.split("/")[2] for m in up] == ["NDATA", "DBIRTH", "DBIRTH"]
     assert RawPayload.FromString(up[0].payload).metrics[0].string_value == "up"
+    fmt.on_source(Status("online", 0, "unknown"))
+    assert [m.topic.split("/")[2] for m in fmt.on_source(UP)] == ["NDATA"]  # born already
 
 
 def test_commands_are_subscribed_owned_and_not_carried_out(tmp_path: Path) -> None:
