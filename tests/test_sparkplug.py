@@ -193,3 +193,27 @@ async def test_broker_outage_births_first_then_historical_data_in_time_order(
     stamps = [stamp for _, stamp, _ in samples[: len(values)]]
     assert stamps == sorted(stamps)
     assert all(historical for _, _, historical in samples[: len(values)])
+
+
+async def test_wincc_outage_kills_the_device_and_its_return_gives_birth_before_the_backfill(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    poll = [{"name": "fast", "interval": "100ms", "tags": ["System1.Area1.Tank1.*"]}]
+    config = sparkplug(simulator, mosquitto, tls, tmp_path, poll=poll)
+    async with subscribe(mosquitto, ALL) as sub, running_gateway(config):
+        await sub.wait_for(lambda ms: bool(of("DBIRTH", ms)))
+        simulator.faults.down = True
+        await sub.wait_for(lambda ms: bool(of("DDEATH", ms)))
+        simulator.plant.force(SETPOINT, 55.5, now_ms=now_ms())  # only the archive sees it
+        seen = len(sub.messages)
+        simulator.faults.down = False
+        await sub.wait_for(lambda ms: bool(of("DDATA", ms[seen:])))
+    after = [m for m in sub.messages[seen:] if kind(m) in SEQUENCED]
+    links = [
+        RawPayload.FromString(m.payload).metrics[0].string_value for m in of("NDATA", sub.messages)
+    ]
+    assert links == ["up", "down", "up"]  # known at start, lost, back
+    assert [kind(m) for m in after[:3]] == ["NDATA", "DBIRTH", "DDATA"]
+    birth = DBirth.decode(after[1].payload)
+    (metric,) = DData.decode(after[2].payload, birth=birth).metrics
+    assert (metric.name, metric.value, metric.is_historical) == (tag_path(SETPOINT), 55.5, True)
