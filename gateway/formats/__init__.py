@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from gateway import __version__
@@ -9,6 +10,8 @@ from gateway.formats.base import FormatContext, OutputFormat
 from gateway.formats.json_topics import BatchJson, PerTagJson
 from gateway.formats.sparkplug import SparkplugNode, connection_device
 from gateway.formats.sparkplug_state import SparkplugState
+
+log = logging.getLogger(__name__)
 
 
 def _per_tag(context: FormatContext) -> OutputFormat:
@@ -38,6 +41,12 @@ def _sparkplug(context: FormatContext) -> OutputFormat:
     settings = context.settings
     node = settings.sparkplug
     assert node.group_id is not None and node.edge_node_id is not None  # checked by the config
+    if node.host_id is not None:
+        log.warning(
+            "sparkplug.host_id is set, but births are not yet held back until the primary "
+            "host %s says online: they go out on every connection",
+            node.host_id,
+        )
     buffer = settings.buffer.path
     return SparkplugNode(
         group_id=node.group_id,

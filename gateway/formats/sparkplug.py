@@ -147,6 +147,7 @@ class SparkplugNode:
         self._seq = 0
         self._connected_ms = 0  # when the current connection was made
         self._source = "unknown"
+        self._alarms_said = False
 
     @property
     def commands(self) -> SparkplugCommands:
@@ -195,7 +196,14 @@ class SparkplugNode:
         return [Message(topic, codec.payload(now_ms(), parts), 0, False)]
 
     def alarms(self, diff: AlarmDiff) -> list[Message]:
-        """Nothing: alarms are not published in this format."""
+        """Nothing: alarms are not published in this format (said once, when the first
+        change is seen, so that an operator knows where they did not go)."""
+        if not self._alarms_said and (diff.changed or diff.events):
+            self._alarms_said = True
+            log.warning(
+                "alarms are not published with mqtt.payload = sparkplug; set alarms.enabled "
+                "= false to stop polling them"
+            )
         return []
 
     def catalog(self, groups: dict[str, list[str]]) -> list[Message]:

@@ -14,7 +14,8 @@ from pysparkplug._protobuf import Payload as RawPayload
 
 from gateway.buffer.store import Message
 from gateway.config import GatewaySettings, load_settings
-from gateway.core.models import Reading, TagType, Value
+from gateway.core.alarms import AlarmDiff, AlarmTransition
+from gateway.core.models import Alarm, Reading, TagType, Value
 from gateway.core.topics import TopicMap
 from gateway.errors import CommandRejected, ConfigError
 from gateway.formats import build_format
@@ -283,3 +284,16 @@ def test_sparkplug_ids_are_required_and_checked(
     with pytest.raises(ConfigError) as caught:
         load_settings(config)
     assert any(error in problem for problem in caught.value.problems)
+
+
+def test_alarms_are_not_published_and_the_log_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fmt = node(tmp_path)
+    came = Alarm("A/1", "T", "hot", 1, "came", False, 1_000, None, None)
+    diff = AlarmDiff([came], [], [AlarmTransition("came", came, 1_000)])
+    assert fmt.alarms(diff) == fmt.alarms(diff) == []
+    assert [r.getMessage() for r in caplog.records].count(
+        "alarms are not published with mqtt.payload = sparkplug; set alarms.enabled = false "
+        "to stop polling them"
+    ) == 1
