@@ -10,7 +10,9 @@ Most formats encode a message once, when it is committed to the buffer, and the 
 stores the finished bytes. A format that numbers its messages per connection, or must send
 something before the buffered data after each reconnect, stores what it needs instead and
 completes each message in ``finish`` as it is sent (a resent message is finished anew on
-the next connection), and sends what must come first from ``on_connect``.
+the next connection, and the session finishes the format's own messages too), sends what
+must come first from ``on_connect``, and what must precede the data of newly known tags
+(births) from ``catalog``.
 """
 
 from __future__ import annotations
