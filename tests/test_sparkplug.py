@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pysparkplug import DBirth, DData, NBirth, NDeath
+from pysparkplug import DBirth, DData, NBirth, NData, NDeath
 from pysparkplug._protobuf import Payload as RawPayload
 
 from gateway.core.timestamps import now_ms
@@ -112,7 +112,10 @@ async def test_births_first_then_data_by_alias_with_seq_wrapping_and_quality(
         assert {m.name for m in birth.metrics} == {tag_path(n) for n in groups[device]}
         assert all(m.alias is not None and m.timestamp for m in birth.metrics)
     aliases = [m.alias for birth in decoded.values() for m in birth.metrics]
-    assert len(aliases) == len(set(aliases)) == sum(len(tags) for tags in groups.values())
+    assert len(aliases) == sum(len(tags) for tags in groups.values())
+    node = NBirth.decode(of("NBIRTH", messages)[-1].payload)
+    aliases += [m.alias for m in node.metrics if m.alias is not None]
+    assert len(aliases) == len(set(aliases))  # unique in the node
 
     # Data carries aliases only: no name, no datatype, every metric timestamped.
     setpoint_alias = next(m.alias for m in decoded["g0"].metrics if m.name == tag_path(SETPOINT))
@@ -209,10 +212,16 @@ async def test_wincc_outage_kills_the_device_and_its_return_gives_birth_before_t
         simulator.faults.down = False
         await sub.wait_for(lambda ms: bool(of("DDATA", ms[seen:])))
     after = [m for m in sub.messages[seen:] if kind(m) in SEQUENCED]
-    links = [
-        RawPayload.FromString(m.payload).metrics[0].string_value for m in of("NDATA", sub.messages)
+    node = NBirth.decode(of("NBIRTH", sub.messages)[-1].payload)
+    ndata = of("NDATA", sub.messages)
+    raw = [metric for m in ndata for metric in RawPayload.FromString(m.payload).metrics]
+    assert not any(metric.HasField("name") for metric in raw)  # by alias only
+    links = [NData.decode(m.payload, birth=node).metrics[0] for m in ndata]
+    assert [(m.name, m.value) for m in links] == [  # known at start, lost, back
+        ("Gateway/WinCC", "up"),
+        ("Gateway/WinCC", "down"),
+        ("Gateway/WinCC", "up"),
     ]
-    assert links == ["up", "down", "up"]  # known at start, lost, back
     assert [kind(m) for m in after[:3]] == ["NDATA", "DBIRTH", "DDATA"]
     birth = DBirth.decode(after[1].payload)
     (metric,) = DData.decode(after[2].payload, birth=birth).metrics

@@ -147,6 +147,7 @@ class SparkplugNode:
         self._seq = 0
         self._connected_ms = 0  # when the current connection was made
         self._source = "unknown"
+        self._source_alias = state.node_alias(SOURCE_METRIC)
         self._alarms_said = False
 
     @property
@@ -288,14 +289,18 @@ class SparkplugNode:
             codec.metric(name="bdSeq", datatype=codec.INT64, value=self._bd_seq, timestamp=now),
             codec.metric(name=REBIRTH, datatype=codec.BOOLEAN, value=False, timestamp=now),
             codec.metric(
-                name=SOURCE_METRIC, datatype=codec.STRING, value=self._source, timestamp=now
+                name=SOURCE_METRIC,
+                alias=self._source_alias,
+                datatype=codec.STRING,
+                value=self._source,
+                timestamp=now,
             ),
         ]
         return Message(self._topic("NBIRTH"), codec.payload(now, metrics), 0, False)
 
     def _node_data(self, now: int) -> Message:
         source = codec.metric(
-            name=SOURCE_METRIC,
+            alias=self._source_alias,
             datatype=codec.STRING,
             value=self._source,
             timestamp=now,

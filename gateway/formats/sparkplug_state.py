@@ -32,6 +32,7 @@ class SparkplugState:
         self.bd_seq: int | None = None  # the last one used, None before the first connect
         self.metrics: dict[str, tuple[int, int]] = {}  # tag -> (alias, datatype)
         self.devices: dict[str, list[str]] = {}  # device id -> its tags, in birth order
+        self.node: dict[str, int] = {}  # the node's own metrics that go by alias -> alias
         self._load()
 
     def _load(self) -> None:
@@ -43,6 +44,7 @@ class SparkplugState:
                 for name, (alias, datatype) in data["metrics"].items()
             }
             devices = {str(d): [str(n) for n in names] for d, names in data["devices"].items()}
+            node = {str(name): int(alias) for name, alias in data.get("node", {}).items()}
         except FileNotFoundError:
             return
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -55,6 +57,7 @@ class SparkplugState:
         self.bd_seq = bd_seq if type(bd_seq) is int and 0 <= bd_seq <= 255 else None
         self.metrics = metrics
         self.devices = devices
+        self.node = node
 
     def next_bd_seq(self) -> int:
         """The bdSeq of a new connection: one more than the last, 0 after 255 (and at the
@@ -63,11 +66,23 @@ class SparkplugState:
         self.save()
         return self.bd_seq
 
+    def _next_alias(self) -> int:
+        used = [alias for alias, _ in self.metrics.values()] + list(self.node.values())
+        return max(used, default=0) + 1
+
+    def node_alias(self, name: str) -> int:
+        """The alias of one of the node's own metrics, given (and saved) on first use."""
+        alias = self.node.get(name)
+        if alias is None:
+            alias = self.node[name] = self._next_alias()
+            self.save()
+        return alias
+
     def add_metrics(self, types: dict[str, int]) -> bool:
         """Give each new tag the next free alias and record every tag's datatype; True
         when something changed (the caller saves, with the devices)."""
         changed = False
-        next_alias = max((alias for alias, _ in self.metrics.values()), default=0) + 1
+        next_alias = self._next_alias()
         for name, datatype in types.items():
             known = self.metrics.get(name)
             if known is None:
@@ -86,6 +101,7 @@ class SparkplugState:
                 "bd_seq": self.bd_seq,
                 "metrics": {name: list(entry) for name, entry in self.metrics.items()},
                 "devices": self.devices,
+                "node": self.node,
             }
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,9 @@ def test_births_declare_every_metric_with_alias_datatype_and_current_value(
     assert device.seq == 1
     metrics = {m.name: m for m in device.metrics}
     assert set(metrics) == {"S/A/Level", "S/A/Count", "S/A/Run", "S/A/Mode", "S/A/Blob"}
-    assert len({m.alias for m in device.metrics}) == 5
+    node_aliases = {m.alias for m in born.metrics if m.alias is not None}
+    assert len(node_aliases) == 1  # Gateway/WinCC, sent in NDATA
+    assert len({m.alias for m in device.metrics} | node_aliases) == 6
     assert [(metrics[n].datatype, metrics[n].value) for n in metrics] == [
         (DataType.DOUBLE, 1.5),
         (DataType.INT64, -7),
@@ -234,7 +236,8 @@ def test_source_down_kills_the_devices_and_up_gives_birth_again(tmp_path: Path) 
     assert [RawPayload.FromString(m.payload).seq for m in down] == [3, 4, 5]
     up = sent(fmt, fmt.on_source(Status("online", 0, "up")))
     assert [m.topic.split("/")[2] for m in up] == ["NDATA", "DBIRTH", "DBIRTH"]
-    assert RawPayload.FromString(up[0].payload).metrics[0].string_value == "up"
+    (link,) = RawPayload.FromString(up[0].payload).metrics
+    assert (link.HasField("name"), link.HasField("alias"), link.string_value) == (False, True, "up")
     fmt.on_source(Status("online", 0, "unknown"))
     assert [m.topic.split("/")[2] for m in fmt.on_source(UP)] == ["NDATA"]  # born already
 
