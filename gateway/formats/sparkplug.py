@@ -136,6 +136,7 @@ class SparkplugNode:
         result_topic: str,
     ) -> None:
         self._base = f"{NAMESPACE}/{group_id}"
+        self._group_id = group_id
         self._node = edge_node_id
         self._device = device  # the one device of the connection; None: one per group
         self._state = state
@@ -259,14 +260,22 @@ class SparkplugNode:
 
     def _finish(self, message: Message) -> Message:
         """The message with its seq (NBIRTH 0, then one more each, NDEATH none); data
-        made before this connection flagged historical."""
-        kind = message.topic.split("/", 3)[2]
+        made before this connection flagged historical. A message that is not this
+        node's (left in the buffer by another format or node id) goes as it is."""
+        levels = message.topic.split("/", 4)
+        if len(levels) < 4 or levels[3] != self._node or levels[1] != self._group_id:
+            return message
+        kind = levels[2]
         if kind == "NDEATH":
             return message
         self._seq = 0 if kind == "NBIRTH" else (self._seq + 1) % 256
         body = message.payload
-        if kind == "DDATA" and codec.created_ms(body) < self._connected_ms:
-            body = codec.as_historical(body)
+        if kind == "DDATA":
+            try:
+                if codec.created_ms(body) < self._connected_ms:
+                    body = codec.as_historical(body)
+            except (ValueError, IndexError):  # not written by this gateway: sent unmarked
+                log.warning("DDATA on %s is not a payload of this gateway", message.topic[:200])
         return Message(message.topic, codec.with_seq(body, self._seq), message.qos, message.retain)
 
     # --- births and deaths ----------------------------------------------------------------

@@ -300,3 +300,19 @@ def test_alarms_are_not_published_and_the_log_says_so_once(
         "alarms are not published with mqtt.payload = sparkplug; set alarms.enabled = false "
         "to stop polling them"
     ) == 1
+
+
+def test_messages_of_another_format_or_node_left_in_the_buffer_go_as_they_are(
+    tmp_path: Path,
+) -> None:
+    fmt = node(tmp_path)
+    fmt.will(0)
+    sent(fmt, fmt.on_connect(UP))
+    json_sample = Message("wincc/gateway/tags/S/A/Level", b'{"value": 1}', 1, True)
+    other_node = Message("spBv1.0/plant/DDATA/edge2/wincc1", b"\x08\x01", 0, False)
+    other_group = Message("spBv1.0/plant2/DDATA/edge1/wincc1", b"\x08\x01", 0, False)
+    assert fmt.finish(json_sample) == json_sample
+    assert fmt.finish(other_node) == other_node
+    assert fmt.finish(other_group) == other_group
+    damaged = Message("spBv1.0/plant/DDATA/edge1/wincc1", b"\xff", 0, False)
+    assert RawPayload.FromString(fmt.finish(damaged).payload[1:]).seq == 1  # sent, numbered
