@@ -30,6 +30,7 @@ from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
+from gateway.formats.base import FormatContext
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
@@ -91,8 +92,10 @@ class Gateway:
             on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
-        self.output = build_format(settings.mqtt, self.topic_map)
         self.tag_types: dict[str, TagType] = {}
+        self.output = build_format(
+            FormatContext(settings, self.topic_map, self.tag_types, self.decider.current)
+        )
         self.alarm_poller: AlarmFeed | None = None
         self._alarm_sink: AlarmSink | None = None
         wincc = settings.wincc
@@ -243,6 +246,7 @@ class Gateway:
         """Resolve the tag lists (retrying while WinCC is away), then start what feeds the
         sinks: pollers, or the subscriptions of a WinCC that pushes its changes."""
         resolved = await self._resolve_until_done()
+        await self._announce(resolved)
         if self.settings.alarms.enabled:
             self._alarm_sink = AlarmSink(
                 output=self.output, buffer=self.buffer, published=self._published_alarms
@@ -304,6 +308,12 @@ class Gateway:
             backfill=self.settings.backfill if self.settings.backfill.enabled else None,
             resume=before.mark if before is not None else self._marks.pop(group.name, None),
         )
+
+    async def _announce(self, resolved: list[ResolvedGroup]) -> None:
+        """Tell the output format which tags each group reads, and publish what it must
+        say before their data (Sparkplug births), before any poller commits data."""
+        catalog = {item.group.name: item.tags for item in resolved}
+        await self.session.publish_own(self.output.catalog(catalog))
 
     def _start_pollers(self, resolved: list[ResolvedGroup]) -> None:
         """One poller per group; a running poller whose group is unchanged is kept."""
@@ -369,6 +379,7 @@ class Gateway:
             log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
             return
         self.commands.policy.reconfigure(**_command_rules(self.settings.commands))
+        await self._announce(resolved)
         if self._subscriber is not None:
             self._subscribe(self._subscriber, resolved)
             log.info("config reloaded: %d groups subscribed", len(self.pollers))

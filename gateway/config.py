@@ -2,7 +2,8 @@
 
 Every field carries a description; ``config/gateway.example.toml`` is rendered from them
 (``gateway.config_example``), so the documentation cannot drift from the code. The
-``[wincc]`` models, one per dialect, live in ``gateway.wincc.settings``.
+``[wincc]`` models, one per dialect, live in ``gateway.wincc.settings``; ``[mqtt]`` and the
+output formats' sections in ``gateway.mqtt_settings``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
-from gateway.section import Section, read_secret_file
+from gateway.mqtt_settings import MqttSettings, SparkplugSettings
+from gateway.section import Section
 from gateway.units import ByteSize, Duration
 from gateway.wincc.settings import (
     UNIFIED_GOOD_CODES,
@@ -89,118 +90,6 @@ class QualitySettings(Section):
         if bad:
             raise ValueError(f"quality codes are bytes (0-255), not {bad}")
         return codes
-
-
-class MqttSettings(Section):
-    """[mqtt]: the broker the gateway publishes to."""
-
-    url: str = Field(
-        "mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://host:port or mqtts://host:port (TLS).",
-    )
-    client_id: str = Field("wincc-gateway", min_length=1, description="MQTT client identifier.")
-    topic_prefix: str = Field(
-        "wincc/gateway", min_length=1, description="Prefix of every topic the gateway uses."
-    )
-    qos: int = Field(1, ge=0, le=2, description="QoS of tag and alarm messages (0, 1 or 2).")
-    retain: bool = Field(True, description="Retain tag messages on the broker.")
-    protocol: int = Field(5, description="MQTT protocol: 5 or 311 (3.1.1).")
-    username: str | None = Field(None, description="Broker user name.", examples=["edge-01"])
-    password: SecretStr | None = Field(
-        None, description="Broker password. Prefer password_file.", examples=["change-me"]
-    )
-    password_file: Path | None = Field(
-        None,
-        description="File holding the broker password (Docker/systemd secret).",
-        examples=["/run/secrets/mqtt_password"],
-    )
-    ca_file: Path | None = Field(
-        None,
-        description="PEM file of the CA that signed the broker's certificate (mqtts).",
-        examples=["/etc/wincc-gateway/broker-ca.pem"],
-    )
-    cert_file: Path | None = Field(
-        None,
-        description="Client certificate (PEM) for mutual TLS.",
-        examples=["/etc/wincc-gateway/edge-01.pem"],
-    )
-    key_file: Path | None = Field(
-        None,
-        description="Private key (PEM) of cert_file.",
-        examples=["/etc/wincc-gateway/edge-01.key"],
-    )
-    verify_tls: bool = Field(
-        True, description="Verify the broker's certificate. Turn off only on a test bench."
-    )
-    keepalive: Duration = Field(
-        30.0,
-        ge=1,
-        description="MQTT keepalive interval. A broker silent for this long (no answer to a "
-        "ping sent after half of it) counts as gone: the gateway reconnects.",
-    )
-    drain_timeout: Duration = Field(
-        10.0,
-        gt=0,
-        description="On stop, longest wait for the broker to take the buffered messages. "
-        "What is left stays in the buffer for the next start, and the broker is left so "
-        "that it sets the status offline (the will).",
-    )
-    payload: Literal["per-tag", "batch"] = Field(
-        "per-tag",
-        description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
-        "message per poll group and cycle on P/batch/<group>, for consumers that ingest in bulk.",
-    )
-    batch_max_bytes: ByteSize = Field(
-        256 * 1024,
-        ge=1024,
-        description="Batches larger than this are split into several messages.",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_mqtt(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"{url!r} is not a broker URL like mqtts://broker.example:8883")
-        return url
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol_is_known(cls, protocol: object) -> object:
-        if protocol == "3.1.1":
-            return 311
-        if protocol not in (5, 311, "5", "311"):
-            raise ValueError("the protocol is 5 or 311 (MQTT 3.1.1)")
-        return protocol
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix_is_a_topic(cls, prefix: str) -> str:
-        if not is_topic_text(prefix):
-            raise ValueError(
-                "a topic prefix cannot contain +, #, control characters or Unicode "
-                "noncharacters (brokers close the connection for them)"
-            )
-        return prefix.strip("/")
-
-    @model_validator(mode="after")
-    def _check_tls_and_secret(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together for mutual TLS")
-        tls_keys = [
-            key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None
-        ]
-        if tls_keys and urlsplit(self.url).scheme != "mqtts":
-            # Ignoring them would send the password and every message in plain TCP.
-            raise ValueError(
-                f"{', '.join(tls_keys)} set but mqtt.url is mqtt:// (plain TCP, no TLS); "
-                "use an mqtts:// url, or remove the TLS keys"
-            )
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("password and password_file are both set; keep one")
-        if self.password_file is not None:
-            self.password = read_secret_file(self.password_file, "password_file")
-        return self
 
 
 class ValueRange(Section):
@@ -345,6 +234,7 @@ class GatewaySettings(BaseSettings):
     backfill: BackfillSettings = Field(default_factory=BackfillSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -372,6 +262,25 @@ class GatewaySettings(BaseSettings):
             self.quality.model_fields_set
         ):
             self.quality.good_codes = list(UNIFIED_GOOD_CODES)
+        return self
+
+    @model_validator(mode="after")
+    def _sparkplug_is_named(self) -> Self:
+        if self.mqtt.payload != "sparkplug":
+            return self
+        missing = [k for k in ("group_id", "edge_node_id") if getattr(self.sparkplug, k) is None]
+        if missing:
+            raise ValueError(
+                f"sparkplug.{' and sparkplug.'.join(missing)}: required with "
+                'mqtt.payload = "sparkplug"'
+            )
+        if self.sparkplug.device == "group":
+            bad = [g.name for g in self.poll if not is_topic_text(g.name) or "/" in g.name]
+            if bad:
+                raise ValueError(
+                    f'sparkplug.device = "group": poll group names are device ids, and '
+                    f"cannot hold + / # or controls: {bad}"
+                )
         return self
 
     @model_validator(mode="after")

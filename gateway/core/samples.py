@@ -116,6 +116,14 @@ class SampleDecider:
         seen = self._seen.get(reading.name)
         return seen is None or reading.ts_ms > seen[0].ts_ms
 
+    def current(self, name: str) -> tuple[Value, int, bool] | None:
+        """A tag's last published value and quality, and whether that counts as good;
+        None before its first sample (for births that declare current values)."""
+        last = self._last.get(name)
+        if last is None:
+            return None
+        return last[0], last[1], last[1] in self._good_codes
+
     def is_good(self, quality: int) -> bool:
         """Whether a quality code counts as good."""
         return quality in self._good_codes

@@ -33,13 +33,13 @@ from gateway.config import (
     CommandSettings,
     GatewaySettings,
     HealthSettings,
-    MqttSettings,
     PollGroup,
 )
 from gateway.core.topics import tag_path
 from gateway.demo.broker import embedded_broker, feed, subscriber
 from gateway.demo.view import DemoView, live_view, say, summary_lines
 from gateway.logs import TextFormatter
+from gateway.mqtt_settings import MqttSettings
 from gateway.simulator.plant import ROOT, alarm_capacity
 from gateway.simulator.server import Simulator, SimulatorOptions
 from gateway.wincc.base import WinCCClient

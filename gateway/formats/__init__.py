@@ -2,44 +2,73 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from gateway import __version__
-from gateway.config import MqttSettings
-from gateway.core.topics import TopicMap
-from gateway.formats.base import OutputFormat
+from gateway.formats.base import FormatContext, OutputFormat
 from gateway.formats.json_topics import BatchJson, PerTagJson
+from gateway.formats.sparkplug import SparkplugNode, connection_device
+from gateway.formats.sparkplug_state import SparkplugState
+
+log = logging.getLogger(__name__)
 
 
-def _per_tag(settings: MqttSettings, topic_map: TopicMap) -> OutputFormat:
+def _per_tag(context: FormatContext) -> OutputFormat:
+    settings = context.settings.mqtt
     return PerTagJson(
         prefix=settings.topic_prefix,
         qos=settings.qos,
         retain=settings.retain,
-        topic_map=topic_map,
+        topic_map=context.topic_map,
         version=__version__,
     )
 
 
-def _batch(settings: MqttSettings, topic_map: TopicMap) -> OutputFormat:
+def _batch(context: FormatContext) -> OutputFormat:
+    settings = context.settings.mqtt
     return BatchJson(
         prefix=settings.topic_prefix,
         qos=settings.qos,
         retain=settings.retain,
-        topic_map=topic_map,
+        topic_map=context.topic_map,
         version=__version__,
         max_bytes=settings.batch_max_bytes,
     )
 
 
-FORMATS: dict[str, Callable[[MqttSettings, TopicMap], OutputFormat]] = {
+def _sparkplug(context: FormatContext) -> OutputFormat:
+    settings = context.settings
+    node = settings.sparkplug
+    assert node.group_id is not None and node.edge_node_id is not None  # checked by the config
+    if node.host_id is not None:
+        log.warning(
+            "sparkplug.host_id is set, but births are not yet held back until the primary "
+            "host %s says online: they go out on every connection",
+            node.host_id,
+        )
+    buffer = settings.buffer.path
+    return SparkplugNode(
+        group_id=node.group_id,
+        edge_node_id=node.edge_node_id,
+        device=connection_device(settings.wincc.url) if node.device == "connection" else None,
+        state=SparkplugState(buffer.with_name(buffer.name + ".sparkplug.json")),
+        topic_map=context.topic_map,
+        tag_types=context.tag_types,
+        current=context.current,
+        result_topic=f"{settings.mqtt.topic_prefix}/cmd/result",
+    )
+
+
+FORMATS: dict[str, Callable[[FormatContext], OutputFormat]] = {
     "per-tag": _per_tag,
     "batch": _batch,
+    "sparkplug": _sparkplug,
 }
 """``mqtt.payload`` -> the factory of its format; a new format adds one entry (and its
 name to the values ``mqtt.payload`` accepts)."""
 
 
-def build_format(settings: MqttSettings, topic_map: TopicMap) -> OutputFormat:
-    """The configured output format, naming tags through ``topic_map``."""
-    return FORMATS[settings.payload](settings, topic_map)
+def build_format(context: FormatContext) -> OutputFormat:
+    """The configured output format."""
+    return FORMATS[context.settings.mqtt.payload](context)

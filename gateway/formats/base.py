@@ -10,22 +10,48 @@ Most formats encode a message once, when it is committed to the buffer, and the 
 stores the finished bytes. A format that numbers its messages per connection, or must send
 something before the buffered data after each reconnect, stores what it needs instead and
 completes each message in ``finish`` as it is sent (a resent message is finished anew on
-the next connection), and sends what must come first from ``on_connect``.
+the next connection, and the session finishes the format's own messages too), sends what
+must come first from ``on_connect``, and what must precede the data of newly known tags
+(births) from ``catalog``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from gateway.buffer.store import Message
 from gateway.core.alarms import AlarmDiff
 from gateway.core.commands import AckRequest, WriteRequest
-from gateway.core.models import Reading
+from gateway.core.models import Reading, TagType, Value
+from gateway.core.topics import TopicMap
+
+if TYPE_CHECKING:
+    from gateway.config import GatewaySettings
 
 Sample = tuple[Reading, int, bool]
 """A decided sample: the reading, its seq, and whether its quality counts as good."""
+
+Current = tuple[Value, int, bool]
+"""A tag's last published sample: value, quality, and whether that quality counts as good."""
+
+
+def _nothing_published(name: str) -> Current | None:
+    return None
+
+
+@dataclass(slots=True, frozen=True)
+class FormatContext:
+    """What a format may know of the gateway: the settings, the topic of each tag, the
+    type of each tag (filled in once the tag lists are resolved), and each tag's last
+    published sample (for births that declare current values)."""
+
+    settings: GatewaySettings
+    topic_map: TopicMap = field(default_factory=TopicMap)
+    tag_types: Mapping[str, TagType] = field(default_factory=dict)
+    current: Callable[[str], Current | None] = _nothing_published
+
 
 CommandKind = Literal["tag", "alarm"]
 
@@ -111,6 +137,11 @@ class OutputFormat(Protocol):
 
     def alarms(self, diff: AlarmDiff) -> list[Message]:
         """The messages for what one look at the active alarms changed."""
+        ...
+
+    def catalog(self, groups: dict[str, list[str]]) -> list[Message]:
+        """The tags each poll group reads are known (at start, or changed by a reload);
+        what must be published now, before any data of them (births), if connected."""
         ...
 
     def will(self, since_ms: int) -> Message:

@@ -142,6 +142,10 @@ class PerTagJson:
         ]
         return messages
 
+    def catalog(self, groups: dict[str, list[str]]) -> list[Message]:
+        """Nothing: every JSON message names its tag."""
+        return []
+
     def will(self, since_ms: int) -> Message:
         """``P/status`` offline, retained, QoS 1."""
         return self._status(Status("offline", since_ms))

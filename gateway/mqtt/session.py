@@ -44,7 +44,7 @@ from gateway.mqtt.publisher import Publisher
 from gateway.tasks import first_to_end
 
 if TYPE_CHECKING:
-    from gateway.config import MqttSettings
+    from gateway.mqtt_settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class MqttSession:
         self.reconnects = 0
         self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5, finish=output.finish)
         self._status_due = asyncio.Event()
+        self._own = asyncio.Lock()  # the format's own message sequences go out whole
 
     @property
     def published(self) -> int:
@@ -173,8 +174,9 @@ class MqttSession:
             if self._published_source != self._source:
                 self._published_source = self._source
                 # No time limit: a dead link ends this task through the watchdog.
-                for message in self._output.on_source(self._status("online")):
-                    await self._publish(client, message, wait=math.inf)
+                async with self._own:
+                    for message in self._output.on_source(self._status("online")):
+                        await self._publish(client, message, wait=math.inf)
 
     def _status(self, state: Literal["online", "offline"]) -> Status:
         return Status(state, self._since_ms, self._source)
@@ -182,8 +184,12 @@ class MqttSession:
     async def _publish(
         self, client: aiomqtt.Client, message: Message, wait: float | None = None
     ) -> None:
-        """Publish one message of the format's own (status, births); ``wait`` bounds the
-        wait for the acknowledgement (aiomqtt's default when None)."""
+        """Publish one message of the format's own (status, births), finished by the
+        format as it is sent like the buffer's; ``wait`` bounds the wait for the
+        acknowledgement (aiomqtt's default when None)."""
+        finish = self._output.finish
+        if finish is not None:  # no await before the publish: the wire keeps this order
+            message = finish(message)
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
         )
@@ -203,8 +209,9 @@ class MqttSession:
                         self._since_ms = now_ms()
                         link.heard = asyncio.get_running_loop().time()
                         self._published_source = self._source
-                        for message in self._output.on_connect(self._status("online")):
-                            await self._publish(client, message)
+                        async with self._own:
+                            for message in self._output.on_connect(self._status("online")):
+                                await self._publish(client, message)
                         for topic in self._output.commands.filters:
                             await client.subscribe(topic, qos=1)
                         self.connected.set()
@@ -277,6 +284,21 @@ class MqttSession:
                 payload = message.payload
                 body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
                 self._on_message(inbound_from(str(message.topic), body, message.properties))
+
+    async def publish_own(self, messages: list[Message]) -> None:
+        """Publish messages of the format's own (births after the tag lists changed) now,
+        before the data that needs them is committed. Offline, or if the link breaks,
+        there is nothing to do: the next connection starts with ``on_connect``, which
+        says the same."""
+        link = self._link
+        if link is None or not messages:
+            return
+        try:
+            async with self._own:
+                for message in messages:
+                    await self._publish(link.client, message)
+        except aiomqtt.MqttError as exc:
+            log.info("broker lost while publishing the format's announcements: %s", exc)
 
     async def publish_now(self, message: Message, *, correlation_data: bytes | None = None) -> None:
         """Publish outside the buffer (command answers), with the MQTT 5 correlation data

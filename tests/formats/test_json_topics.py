@@ -8,13 +8,14 @@ from typing import get_args
 
 import orjson
 
-from gateway.config import MqttSettings
+from gateway.config import GatewaySettings
 from gateway.core.alarms import AlarmDiff, AlarmTransition
 from gateway.core.models import Alarm, Reading
 from gateway.core.topics import TopicMap
 from gateway.formats import FORMATS, build_format
-from gateway.formats.base import Route, Status
+from gateway.formats.base import FormatContext, Route, Status
 from gateway.formats.json_topics import BatchJson, PerTagJson
+from gateway.mqtt_settings import MqttSettings
 
 GOOD, BAD = 128, 8
 TAG = "System1.Area/1.Level"
@@ -27,8 +28,10 @@ def per_tag(retain: bool = True) -> PerTagJson:
 def test_the_table_offers_exactly_the_formats_mqtt_payload_accepts() -> None:
     accepted = get_args(MqttSettings.model_fields["payload"].annotation)
     assert sorted(FORMATS) == sorted(accepted)
-    assert not build_format(MqttSettings(payload="per-tag"), TopicMap()).per_read
-    assert build_format(MqttSettings(payload="batch"), TopicMap()).per_read
+    assert not build_format(
+        FormatContext(GatewaySettings(mqtt=MqttSettings(payload="per-tag")))
+    ).per_read
+    assert build_format(FormatContext(GatewaySettings(mqtt=MqttSettings(payload="batch")))).per_read
 
 
 def test_per_tag_sends_one_message_per_sample_on_its_escaped_tag_path() -> None:

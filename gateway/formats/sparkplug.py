@@ -1,0 +1,359 @@
+"""Sparkplug B 3.0 edge node: the gateway is one node of a Sparkplug group, and WinCC's
+tags are the metrics of its devices (one device per WinCC connection, or per poll group).
+
+Topics are ``spBv1.0/<group>/<type>/<edge node>[/<device>]``. On every connection the
+node's death certificate (NDEATH, QoS 1, not retained) is the will, with a ``bdSeq`` one
+higher than the last connection's (kept across restarts); then NBIRTH, with the same
+``bdSeq``, and one DBIRTH per device declaring every metric with its name, alias,
+datatype and current value. A read becomes one DDATA per device, by alias only. Births
+and data are QoS 0 and not retained. Every message of the node but NDEATH carries a
+``seq``: 0 in NBIRTH, then one more per message, 255 wrapping to 0. The buffer stores
+data without it; ``finish`` numbers each message as it is sent, and marks data from an
+earlier connection (or from the WinCC archive) historical. While WinCC is unreachable the
+devices are dead (DDEATH) and born again (DBIRTH) when it is back.
+
+Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are
+subscribed to but not carried out yet; each kind is logged once and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from gateway.buffer.store import Message
+from gateway.core.alarms import AlarmDiff
+from gateway.core.commands import AckRequest, WriteRequest
+from gateway.core.models import TagType, Value
+from gateway.core.payloads import compact_json
+from gateway.core.timestamps import now_ms
+from gateway.core.topics import TopicMap
+from gateway.errors import CommandRejected
+from gateway.formats import sparkplug_codec as codec
+from gateway.formats.base import Current, Route, Sample, Status
+from gateway.formats.sparkplug_state import SparkplugState
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "spBv1.0"
+REBIRTH = "Node Control/Rebirth"
+SOURCE_METRIC = "Gateway/WinCC"
+"""Node metric: the state of the WinCC link, ``up``, ``down`` or ``unknown``."""
+QUALITY = "Quality"
+WINCC_QUALITY = "WinCC Quality"
+
+DATATYPES = {
+    TagType.FLOAT: codec.DOUBLE,
+    TagType.INT: codec.INT64,
+    TagType.BOOL: codec.BOOLEAN,
+    TagType.STRING: codec.STRING,
+}
+"""WinCC tag types as Sparkplug datatypes; any other type is sent as a String of JSON."""
+
+
+def sparkplug_quality(code: int) -> int:
+    """The Sparkplug quality of a WinCC quality byte: 0 bad, 500 stale (uncertain), 192
+    good (its two main bits)."""
+    main = (code >> 6) & 3
+    return 0 if main == 0 else 500 if main == 1 else 192
+
+
+def connection_device(wincc_url: str) -> str:
+    """The device id of the WinCC connection: the server's host name."""
+    return urlsplit(wincc_url).hostname or "wincc"
+
+
+class SparkplugCommands:
+    """NCMD and DCMD of the node: subscribed to, not carried out yet (logged, ignored)."""
+
+    def __init__(self, group_id: str, edge_node_id: str, result_topic: str) -> None:
+        base = f"{NAMESPACE}/{group_id}"
+        self._ncmd = f"{base}/NCMD/{edge_node_id}"
+        self._dcmd = f"{base}/DCMD/{edge_node_id}/"
+        self._node_level = edge_node_id
+        self._group = base + "/"
+        self._result = result_topic
+        self._logged: set[str] = set()
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The node's NCMD and every DCMD of its devices."""
+        return (self._ncmd, self._dcmd + "+")
+
+    @property
+    def result_topic(self) -> str:
+        """Sparkplug has no answers; no command is routed, so nothing goes here."""
+        return self._result
+
+    def route(self, topic: str) -> Route | None:
+        """None: a command is logged (once per kind) and ignored."""
+        kind = "NCMD" if topic == self._ncmd else "DCMD" if topic.startswith(self._dcmd) else None
+        if kind is not None and kind not in self._logged:
+            self._logged.add(kind)
+            log.warning(
+                "Sparkplug %s on %s ignored: commands are not supported in this format yet",
+                kind,
+                topic[:200],
+            )
+        return None
+
+    def owns(self, topic: str) -> bool:
+        """Every topic of this node (``spBv1.0/<group>/<type>/<node>[/...]``)."""
+        if not topic.startswith(self._group):
+            return False
+        levels = topic[len(self._group) :].split("/")
+        return len(levels) >= 2 and levels[1] == self._node_level
+
+    def parse_write(self, payload: bytes) -> WriteRequest:
+        """Refused: writes are not supported in this format yet."""
+        raise CommandRejected("Sparkplug writes are not supported yet")
+
+    def parse_ack(self, payload: bytes) -> AckRequest:
+        """Refused: Sparkplug has no alarm acknowledgement."""
+        raise CommandRejected("Sparkplug has no alarm acknowledgement")
+
+    def request_id(self, payload: bytes) -> str | None:
+        """None: Sparkplug commands carry no request id."""
+        return None
+
+
+class SparkplugNode:
+    """The Sparkplug B output format: one edge node and its devices."""
+
+    per_read = True  # one DDATA per read and device
+
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        edge_node_id: str,
+        device: str | None,
+        state: SparkplugState,
+        topic_map: TopicMap,
+        tag_types: Mapping[str, TagType],
+        current: Callable[[str], Current | None],
+        result_topic: str,
+    ) -> None:
+        self._base = f"{NAMESPACE}/{group_id}"
+        self._group_id = group_id
+        self._node = edge_node_id
+        self._device = device  # the one device of the connection; None: one per group
+        self._state = state
+        self._topic_map = topic_map
+        self._tag_types = tag_types
+        self._current = current
+        self._commands = SparkplugCommands(group_id, edge_node_id, result_topic)
+        self._bd_seq = state.bd_seq or 0
+        self._seq = 0
+        self._connected_ms = 0  # when the current connection was made
+        self._source = "unknown"
+        self._source_alias = state.node_alias(SOURCE_METRIC)
+        self._alarms_said = False
+
+    @property
+    def commands(self) -> SparkplugCommands:
+        """NCMD/DCMD, not carried out yet."""
+        return self._commands
+
+    @property
+    def finish(self) -> Callable[[Message], Message]:
+        """Numbers each message as it is sent, and marks older data historical."""
+        return self._finish
+
+    def _topic(self, kind: str, device: str | None = None) -> str:
+        topic = f"{self._base}/{kind}/{self._node}"
+        return topic if device is None else f"{topic}/{device}"
+
+    def _device_of(self, group: str) -> str:
+        return self._device if self._device is not None else group
+
+    # --- what the buffer stores ------------------------------------------------------------
+
+    def samples(self, group: str, samples: list[Sample], *, backfill: bool) -> list[Message]:
+        """One DDATA for the read: by alias, each metric with its source timestamp, a
+        not-good one with its quality; historical when it comes from the archive."""
+        metrics = self._state.metrics
+        encode = codec.metric
+        parts = []
+        for reading, _, good in samples:
+            known = metrics.get(reading.name)
+            if known is None:  # not in the catalog: no alias a host could know
+                continue
+            alias, datatype = known
+            parts.append(
+                encode(
+                    datatype=datatype,
+                    value=_fit(datatype, reading.value),
+                    timestamp=reading.ts_ms,
+                    alias=alias,
+                    with_datatype=False,
+                    historical=backfill,
+                    properties=None if good else _quality(reading.quality),
+                )
+            )
+        if not parts:
+            return []
+        topic = self._topic("DDATA", self._device_of(group))
+        return [Message(topic, codec.payload(now_ms(), parts), 0, False)]
+
+    def alarms(self, diff: AlarmDiff) -> list[Message]:
+        """Nothing: alarms are not published in this format (said once, when the first
+        change is seen, so that an operator knows where they did not go)."""
+        if not self._alarms_said and (diff.changed or diff.events):
+            self._alarms_said = True
+            log.warning(
+                "alarms are not published with mqtt.payload = sparkplug; set alarms.enabled "
+                "= false to stop polling them"
+            )
+        return []
+
+    def catalog(self, groups: dict[str, list[str]]) -> list[Message]:
+        """Record the devices and their metrics (new tags get new aliases, kept for good);
+        births to publish when anything changed, nothing otherwise."""
+        if self._device is not None:
+            devices = {self._device: [name for names in groups.values() for name in names]}
+        else:
+            devices = {group: list(names) for group, names in groups.items() if names}
+        types = {
+            name: DATATYPES.get(self._tag_types.get(name, TagType.UNKNOWN), codec.STRING)
+            for names in devices.values()
+            for name in names
+        }
+        changed = self._state.add_metrics(types)
+        if not changed and devices == self._state.devices:
+            return []
+        self._state.devices = devices
+        self._state.save()
+        return self._births()
+
+    # --- the connection ---------------------------------------------------------------------
+
+    def will(self, since_ms: int) -> Message:
+        """NDEATH with this connection's new bdSeq, QoS 1, not retained."""
+        self._bd_seq = self._state.next_bd_seq()
+        return self._death()
+
+    def on_connect(self, status: Status) -> list[Message]:
+        """NBIRTH, then a DBIRTH per device (and their DDEATH while WinCC is down); data
+        made before now goes out historical."""
+        self._connected_ms = now_ms()
+        self._source = status.source or "unknown"
+        return self._births()
+
+    def on_source(self, status: Status) -> list[Message]:
+        """The WinCC link on the node, and every device dead (down) or born again (up
+        after down)."""
+        was, self._source = self._source, status.source or "unknown"
+        now = now_ms()
+        messages = [self._node_data(now)]
+        devices = list(self._state.devices)
+        if self._source == "down":
+            messages += [self._device_death(device, now) for device in devices]
+        elif self._source == "up" and was == "down":
+            messages += [self._device_birth(device, now) for device in devices]
+        return messages
+
+    def on_leave(self, status: Status) -> Message:
+        """NDEATH with the connection's bdSeq, before a clean disconnect."""
+        return self._death()
+
+    def _finish(self, message: Message) -> Message:
+        """The message with its seq (NBIRTH 0, then one more each, NDEATH none); data
+        made before this connection flagged historical. A message that is not this
+        node's (left in the buffer by another format or node id) goes as it is."""
+        levels = message.topic.split("/", 4)
+        if len(levels) < 4 or levels[3] != self._node or levels[1] != self._group_id:
+            return message
+        kind = levels[2]
+        if kind == "NDEATH":
+            return message
+        self._seq = 0 if kind == "NBIRTH" else (self._seq + 1) % 256
+        body = message.payload
+        if kind == "DDATA":
+            try:
+                if codec.created_ms(body) < self._connected_ms:
+                    body = codec.as_historical(body)
+            except (ValueError, IndexError):  # not written by this gateway: sent unmarked
+                log.warning("DDATA on %s is not a payload of this gateway", message.topic[:200])
+        return Message(message.topic, codec.with_seq(body, self._seq), message.qos, message.retain)
+
+    # --- births and deaths ----------------------------------------------------------------
+
+    def _births(self) -> list[Message]:
+        now = now_ms()
+        messages = [self._node_birth(now)]
+        messages += [self._device_birth(device, now) for device in self._state.devices]
+        if self._source == "down":
+            messages += [self._device_death(device, now) for device in self._state.devices]
+        return messages
+
+    def _death(self) -> Message:
+        now = now_ms()
+        bd_seq = codec.metric(name="bdSeq", datatype=codec.INT64, value=self._bd_seq, timestamp=now)
+        return Message(self._topic("NDEATH"), codec.payload(now, [bd_seq]), 1, False)
+
+    def _node_birth(self, now: int) -> Message:
+        metrics = [
+            codec.metric(name="bdSeq", datatype=codec.INT64, value=self._bd_seq, timestamp=now),
+            codec.metric(name=REBIRTH, datatype=codec.BOOLEAN, value=False, timestamp=now),
+            codec.metric(
+                name=SOURCE_METRIC,
+                alias=self._source_alias,
+                datatype=codec.STRING,
+                value=self._source,
+                timestamp=now,
+            ),
+        ]
+        return Message(self._topic("NBIRTH"), codec.payload(now, metrics), 0, False)
+
+    def _node_data(self, now: int) -> Message:
+        source = codec.metric(
+            alias=self._source_alias,
+            datatype=codec.STRING,
+            value=self._source,
+            timestamp=now,
+            with_datatype=False,
+        )
+        return Message(self._topic("NDATA"), codec.payload(now, [source]), 0, False)
+
+    def _device_birth(self, device: str, now: int) -> Message:
+        """Every metric of the device: name, alias, datatype, current value (or null)."""
+        metrics = self._state.metrics
+        path = self._topic_map.path
+        parts = []
+        for name in self._state.devices.get(device, []):
+            known = metrics.get(name)
+            if known is None:  # a state file edited by hand
+                continue
+            alias, datatype = known
+            current = self._current(name)
+            value, quality, good = current if current is not None else (None, 0, True)
+            parts.append(
+                codec.metric(
+                    name=path(name),
+                    alias=alias,
+                    datatype=datatype,
+                    value=_fit(datatype, value),
+                    timestamp=now,
+                    properties=None if good else _quality(quality),
+                )
+            )
+        return Message(self._topic("DBIRTH", device), codec.payload(now, parts), 0, False)
+
+    def _device_death(self, device: str, now: int) -> Message:
+        return Message(self._topic("DDEATH", device), codec.payload(now, []), 0, False)
+
+
+def _fit(datatype: int, value: Value) -> Value:
+    """A value of a tag of unknown type as the String it is sent as: its JSON text."""
+    if datatype != codec.STRING or value is None or isinstance(value, str):
+        return value
+    return compact_json(value).decode()
+
+
+def _quality(code: int) -> bytes:
+    """The properties of a not-good metric: its Sparkplug quality and WinCC's byte."""
+    return codec.property_set(
+        [(QUALITY, codec.INT32, sparkplug_quality(code)), (WINCC_QUALITY, codec.INT32, code)]
+    )
