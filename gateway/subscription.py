@@ -6,8 +6,9 @@ One WebSocket carries every subscription: each group's tags in chunks of
 full read of every group goes to its sink (the gap since the link was lost filled from
 the archive first) and one full list of the active alarms to the alarm sink, so what
 changed while no subscription ran is not missed. Then notifications are taken as they
-come and committed in batches: what arrives while the buffer commits the last batch goes
-in the next one, so a burst of changes costs a few transactions, not one per change.
+come and committed in batches: what arrives within ``GATHER`` of the first, or while the
+buffer commits the last batch, goes in the same one, so a burst of changes costs a few
+transactions, not one per change.
 
 The link is pinged every ``ping_every`` seconds; a link that stops answering is given up
 within two pings. The session is extended while only subscriptions run. Any failure ends
@@ -39,6 +40,9 @@ RETRY_CAP = 30.0
 """Longest wait, in seconds, before a lost subscription socket is opened again."""
 EXTEND_DEFAULT = 60.0
 """Seconds between two session extensions when the runtime did not say its auto-logoff."""
+GATHER = 0.01
+"""Seconds notifications gather before a commit: a burst costs a few transactions, not one
+per change, for at most this much latency."""
 ALARMS = "alarms"
 """The id of the alarm subscription (tag subscriptions are ``<group>/<n>``)."""
 
@@ -200,6 +204,7 @@ class SubscriptionSource:
         """Hand what arrived to the sinks, batch by batch."""
         while True:
             await self._arrived.wait()
+            await asyncio.sleep(GATHER)
             self._arrived.clear()
             pending, self._pending = self._pending, {}
             errors, self._errors = self._errors, {}

@@ -46,6 +46,7 @@ from graphql import (
 
 from gateway.core.timestamps import format_ts
 from gateway.simulator.unified_data import OK, PlantResolvers
+from gateway.simulator.unified_projection import projected, projection
 from gateway.simulator.unified_schema import make_schema
 from gateway.simulator.unified_ws import WebSocketConnection, bearer, serve_websocket
 
@@ -221,14 +222,28 @@ class UnifiedApi:
             session.deadline = self.clock() + self.auto_logoff
         context = {"session": session}
         if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
-            source = await create_source_event_stream(
-                self.schema, document, None, context, variables, operation_name
-            )
-            if isinstance(source, ExecutionResult):
-                return source
-            light = _light_variables(operation, variables)
-            return self._notifications(source, document, context, light, operation_name)
+            return await self._subscribe(document, operation, context, variables)
         return await self._execute(document, None, context, variables, operation_name)
+
+    async def _subscribe(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        context: dict[str, Any],
+        variables: dict[str, Any] | None,
+    ) -> ExecutionResult | AsyncGenerator[ExecutionResult, None]:
+        """The results of a subscription as they come, or the error that refused it."""
+        name = operation.name.value if operation.name else None
+        source = await create_source_event_stream(
+            self.schema, document, None, context, variables, name
+        )
+        if isinstance(source, ExecutionResult):
+            return source
+        project = projection(operation)
+        if project is not None:
+            return projected(source, project)
+        light = _light_variables(operation, variables)
+        return self._notifications(source, document, context, light, name)
 
     async def _execute(
         self,

@@ -8,17 +8,21 @@ import contextlib
 import io
 import ssl
 from collections.abc import AsyncIterator
+from inspect import isawaitable
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from graphql import execute, get_operation_ast, parse
 
 from gateway.core.timestamps import format_ts, parse_ts
 from gateway.simulator.cli import _options, configure_parser
 from gateway.simulator.plant import UnknownAlarmError
 from gateway.simulator.server import Simulator, SimulatorOptions
+from gateway.simulator.unified_projection import projection
 from gateway.simulator.unified_schema import quality_fields
+from gateway.wincc import unified_queries as q
 
 LEVEL = "System1.Area1.Tank1.Level"  # float, read-only
 SETPOINT = "System1.Area1.Tank1.Setpoint"  # float, writable
@@ -568,3 +572,42 @@ def test_dialect_flags() -> None:
     assert "graphql-transport-ws" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["--graphql-path", "graphql"])
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        q.SUBSCRIBE_TAG_VALUES,
+        q.SUBSCRIBE_ALARMS,
+        "subscription S($names: [String!]!) { v: tagValues(names: $names) { who: name"
+        " value { value timestamp quality { quality subStatus limit } } error { code } } }",
+        SUBSCRIBE_ALARMS,
+    ],
+)
+async def test_subscription_results_are_the_executors_without_running_it(
+    sim: Simulator, document: str
+) -> None:
+    """Picking the selected fields out of each event gives what executing the document
+    gives, aliases and nesting included; only plain fields are picked."""
+    parsed = parse(document)
+    operation = get_operation_ast(parsed)
+    assert operation is not None
+    project = projection(operation)
+    assert project is not None
+    alarm = next(iter(sim.plant.alarms.values()))
+    if "activeAlarms" in document:
+        events = [{**sim.unified.data.alarm_fields(alarm), "notificationReason": "Removed"}]
+    else:
+        events = [
+            {**sim.unified.data.tag_result(LEVEL), "notificationReason": "Modified"},
+            {**sim.unified.data.tag_result("no.such.tag"), "notificationReason": "Added"},
+        ]
+    for event in events:
+        executed = execute(sim.unified.schema, parsed, event, variable_values={"names": [LEVEL]})
+        assert not isawaitable(executed)
+        assert executed.errors is None
+        assert project(event) == executed.data
+    fragment = parse("subscription { tagValues(names: []) { ...F } } fragment F on X { name }")
+    fragment_operation = get_operation_ast(fragment)
+    assert fragment_operation is not None
+    assert projection(fragment_operation) is None
