@@ -289,6 +289,7 @@ class Gateway:
             alarms=alarms,
             source=self.source,
             chunk=self.settings.wincc.subscribe_chunk,
+            observe=self._observe_poll,
         )
         self._spawn("subscription", source.run())
 

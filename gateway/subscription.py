@@ -3,14 +3,14 @@ change, instead of a poller asking for every tag on an interval.
 
 One WebSocket carries every subscription: each group's tags in chunks of
 ``wincc.subscribe_chunk`` names, and the active alarms. After every (re)subscription, one
-full read of every group goes to its sink (the gap since the link was lost filled from
-the archive first) and one full list of the active alarms to the alarm sink, so what
-changed while no subscription ran is not missed. Then notifications are taken as they
-come and committed in batches: what arrives within ``GATHER`` of the first, or while the
-buffer commits the last batch, goes in the same one, so a burst of changes costs a few
-transactions, not one per change.
+full read of every group (timed like a poll, for the metrics) goes to its sink (the gap
+since the link was lost filled from the archive first) and one full list of the active
+alarms to the alarm sink, so what changed while no subscription ran is not missed. Then
+notifications are taken as they come and committed in batches: what arrives within
+``GATHER`` of the first, or while the buffer commits the last batch, goes in the same one,
+so a burst of changes costs a few transactions, not one per change.
 
-The link is pinged every ``ping_every`` seconds; a link that stops answering is given up
+The link is pinged every group interval (the shortest); a link that stops answering is given up
 within two pings. The session is extended while only subscriptions run. Any failure ends
 the socket; the next one is opened after a backoff with jitter.
 """
@@ -26,7 +26,7 @@ from gateway.backoff import Backoff
 from gateway.core.models import Alarm, Reading, ReadResult
 from gateway.core.timestamps import now_ms
 from gateway.errors import WinCCAuthError, WinCCError, WinCCUnavailable
-from gateway.polling import SLACK_MS, SourceHealth
+from gateway.polling import SLACK_MS, PollObserver, SourceHealth
 from gateway.sink import PollStats, TagSink
 from gateway.tasks import first_to_end
 from gateway.wincc import unified_queries as q
@@ -90,8 +90,10 @@ class SubscriptionSource:
         alarms: AlarmSink | None,
         source: SourceHealth,
         chunk: int,
+        observe: PollObserver | None = None,
     ) -> None:
         self.groups = groups
+        self._observe = observe
         self._client = client
         self._alarms = alarms
         self._source = source
@@ -164,6 +166,8 @@ class SubscriptionSource:
                 duration = int((loop.time() - started) * 1000)
                 await group.sink.advance(newest, duration, read_at)
             self._alive(group.stats)
+            if self._observe is not None:
+                self._observe(group.name, loop.time() - started)
         if self._alarms is not None:
             await self._alarms.publish(await self._client.active_alarms())
             self._alive(self._alarms.stats)

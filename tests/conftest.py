@@ -314,7 +314,9 @@ async def subscribe(
 
 
 DIALECTS = ("rest", "classic", "unified")
-DIALECT_SUITES = frozenset({"tests.test_pipeline", "tests.test_commands", "tests.test_durability"})
+DIALECT_SUITES = frozenset(
+    {"tests.test_pipeline", "tests.test_commands", "tests.test_durability", "tests.test_health"}
+)
 """End-to-end suites whose tests on ``simulator`` run once per WinCC dialect; elsewhere the
 simulator speaks ``rest``. A test whose expectation differs by dialect branches on
 ``simulator.options.dialect``."""

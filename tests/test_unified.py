@@ -75,10 +75,18 @@ async def test_dropped_websockets_lose_no_change(
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """A lively plant and three cuts of the WebSocket: every change the simulator recorded
-    reaches MQTT, in order, by subscription, by the read after resubscribing or from the
-    archive."""
+    reaches MQTT, in order, by subscription (two names each), by the read after
+    resubscribing or from the archive."""
     poll = [{"name": "fast", "interval": "200ms", "tags": [TANKS]}]
-    config = settings_for(simulator, mosquitto, tls, tmp_path, poll=poll, alarms={"enabled": False})
+    config = settings_for(
+        simulator,
+        mosquitto,
+        tls,
+        tmp_path,
+        poll=poll,
+        alarms={"enabled": False},
+        wincc={"subscribe_chunk": 2},
+    )
     async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config) as gw:
         tags = list(gw.pollers[0].tags)
         stats = gw.pollers[0].stats
