@@ -25,7 +25,8 @@ from gateway.alarm_sink import AlarmSink
 from gateway.backoff import Backoff
 from gateway.core.models import Alarm, Reading, ReadResult
 from gateway.core.timestamps import now_ms
-from gateway.errors import WinCCAuthError, WinCCError, WinCCUnavailable
+from gateway.core.values import why
+from gateway.errors import WinCCAuthError, WinCCError, WinCCProtocolError, WinCCUnavailable
 from gateway.polling import SLACK_MS, PollObserver, SourceHealth
 from gateway.sink import PollStats, TagSink
 from gateway.tasks import first_to_end
@@ -105,6 +106,7 @@ class SubscriptionSource:
         self._arrived = asyncio.Event()
         self._alarm_changes: list[object] = []
         self._pong = 0.0
+        self._reported: set[str] = set()  # reasons of unreadable notifications, logged once
 
     async def run(self) -> None:
         """Subscribe, take changes, resubscribe after a loss; until cancelled."""
@@ -191,13 +193,18 @@ class SubscriptionSource:
             if notification is None:
                 continue
             if notification.id == ALARMS:
-                self._alarm_changes.append(notification.data.get("activeAlarms"))
-                self._arrived.set()
+                if self._alarms is not None:
+                    self._alarm_changes.append(notification.data.get("activeAlarms"))
+                    self._arrived.set()
                 continue
             group = self._group_of.get(notification.id)
             if group is None:
                 continue
-            name, reading, error = parse_notification(notification.data.get("tagValues"))
+            try:
+                name, reading, error = parse_notification(notification.data.get("tagValues"))
+            except WinCCProtocolError as exc:
+                self._unreadable(str(exc))
+                continue
             if reading is not None:
                 self._pending.setdefault(group.name, []).append(reading)
             elif error is not None:
@@ -231,13 +238,20 @@ class SubscriptionSource:
         try:
             alarm, key = parse_alarm(item)
         except (KeyError, TypeError, ValueError) as exc:
-            log.warning("an alarm notification cannot be read (%s); skipped", exc)
+            self._unreadable(f"activeAlarms notification: {why(exc)}")
             return
         if alarm is None:
             await self._alarms.remove(alarm_id(*key))
             return
         self._client.remember_alarm(alarm.id, key)
         await self._alarms.change(alarm)
+
+    def _unreadable(self, reason: str) -> None:
+        """Skip a notification that names nothing it could belong to; logged once per
+        reason, so a runtime that sends such things does not flood the log."""
+        if reason not in self._reported:
+            self._reported.add(reason)
+            log.warning("%s; skipped (further ones like it are not logged)", reason)
 
     async def _keep_alive(self, socket: SubscriptionSocket) -> None:
         """Ping the link and extend the session; a link silent for two pings is lost."""
