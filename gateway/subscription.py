@@ -27,7 +27,7 @@ from gateway.core.models import Alarm, Reading, ReadResult
 from gateway.core.timestamps import now_ms
 from gateway.core.values import why
 from gateway.errors import WinCCAuthError, WinCCError, WinCCProtocolError, WinCCUnavailable
-from gateway.polling import SLACK_MS, PollObserver, SourceHealth
+from gateway.polling import RETRY_CAP, SLACK_MS, PollObserver, SourceHealth
 from gateway.sink import PollStats, TagSink
 from gateway.tasks import first_to_end
 from gateway.wincc import unified_queries as q
@@ -37,8 +37,6 @@ from gateway.wincc.unified_ws import SubscriptionSocket
 
 log = logging.getLogger(__name__)
 
-RETRY_CAP = 30.0
-"""Longest wait, in seconds, before a lost subscription socket is opened again."""
 EXTEND_DEFAULT = 60.0
 """Seconds between two session extensions when the runtime did not say its auto-logoff."""
 GATHER = 0.01
