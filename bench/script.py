@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ READ_CHUNK = 1000
 
 PUBLISH_WINDOW = 100
 """Publishes awaited together: enough in flight to hide the broker's round trip."""
+
 
 def good(quality: int) -> bool:
     """WinCC quality codes from 0x80 up are good; below are bad (0x00-0x3F) or uncertain."""
@@ -124,10 +126,8 @@ async def poll_loop(
                 *(mqtt.publish(topic, body, qos=1, retain=True) for topic, body in window)
             )
         next_poll = max(next_poll + interval, loop.time())
-        try:
+        with contextlib.suppress(TimeoutError):  # the stop came, or it is time to poll
             await asyncio.wait_for(stop.wait(), next_poll - loop.time())
-        except TimeoutError:
-            pass
     return {topic_path(name): seq for name, seq in seqs.items() if seq}
 
 

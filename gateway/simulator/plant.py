@@ -123,9 +123,7 @@ _DEVICES: tuple[tuple[str, tuple[Signal, ...]], ...] = (
         "Valve",
         (
             Signal("Position", TagType.INT, writable=True),
-            Signal(
-                "Mode", TagType.STRING, writable=True, drifts=False, choices=("auto", "manual")
-            ),
+            Signal("Mode", TagType.STRING, writable=True, drifts=False, choices=("auto", "manual")),
             Signal("Open", TagType.BOOL, writable=False),
         ),
     ),
