@@ -72,12 +72,17 @@ class Wincc:
         raise AssertionError("unreachable")
 
     async def browse(self, path: str = "") -> list[str]:
-        """Every tag under ``path``, folders walked depth first."""
+        """Every tag under ``path`` in browse order; sibling folders are walked at once."""
         answer = await self._call("GET", "/api/dp/browse", params={"path": path})
+        children = answer["children"]
+        below = await asyncio.gather(
+            *(self.browse(child["name"]) for child in children if child["has_children"])
+        )
+        folders = iter(below)
         names: list[str] = []
-        for child in answer["children"]:
+        for child in children:
             if child["has_children"]:
-                names += await self.browse(child["name"])
+                names += next(folders)
             else:
                 names.append(child["name"])
         return names
