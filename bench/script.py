@@ -40,7 +40,8 @@ def good(quality: int) -> bool:
 
 
 def topic_path(name: str) -> str:
-    """``System1.Area1.Pump1.Speed`` -> ``System1/Area1/Pump1/Speed``."""
+    """``System1.Area1.Pump1.Speed`` -> ``System1/Area1/Pump1/Speed``: the gateway's topic
+    path for names without MQTT wildcards or slashes, which is all the simulator has."""
     return name.replace(".", "/")
 
 
