@@ -23,6 +23,7 @@ from bench.report import (
 )
 from bench.scenarios import ALL, SCENARIOS, RunOptions, RunResult, preflight, run_once
 from bench.soak import RSS_BAND_PCT, WARM_UP_MAX_S, WARM_UP_SHARE, warm_up_seconds
+from bench.versus import SCRIPTED, add_script, measure_script
 
 DEFAULT_BACKLOG = 100_000
 
@@ -84,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="rest",
         help="rest: the gateway polls every second (default); unified: it subscribes to a "
         "simulated WinCC Unified runtime, which pushes every change",
+    )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="the simulator lays its plant out as a real project does: every tag a float, "
+        "folders typed null, a six-level tree",
+    )
+    parser.add_argument(
+        "--no-script",
+        action="store_true",
+        help="skip the reference script's run after each steady and stress run",
     )
     parser.add_argument(
         "--backlog",
@@ -168,14 +180,18 @@ def run(args: argparse.Namespace) -> int:
                     number,
                     args.sample_every,
                     args.dialect,
+                    args.realistic,
                 )
                 result = run_once(options, broker, folder)
+                if name in SCRIPTED and not args.no_script:
+                    print("  the reference script on the same plant ...", flush=True)
+                    add_script(result, measure_script(options, broker, folder))
                 runs.append(result)
                 print(
                     f"  {result.samples_per_s:,.0f} samples/s, p50 "
                     f"{result.latency_p50_ms or 0:,.0f} ms, p99 {result.latency_p99_ms or 0:,.0f}"
                     f" ms, gateway CPU {result.gateway_cpu_pct:.0f} %, seq gaps "
-                    f"{result.seq_gaps}",
+                    f"{result.seq_gaps}{_versus(result)}",
                     flush=True,
                 )
                 if result.rss_samples_outside_band:
@@ -198,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
                     "runs": args.runs,
                     "payload": args.payload,
                     "dialect": args.dialect,
+                    "realistic": args.realistic,
+                    "script": name in SCRIPTED and not args.no_script,
                     "change_rate": scenario.change_rate,
                     "backlog": backlog if name == "drain" else None,
                     "sample_every_s": args.sample_every if name == "soak" else None,
@@ -221,6 +239,16 @@ def run(args: argparse.Namespace) -> int:
     if lost:
         print(f"\nFAIL: {lost} published samples never reached the subscriber")
     return 1 if lost or leaking else 0
+
+
+def _versus(result: RunResult) -> str:
+    """The script's rate and CPU after the gateway's, when it ran."""
+    if result.script_samples_per_s is None or result.script_cpu_pct is None:
+        return ""
+    return (
+        f"; script {result.script_samples_per_s:,.0f} samples/s, CPU "
+        f"{result.script_cpu_pct:.0f} %, seq gaps {result.script_seq_gaps}"
+    )
 
 
 def _rss_failure(result: RunResult) -> str:

@@ -213,7 +213,14 @@ class SimulatorProcess:
     """``python -m gateway simulate`` on a free port, plain HTTP on loopback."""
 
     def __init__(
-        self, folder: Path, *, tags: int, change_rate: float, dialect: str = "rest"
+        self,
+        folder: Path,
+        *,
+        tags: int,
+        change_rate: float,
+        dialect: str = "rest",
+        realistic: bool = False,
+        name: str = "simulator",
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -236,8 +243,9 @@ class SimulatorProcess:
             "100",
             "--dialect",
             dialect,
+            *(["--realistic"] if realistic else []),
         ]
-        self._log_path = folder / "simulator.log"
+        self._log_path = folder / f"{name}.log"
         self._child: Child | None = None
 
     @property

@@ -51,6 +51,10 @@ def _number(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def _signed(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:+,.{digits}f}"
 
@@ -87,6 +91,22 @@ _ROWS: list[_Row] = [
     ("latency max, ms", lambda f: _number(f["latency_max_ms"])),
     ("gateway CPU, % of one core", lambda f: _number(f["gateway_cpu_pct"], 1)),
     ("gateway peak RSS, MB", lambda f: _number(f["gateway_peak_rss_mb"], 1)),
+    ("script: samples/s delivered", lambda f: _number(f["script_samples_per_s"])),
+    ("script: latency p50, ms", lambda f: _number(f["script_latency_p50_ms"])),
+    ("script: latency p99, ms", lambda f: _number(f["script_latency_p99_ms"])),
+    ("script: CPU, % of one core", lambda f: _number(f["script_cpu_pct"], 1)),
+    ("script: peak RSS, MB", lambda f: _number(f["script_peak_rss_mb"], 1)),
+    (
+        "script: seq-gap loss (whole run)",
+        lambda f: (
+            "-"
+            if f["script_published"] is None
+            else f"{_number(f['script_seq_gaps'])} of {_number(f['script_published'])}"
+        ),
+    ),
+    ("gateway / script: CPU", lambda f: _times(f["cpu_vs_script"])),
+    ("gateway / script: delivered", lambda f: _times(f["delivered_vs_script"])),
+    ("gateway / script: peak RSS", lambda f: _times(f["rss_vs_script"])),
     ("simulator CPU, %", lambda f: _number(f["simulator_cpu_pct"], 1)),
     ("broker CPU, %", lambda f: _number(f["broker_cpu_pct"], 1)),
     ("buffered at window end", lambda f: _number(f["buffer_rows_end"])),

@@ -116,6 +116,7 @@ class RunOptions:
     run: int  # 1-based number of the run within its scenario
     sample_every: float = 10.0  # soak: seconds between two RSS and CPU samples
     dialect: str = "rest"  # "unified": the gateway subscribes instead of polling
+    realistic: bool = False  # the simulator's --realistic plant layout
 
 
 @dataclass(slots=True)
@@ -166,6 +167,17 @@ class RunResult:
     cpu_after_warm_up_pct: float | None = None  # soak: mean, % of one core
     rss_samples_outside_band: int | None = None  # soak: above 0 is a FAIL
     usage_samples: list[tuple[float, float, float | None]] | None = None  # soak: s, MB, CPU %
+    script_delivered: int | None = None  # the reference script, in a run of its own
+    script_samples_per_s: float | None = None
+    script_latency_p50_ms: float | None = None
+    script_latency_p99_ms: float | None = None
+    script_cpu_pct: float | None = None
+    script_peak_rss_mb: float | None = None
+    script_published: int | None = None
+    script_seq_gaps: int | None = None
+    cpu_vs_script: float | None = None  # gateway CPU / script CPU
+    delivered_vs_script: float | None = None  # gateway delivered / script delivered
+    rss_vs_script: float | None = None  # gateway peak RSS / script peak RSS
 
 
 @dataclass(slots=True)
@@ -290,7 +302,7 @@ def _sim_delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, floa
     return changes, float(after["skipped_s"]) - float(before["skipped_s"])
 
 
-def _percentile(values: list[float], pct: float) -> float | None:
+def percentile(values: list[float], pct: float) -> float | None:
     """Nearest-rank percentile of sorted values."""
     if not values:
         return None
@@ -323,6 +335,7 @@ class _Run:
             tags=options.tags,
             change_rate=options.scenario.change_rate,
             dialect=options.dialect,
+            realistic=options.realistic,
         )
         self.subscriber = Subscriber(
             self.folder,
@@ -543,8 +556,8 @@ class _Run:
             ),
             samples_per_s=delivered / seconds,
             messages_per_s=messages / seconds,
-            latency_p50_ms=_percentile(latencies, 50),
-            latency_p99_ms=_percentile(latencies, 99),
+            latency_p50_ms=percentile(latencies, 50),
+            latency_p99_ms=percentile(latencies, 99),
             latency_max_ms=latencies[-1] if latencies else None,
             gateway_cpu_pct=window.cpu["gateway"],
             gateway_peak_rss_mb=peak_rss / 1e6,
@@ -562,8 +575,8 @@ class _Run:
                 result.reconnect_s = (drain.first_ns - drain.restart_ns) / 1e9
                 flowing = sum(1 for ns in collector.recv_ns if drain.first_ns <= ns <= end)
                 result.drain_per_s = flowing / max(1e-9, (end - drain.first_ns) / 1e9)
-            result.fresh_latency_p50_ms = _percentile(fresh, 50)
-            result.fresh_latency_p99_ms = _percentile(fresh, 99)
+            result.fresh_latency_p50_ms = percentile(fresh, 50)
+            result.fresh_latency_p99_ms = percentile(fresh, 99)
         return result
 
 

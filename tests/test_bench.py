@@ -12,6 +12,7 @@ import pytest
 
 from bench import scenarios
 from bench.__main__ import main
+from bench.processes import SimulatorProcess
 from bench.soak import SoakFigures, UsageSample, soak_figures
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,21 @@ def _check_run(document: dict[str, Any]) -> None:
     assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"] < 5000
 
 
+SCRIPT_FIGURES = {
+    "script_delivered",
+    "script_samples_per_s",
+    "script_latency_p50_ms",
+    "script_latency_p99_ms",
+    "script_cpu_pct",
+    "script_peak_rss_mb",
+    "script_published",
+    "script_seq_gaps",
+    "cpu_vs_script",
+    "delivered_vs_script",
+    "rss_vs_script",
+}
+
+
 def test_a_tiny_steady_run_reports_every_figure_and_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,13 +87,57 @@ def test_a_tiny_steady_run_reports_every_figure_and_loses_nothing(
     assert code == 0, out + err
     assert "samples/s delivered" in out
     (path,) = tmp_path.glob("steady-*.json")
-    _check_run(orjson.loads(path.read_bytes()))
+    document = orjson.loads(path.read_bytes())
+    _check_run(document)
+    # the reference script ran on the same plant, measured by the same collector
+    assert document["settings"]["script"] is True
+    (run,) = document["runs"]
+    # at 200 tags the script may use less CPU in 2 s than the clock's 10 ms tick: no ratio
+    measurable = {"cpu_vs_script"} if run["script_cpu_pct"] == 0 else set()
+    assert all(run[key] is not None for key in SCRIPT_FIGURES - measurable)
+    if not measurable:
+        assert run["cpu_vs_script"] == pytest.approx(run["gateway_cpu_pct"] / run["script_cpu_pct"])
+    assert document["median"].keys() >= SCRIPT_FIGURES
+    assert run["script_published"] >= 200  # its first poll publishes every tag once
+    assert run["script_seq_gaps"] == 0
+    assert run["script_delivered"] > 0
+    assert 0 < run["script_latency_p50_ms"] <= run["script_latency_p99_ms"] < 5000
+    assert run["script_peak_rss_mb"] > 10  # MB: a Python process
+    assert run["delivered_vs_script"] == pytest.approx(run["delivered"] / run["script_delivered"])
+    assert run["rss_vs_script"] == pytest.approx(
+        run["gateway_peak_rss_mb"] / run["script_peak_rss_mb"]
+    )
+    for label in ("script: samples/s delivered", "gateway / script: CPU"):
+        assert label in out
+
+
+def test_no_script_skips_the_reference_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _tiny_run(tmp_path, "--no-script", "--realistic")
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    (path,) = tmp_path.glob("steady-*.json")
+    document = orjson.loads(path.read_bytes())
+    _check_run(document)
+    assert document["settings"]["script"] is False
+    assert document["settings"]["realistic"] is True
+    (run,) = document["runs"]
+    assert all(run[key] is None for key in SCRIPT_FIGURES)
+    assert "gateway / script" not in out
+
+
+def test_realistic_reaches_the_simulator(tmp_path: Path) -> None:
+    realistic = SimulatorProcess(tmp_path, tags=10, change_rate=0.1, realistic=True)
+    plain = SimulatorProcess(tmp_path, tags=10, change_rate=0.1)
+    assert "--realistic" in realistic._args
+    assert "--realistic" not in plain._args
 
 
 def test_batch_payload_is_counted_or_refused_with_one_clear_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = _tiny_run(tmp_path, "--payload", "batch")
+    code = _tiny_run(tmp_path, "--payload", "batch", "--no-script")
     out, err = capsys.readouterr()
     if code == 2:  # the gateway has no mqtt.payload = "batch" yet
         assert err.startswith("bench: error: --payload batch:")

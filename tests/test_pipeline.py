@@ -14,7 +14,7 @@ import pytest
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import tag_path
 from gateway.errors import WinCCUnsupported
-from gateway.simulator.server import Simulator
+from gateway.simulator.server import Simulator, SimulatorOptions
 from tests.conftest import Mosquitto, Received, TlsFiles, subscribe
 from tests.gateway_harness import (
     PREFIX,
@@ -381,3 +381,22 @@ async def test_each_chunk_of_a_poll_is_published_as_soon_as_it_is_read(
         assert "chunked" not in values_on(sub.messages, MODE), "read after the first chunk"
         assert gateway.pollers[0].stats.polls == 1, "the second poll is still running"
         await sub.wait_for(has_value(MODE, "chunked"))
+
+
+async def test_every_tag_of_a_realistic_plant_resolves_by_glob_and_publishes(
+    mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Floats only, null-typed folders, six levels: what a real project serves."""
+    options = SimulatorOptions(
+        port=0, tags=300, alarms=5, change_rate=1.0, tick=0.05, seed=3, realistic=True
+    )
+    async with Simulator(options, ssl_context=tls.server_context()) as realistic:
+        topics = {tag_topic(name) for name in realistic.plant.names}
+        assert all(name.count(".") == 5 for name in realistic.plant.names)
+        poll = [{"name": "all", "interval": "200ms", "tags": ["System1.**"]}]
+        config = settings_for(realistic, mosquitto, tls, tmp_path, poll=poll)
+        async with subscribe(mosquitto, f"{PREFIX}/tags/#") as sub, running_gateway(config):
+            await sub.wait_for(lambda ms: {m.topic for m in ms} >= topics)
+            await sub.wait_for(lambda ms: any(m.json()["seq"] >= 2 for m in ms))
+    assert {m.topic for m in sub.messages} == topics
+    assert all(type(m.json()["value"]) is float for m in sub.messages)

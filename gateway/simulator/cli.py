@@ -223,6 +223,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="changes kept per tag for the history endpoint, up to 17 bytes each "
         "(default %(default)s)",
     )
+    add(
+        "--realistic",
+        action="store_true",
+        help="lay the plant out as a real project does: every tag a float, folders typed "
+        "null when browsed, System1.Site<s>.Line<l>.Cell<c>.<Device><d>.<Signal>",
+    )
     add("--seed", type=int, help="random seed, for a repeatable plant (default: random)")
 
 
@@ -260,6 +266,7 @@ def _options(args: argparse.Namespace) -> SimulatorOptions | str:
         dialect=args.dialect,
         graphql_path=args.graphql_path,
         auto_logoff=args.auto_logoff,
+        realistic=args.realistic,
     )
 
 

@@ -64,7 +64,7 @@ class _AlarmPoint:
 
 
 @dataclass(frozen=True, slots=True)
-class _Signal:
+class Signal:
     """One kind of tag of a device, shared by every tag of that kind."""
 
     name: str
@@ -78,11 +78,11 @@ class _Signal:
     alarms: tuple[_AlarmPoint, ...] = ()
 
 
-_DEVICES: tuple[tuple[str, tuple[_Signal, ...]], ...] = (
+_DEVICES: tuple[tuple[str, tuple[Signal, ...]], ...] = (
     (
         "Tank",
         (
-            _Signal(
+            Signal(
                 "Level",
                 TagType.FLOAT,
                 writable=False,
@@ -92,8 +92,8 @@ _DEVICES: tuple[tuple[str, tuple[_Signal, ...]], ...] = (
                     _AlarmPoint("Low level", 10.0, high=False, priority=5),
                 ),
             ),
-            _Signal("Setpoint", TagType.FLOAT, writable=True, drifts=False),
-            _Signal(
+            Signal("Setpoint", TagType.FLOAT, writable=True, drifts=False),
+            Signal(
                 "Temperature",
                 TagType.FLOAT,
                 writable=False,
@@ -106,7 +106,7 @@ _DEVICES: tuple[tuple[str, tuple[_Signal, ...]], ...] = (
     (
         "Pump",
         (
-            _Signal(
+            Signal(
                 "Speed",
                 TagType.FLOAT,
                 writable=False,
@@ -114,27 +114,25 @@ _DEVICES: tuple[tuple[str, tuple[_Signal, ...]], ...] = (
                 wave=(1800.0, 1100.0),
                 alarms=(_AlarmPoint("Overspeed", 2700.0, high=True, priority=12),),
             ),
-            _Signal("Running", TagType.BOOL, writable=True),
-            _Signal("Starts", TagType.INT, writable=False, high=500.0),
-            _Signal("Current", TagType.FLOAT, writable=False, high=50.0),
+            Signal("Running", TagType.BOOL, writable=True),
+            Signal("Starts", TagType.INT, writable=False, high=500.0),
+            Signal("Current", TagType.FLOAT, writable=False, high=50.0),
         ),
     ),
     (
         "Valve",
         (
-            _Signal("Position", TagType.INT, writable=True),
-            _Signal(
-                "Mode", TagType.STRING, writable=True, drifts=False, choices=("auto", "manual")
-            ),
-            _Signal("Open", TagType.BOOL, writable=False),
+            Signal("Position", TagType.INT, writable=True),
+            Signal("Mode", TagType.STRING, writable=True, drifts=False, choices=("auto", "manual")),
+            Signal("Open", TagType.BOOL, writable=False),
         ),
     ),
     (
         "Meter",
         (
-            _Signal("Flow", TagType.FLOAT, writable=False, high=500.0),
-            _Signal("Total", TagType.INT, writable=False, high=100_000.0),
-            _Signal(
+            Signal("Flow", TagType.FLOAT, writable=False, high=500.0),
+            Signal("Total", TagType.INT, writable=False, high=100_000.0),
+            Signal(
                 "Status", TagType.STRING, writable=False, choices=("ok", "maintenance", "fault")
             ),
         ),
@@ -144,12 +142,16 @@ _DEVICES: tuple[tuple[str, tuple[_Signal, ...]], ...] = (
 _COUNTERS = frozenset({"Starts", "Total"})  # int signals that only ever count up
 
 
-def _tag_layout(count: int) -> tuple[list[str], list[_Signal], dict[str, list[str]]]:
+Layout = tuple[list[str], list[Signal], dict[str, list[str]]]
+"""Tag names in browse order, their signals, and every folder with its children's names."""
+
+
+def tag_layout(count: int) -> Layout:
     """The first ``count`` tags of the endless hierarchy in browse order: names, signals,
     and every folder (``""`` is the root) with its direct children's full names.
     """
     names: list[str] = []
-    signals: list[_Signal] = []
+    signals: list[Signal] = []
     areas: list[str] = []
     folders: dict[str, list[str]] = {"": [ROOT], ROOT: areas}
     area_number = 0
@@ -177,7 +179,7 @@ def _tag_layout(count: int) -> tuple[list[str], list[_Signal], dict[str, list[st
 
 def alarm_capacity(tags: int) -> int:
     """How many alarms ``tags`` tags can carry (one per limit of a limit-watched signal)."""
-    return sum(len(signal.alarms) for signal in _tag_layout(tags)[1])
+    return sum(len(signal.alarms) for signal in tag_layout(tags)[1])
 
 
 class _Ring:
@@ -316,12 +318,13 @@ class Plant:
         now_ms: int,
         seed: int | None = None,
         history_depth: int = 1000,
+        layout: Layout | None = None,
     ) -> None:
         if tags < 1:
             raise ValueError("the plant needs at least one tag")
         if history_depth < 1:
             raise ValueError("history depth must be at least 1")
-        self.names, self._signals, self._folders = _tag_layout(tags)
+        self.names, self._signals, self._folders = layout or tag_layout(tags)
         capacity = sum(len(signal.alarms) for signal in self._signals)
         if not 0 <= alarms <= capacity:
             raise ValueError(f"{tags} tags carry at most {capacity} alarms, not {alarms}")
@@ -561,7 +564,7 @@ class Plant:
             raise UnknownAlarmError(f"no alarm {alarm_id}")
         return alarm
 
-    def _initial(self, signal: _Signal) -> Value:
+    def _initial(self, signal: Signal) -> Value:
         rng = self._rng
         if signal.type is TagType.FLOAT:
             return round(rng.uniform(signal.low, signal.high), 2)

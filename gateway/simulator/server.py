@@ -27,6 +27,7 @@ from gateway.simulator.faults import Faults, FaultsError
 from gateway.simulator.plant import (
     Plant,
 )
+from gateway.simulator.realistic import realistic_layout
 from gateway.simulator.rest_api import (
     LOGIN_PATH,
     ApiError,
@@ -83,6 +84,7 @@ class SimulatorOptions:
     dialect: Literal["rest", "classic", "unified"] = "rest"  # which API is served
     graphql_path: str = GRAPHQL_PATH  # where the unified dialect serves GraphQL
     auto_logoff: float = 300.0  # seconds of inactivity that end a unified session
+    realistic: bool = False  # floats only, folders typed null, a six-level tree
 
 
 class _LoginPage(Exception):
@@ -119,6 +121,7 @@ class Simulator:
             now_ms=self.now(),
             seed=options.seed,
             history_depth=options.history_depth,
+            layout=realistic_layout(options.tags) if options.realistic else None,
         )
         self.write_log: list[tuple[str, object]] = []
         self.ack_log: list[tuple[str, str | None]] = []
