@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.mqtt_settings import MqttSettings, SparkplugSettings
@@ -146,6 +147,18 @@ class CommandSettings(Section):
         description="Optional value ranges for numeric tags, checked before a write.",
         examples=[[{"tags": "System1.*.*.Setpoint", "min": 0.0, "max": 100.0}]],
     )
+
+    def rules(self) -> dict[str, Any]:
+        """These settings as the command policy takes them (at start and on reload)."""
+        return {
+            "writable": self.writable,
+            "acknowledge": self.acknowledge,
+            "ranges": [Range(r.tags, r.min, r.max) for r in self.ranges],
+            "max_age": self.max_age,
+            "max_wait": self.max_wait,
+            "rate": self.rate_limit,
+            "burst": self.burst,
+        }
 
 
 class BufferSettings(Section):

@@ -54,6 +54,12 @@ class FormatContext:
 
 
 CommandKind = Literal["tag", "alarm"]
+"""What a command asks of WinCC: a tag write or an alarm acknowledgement."""
+
+RouteKind = Literal["tag", "alarm", "control"]
+"""A command for WinCC, or ``control``: one for the output format itself, which never
+reaches WinCC (Sparkplug's rebirth request); the format answers it with messages of its
+own, published ahead of the buffered data."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,10 +74,11 @@ class Status:
 
 @dataclass(slots=True, frozen=True)
 class Route:
-    """Where an inbound command points: a tag write or an alarm acknowledgement, and the
-    target as it stands in the topic (a tag's topic path, an alarm id's topic level)."""
+    """Where an inbound command points: a tag write, an alarm acknowledgement or a control
+    of the format, and the target as it stands in the topic or payload (a tag's topic
+    path, an alarm id's topic level, the name of the control)."""
 
-    kind: CommandKind
+    kind: RouteKind
     target: str
 
 
@@ -88,8 +95,28 @@ class CommandLayout(Protocol):
         """Where answers go when a command names no usable response topic."""
         ...
 
+    @property
+    def answers(self) -> bool:
+        """Whether commands are answered on MQTT. False for a protocol without replies
+        (Sparkplug): every command is still audited and counted, and each reason of a
+        refusal is logged once, since no sender hears of it."""
+        ...
+
     def route(self, topic: str) -> Route | None:
         """The command an inbound topic carries, or None for a topic that is not one."""
+        ...
+
+    def split(self, route: Route, payload: bytes) -> list[tuple[Route, bytes]]:
+        """The commands one message carries, each with its own route and payload for
+        ``parse_write``/``parse_ack``/``control``: most formats carry one (the message
+        itself); a Sparkplug DCMD carries one write per metric. Raises
+        ``CommandRejected`` for a message that cannot be read at all."""
+        ...
+
+    def control(self, target: str, payload: bytes) -> list[Message]:
+        """Carry out a ``control`` command: the messages to publish at once, ahead of the
+        buffered data (which waits until they are out); raises ``CommandRejected`` for
+        one this format does not offer."""
         ...
 
     def owns(self, topic: str) -> bool:

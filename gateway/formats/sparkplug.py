@@ -12,8 +12,8 @@ data without it; ``finish`` numbers each message as it is sent, and marks data f
 earlier connection (or from the WinCC archive) historical. While WinCC is unreachable the
 devices are dead (DDEATH) and born again (DBIRTH) when it is back.
 
-Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are
-subscribed to but not carried out yet; each kind is logged once and ignored.
+Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are in
+``gateway.formats.sparkplug_commands``.
 """
 
 from __future__ import annotations
@@ -24,20 +24,17 @@ from urllib.parse import urlsplit
 
 from gateway.buffer.store import Message
 from gateway.core.alarms import AlarmDiff
-from gateway.core.commands import AckRequest, WriteRequest
 from gateway.core.models import TagType, Value
 from gateway.core.payloads import compact_json
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap
-from gateway.errors import CommandRejected
 from gateway.formats import sparkplug_codec as codec
-from gateway.formats.base import Current, Route, Sample, Status
+from gateway.formats.base import Current, Sample, Status
+from gateway.formats.sparkplug_commands import NAMESPACE, REBIRTH, SparkplugCommands
 from gateway.formats.sparkplug_state import SparkplugState
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "spBv1.0"
-REBIRTH = "Node Control/Rebirth"
 SOURCE_METRIC = "Gateway/WinCC"
 """Node metric: the state of the WinCC link, ``up``, ``down`` or ``unknown``."""
 QUALITY = "Quality"
@@ -62,60 +59,6 @@ def sparkplug_quality(code: int) -> int:
 def connection_device(wincc_url: str) -> str:
     """The device id of the WinCC connection: the server's host name."""
     return urlsplit(wincc_url).hostname or "wincc"
-
-
-class SparkplugCommands:
-    """NCMD and DCMD of the node: subscribed to, not carried out yet (logged, ignored)."""
-
-    def __init__(self, group_id: str, edge_node_id: str, result_topic: str) -> None:
-        base = f"{NAMESPACE}/{group_id}"
-        self._ncmd = f"{base}/NCMD/{edge_node_id}"
-        self._dcmd = f"{base}/DCMD/{edge_node_id}/"
-        self._node_level = edge_node_id
-        self._group = base + "/"
-        self._result = result_topic
-        self._logged: set[str] = set()
-
-    @property
-    def filters(self) -> tuple[str, ...]:
-        """The node's NCMD and every DCMD of its devices."""
-        return (self._ncmd, self._dcmd + "+")
-
-    @property
-    def result_topic(self) -> str:
-        """Sparkplug has no answers; no command is routed, so nothing goes here."""
-        return self._result
-
-    def route(self, topic: str) -> Route | None:
-        """None: a command is logged (once per kind) and ignored."""
-        kind = "NCMD" if topic == self._ncmd else "DCMD" if topic.startswith(self._dcmd) else None
-        if kind is not None and kind not in self._logged:
-            self._logged.add(kind)
-            log.warning(
-                "Sparkplug %s on %s ignored: commands are not supported in this format yet",
-                kind,
-                topic[:200],
-            )
-        return None
-
-    def owns(self, topic: str) -> bool:
-        """Every topic of this node (``spBv1.0/<group>/<type>/<node>[/...]``)."""
-        if not topic.startswith(self._group):
-            return False
-        levels = topic[len(self._group) :].split("/")
-        return len(levels) >= 2 and levels[1] == self._node_level
-
-    def parse_write(self, payload: bytes) -> WriteRequest:
-        """Refused: writes are not supported in this format yet."""
-        raise CommandRejected("Sparkplug writes are not supported yet")
-
-    def parse_ack(self, payload: bytes) -> AckRequest:
-        """Refused: Sparkplug has no alarm acknowledgement."""
-        raise CommandRejected("Sparkplug has no alarm acknowledgement")
-
-    def request_id(self, payload: bytes) -> str | None:
-        """None: Sparkplug commands carry no request id."""
-        return None
 
 
 class SparkplugNode:
@@ -143,7 +86,14 @@ class SparkplugNode:
         self._topic_map = topic_map
         self._tag_types = tag_types
         self._current = current
-        self._commands = SparkplugCommands(group_id, edge_node_id, result_topic)
+        self._commands = SparkplugCommands(
+            group_id=group_id,
+            edge_node_id=edge_node_id,
+            state=state,
+            topic_map=topic_map,
+            births=self._births,
+            result_topic=result_topic,
+        )
         self._bd_seq = state.bd_seq or 0
         self._seq = 0
         self._connected_ms = 0  # when the current connection was made
@@ -153,7 +103,7 @@ class SparkplugNode:
 
     @property
     def commands(self) -> SparkplugCommands:
-        """NCMD/DCMD, not carried out yet."""
+        """NCMD rebirth and DCMD writes."""
         return self._commands
 
     @property

@@ -175,8 +175,9 @@ class MqttSession:
                 self._published_source = self._source
                 # No time limit: a dead link ends this task through the watchdog.
                 async with self._own:
-                    for message in self._output.on_source(self._status("online")):
-                        await self._publish(client, message, wait=math.inf)
+                    with self.publisher.held():
+                        for message in self._output.on_source(self._status("online")):
+                            await self._publish(client, message, wait=math.inf)
 
     def _status(self, state: Literal["online", "offline"]) -> Status:
         return Status(state, self._since_ms, self._source)
@@ -286,17 +287,18 @@ class MqttSession:
                 self._on_message(inbound_from(str(message.topic), body, message.properties))
 
     async def publish_own(self, messages: list[Message]) -> None:
-        """Publish messages of the format's own (births after the tag lists changed) now,
-        before the data that needs them is committed. Offline, or if the link breaks,
-        there is nothing to do: the next connection starts with ``on_connect``, which
-        says the same."""
+        """Publish messages of the format's own (births after the tag lists changed or on
+        request) now, buffered data waiting until the last is out. Offline, or if the
+        link breaks, there is nothing to do: the next connection starts with
+        ``on_connect``, which says the same."""
         link = self._link
         if link is None or not messages:
             return
         try:
             async with self._own:
-                for message in messages:
-                    await self._publish(link.client, message)
+                with self.publisher.held():
+                    for message in messages:
+                        await self._publish(link.client, message)
         except aiomqtt.MqttError as exc:
             log.info("broker lost while publishing the format's announcements: %s", exc)
 
