@@ -143,8 +143,9 @@ class SparkplugSettings(Section):
     )
     host_id: str | None = Field(
         None,
-        description="Primary host id. Accepted, but births are not yet held back until the "
-        "host's STATE says online.",
+        description="Primary host id: no births and no data until the host's STATE "
+        "(spBv1.0/STATE/<host_id>) says online; when it says offline the node leaves and "
+        "connects again.",
         examples=["scada-host"],
     )
     device: Literal["connection", "group"] = Field(

@@ -82,6 +82,16 @@ class Route:
     target: str
 
 
+@dataclass(slots=True, frozen=True)
+class Watched:
+    """What a message on one of the format's watched topics makes the session do: publish
+    ``publish`` now, ahead of the buffered data; with ``leave``, then publish the format's
+    ``on_leave`` message, disconnect and connect again."""
+
+    publish: list[Message] = field(default_factory=list)
+    leave: bool = False
+
+
 class CommandLayout(Protocol):
     """The command side of a format: its topics, payloads and where answers go."""
 
@@ -164,6 +174,23 @@ class OutputFormat(Protocol):
 
     def alarms(self, diff: AlarmDiff) -> list[Message]:
         """The messages for what one look at the active alarms changed."""
+        ...
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """Topics the session subscribes to besides the commands, whose messages go to
+        ``observe`` (Sparkplug: the primary host's STATE)."""
+        ...
+
+    @property
+    def holding(self) -> bool:
+        """True while the buffered data must wait on this connection (Sparkplug: until
+        the primary host says online); the session asks after ``on_connect`` and after
+        each ``observe``."""
+        ...
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """A message on a watched topic; None for any other topic (a command)."""
         ...
 
     def catalog(self, groups: dict[str, list[str]]) -> list[Message]:

@@ -29,7 +29,7 @@ from gateway.core.payloads import (
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import CommandRejected
-from gateway.formats.base import Route, Sample, Status
+from gateway.formats.base import Route, Sample, Status, Watched
 
 OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
 """Levels under the prefix that are the gateway's own: its output and its commands."""
@@ -100,6 +100,8 @@ class PerTagJson:
     """One message per sample on ``P/tags/<tag path>``, retained as configured."""
 
     per_read = False
+    watched: tuple[str, ...] = ()  # nothing but the commands
+    holding = False  # the buffer goes out as soon as connected
 
     def __init__(
         self, *, prefix: str, qos: int, retain: bool, topic_map: TopicMap, version: str
@@ -121,6 +123,10 @@ class PerTagJson:
     @property
     def finish(self) -> Callable[[Message], Message] | None:
         """None: the buffer holds finished messages."""
+        return None
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """None: no topics are watched."""
         return None
 
     def samples(self, group: str, samples: list[Sample], *, backfill: bool) -> list[Message]:

@@ -12,6 +12,10 @@ data without it; ``finish`` numbers each message as it is sent, and marks data f
 earlier connection (or from the WinCC archive) historical. While WinCC is unreachable the
 devices are dead (DDEATH) and born again (DBIRTH) when it is back.
 
+With a primary host (``host_id``) the node watches the host's STATE: no births, and the
+buffered data waits, until the host says online on the connection; when it says offline
+the node leaves (NDEATH) and connects again (``gateway.formats.sparkplug_host``).
+
 Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are in
 ``gateway.formats.sparkplug_commands``.
 """
@@ -29,8 +33,9 @@ from gateway.core.payloads import compact_json
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap
 from gateway.formats import sparkplug_codec as codec
-from gateway.formats.base import Current, Sample, Status
+from gateway.formats.base import Current, Sample, Status, Watched
 from gateway.formats.sparkplug_commands import NAMESPACE, REBIRTH, SparkplugCommands
+from gateway.formats.sparkplug_host import PrimaryHost
 from gateway.formats.sparkplug_state import SparkplugState
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,7 @@ class SparkplugNode:
         tag_types: Mapping[str, TagType],
         current: Callable[[str], Current | None],
         result_topic: str,
+        host_id: str | None = None,
     ) -> None:
         self._base = f"{NAMESPACE}/{group_id}"
         self._group_id = group_id
@@ -100,6 +106,7 @@ class SparkplugNode:
         self._source = "unknown"
         self._source_alias = state.node_alias(SOURCE_METRIC)
         self._alarms_said = False
+        self._host = PrimaryHost(NAMESPACE, host_id) if host_id is not None else None
 
     @property
     def commands(self) -> SparkplugCommands:
@@ -110,6 +117,27 @@ class SparkplugNode:
     def finish(self) -> Callable[[Message], Message]:
         """Numbers each message as it is sent, and marks older data historical."""
         return self._finish
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The primary host's STATE, when there is one."""
+        return () if self._host is None else (self._host.topic,)
+
+    @property
+    def holding(self) -> bool:
+        """True while a primary host is configured and not online on this connection."""
+        return self._host is not None and not self._host.online
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """The primary host's STATE: online gives birth (data made before then goes out
+        historical), offline makes the node leave; None for any other topic."""
+        if self._host is None or topic != self._host.topic:
+            return None
+        verdict = self._host.observe(payload)
+        if verdict == "online":
+            self._connected_ms = now_ms()
+            return Watched(self._births())
+        return Watched(leave=verdict == "offline")
 
     def _topic(self, kind: str, device: str | None = None) -> str:
         topic = f"{self._base}/{kind}/{self._node}"
@@ -189,12 +217,16 @@ class SparkplugNode:
         made before now goes out historical."""
         self._connected_ms = now_ms()
         self._source = status.source or "unknown"
+        if self._host is not None:
+            self._host.reset()
         return self._births()
 
     def on_source(self, status: Status) -> list[Message]:
         """The WinCC link on the node, and every device dead (down) or born again (up
         after down)."""
         was, self._source = self._source, status.source or "unknown"
+        if self.holding:  # the births, when the host is there, say it all
+            return []
         now = now_ms()
         messages = [self._node_data(now)]
         devices = list(self._state.devices)
@@ -231,6 +263,9 @@ class SparkplugNode:
     # --- births and deaths ----------------------------------------------------------------
 
     def _births(self) -> list[Message]:
+        """NBIRTH and every DBIRTH (DDEATH too while WinCC is down); none while holding."""
+        if self.holding:
+            return []
         now = now_ms()
         messages = [self._node_birth(now)]
         messages += [self._device_birth(device, now) for device in self._state.devices]

@@ -86,18 +86,34 @@ class Publisher:
         self.published = 0
         self.refused = 0
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
-        self._open = asyncio.Event()  # cleared while held
+        self._open = asyncio.Event()  # set while neither held nor gated
         self._open.set()
+        self._holds = 0
+        self._gated = False
 
     @contextmanager
     def held(self) -> Iterator[None]:
         """Send nothing of the outbox in this block: what must come first (births) goes
         out without buffered data between its messages."""
-        self._open.clear()
+        self._holds += 1
+        self._update()
         try:
             yield
         finally:
+            self._holds -= 1
+            self._update()
+
+    def gate(self, closed: bool) -> None:
+        """Keep the outbox back (``closed``) until opened again: the output format holds
+        the data on this connection (a Sparkplug node waiting for its primary host)."""
+        self._gated = closed
+        self._update()
+
+    def _update(self) -> None:
+        if self._holds == 0 and not self._gated:
             self._open.set()
+        else:
+            self._open.clear()
 
     async def drain(
         self,

@@ -38,7 +38,7 @@ from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
-from gateway.formats.base import OutputFormat, Status
+from gateway.formats.base import OutputFormat, Status, Watched
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 from gateway.tasks import first_to_end
@@ -213,7 +213,8 @@ class MqttSession:
                         async with self._own:
                             for message in self._output.on_connect(self._status("online")):
                                 await self._publish(client, message)
-                        for topic in self._output.commands.filters:
+                            self.publisher.gate(self._output.holding)
+                        for topic in (*self._output.commands.filters, *self._output.watched):
                             await client.subscribe(topic, qos=1)
                         self.connected.set()
                         self._status_due.set()  # in case it changed while subscribing
@@ -279,12 +280,30 @@ class MqttSession:
         log.info("disconnected without draining; the broker sets the status offline (will)")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        """Hand inbound messages on as plain values; raises MqttError when the link drops."""
+        """Hand inbound messages on as plain values, those on the format's watched topics
+        to the format; raises MqttError when the link drops, MqttUnavailable when the
+        format makes the node leave."""
         async for message in client.messages:
-            if self._on_message is not None:
-                payload = message.payload
-                body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-                self._on_message(inbound_from(str(message.topic), body, message.properties))
+            payload = message.payload
+            body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+            topic = str(message.topic)
+            watched = self._output.observe(topic, body)
+            if watched is not None:
+                await self._follow(client, watched)
+            elif self._on_message is not None:
+                self._on_message(inbound_from(topic, body, message.properties))
+
+    async def _follow(self, client: aiomqtt.Client, watched: Watched) -> None:
+        """Do what the format made of a watched message: publish its messages ahead of
+        the buffered data, let the data go or keep it back, or leave and connect again."""
+        async with self._own:
+            with self.publisher.held():
+                for message in watched.publish:
+                    await self._publish(client, message)
+            self.publisher.gate(self._output.holding)
+            if watched.leave:
+                await self._publish(client, self._output.on_leave(self._status("offline")))
+                raise MqttUnavailable("the output format left the broker; connecting again")
 
     async def publish_own(self, messages: list[Message]) -> None:
         """Publish messages of the format's own (births after the tag lists changed or on

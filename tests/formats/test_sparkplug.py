@@ -20,7 +20,7 @@ from gateway.core.topics import TopicMap
 from gateway.errors import CommandRejected, ConfigError
 from gateway.formats import build_format
 from gateway.formats import sparkplug_codec as codec
-from gateway.formats.base import Current, FormatContext, Route, Status
+from gateway.formats.base import Current, FormatContext, Route, Status, Watched
 from gateway.formats.sparkplug import SparkplugNode, sparkplug_quality
 from gateway.formats.sparkplug_state import SparkplugState
 
@@ -403,3 +403,39 @@ def test_messages_of_another_format_or_node_left_in_the_buffer_go_as_they_are(
     assert fmt.finish(other_group) == other_group
     damaged = Message("spBv1.0/plant/DDATA/edge1/wincc1", b"\xff", 0, False)
     assert RawPayload.FromString(fmt.finish(damaged).payload[1:]).seq == 1  # sent, numbered
+
+
+def test_a_primary_host_holds_births_until_online_and_a_newer_offline_makes_the_node_leave(
+    tmp_path: Path,
+) -> None:
+    fmt = SparkplugNode(
+        group_id="plant",
+        edge_node_id="edge1",
+        device="wincc1",
+        state=SparkplugState(tmp_path / "state.json"),
+        topic_map=TopicMap(),
+        tag_types=TYPES,
+        current=lambda name: None,
+        result_topic="p/cmd/result",
+        host_id="scada",
+    )
+    state = "spBv1.0/STATE/scada"
+    assert fmt.watched == (state,)
+    fmt.will(0)
+    assert fmt.on_connect(UP) == [] and fmt.holding
+    assert fmt.catalog({"fast": list(VALUES)}) == []  # recorded, born once the host is there
+    assert fmt.on_source(Status("online", 0, "down")) == []
+    assert fmt.observe("spBv1.0/plant/NCMD/edge1", b"") is None  # a command, not watched
+    offline = fmt.observe(state, b'{"online": false, "timestamp": 10}')
+    assert offline == Watched() and fmt.holding
+    assert fmt.observe(state, b"OFFLINE") == Watched()  # Sparkplug 2 text: ignored
+    online = fmt.observe(state, b'{"online": true, "timestamp": 20}')
+    assert online is not None and not fmt.holding
+    assert [m.topic.split("/")[2] for m in online.publish] == ["NBIRTH", "DBIRTH", "DDEATH"]
+    assert fmt.observe(state, b'{"online": false, "timestamp": 19}') == Watched()  # older
+    assert fmt.observe(state, b'{"online": false, "timestamp": 20}') == Watched(leave=True)
+    assert fmt.holding
+    fmt.will(0)
+    assert fmt.on_connect(UP) == []  # a new connection waits for the STATE again
+    again = fmt.observe(state, b'{"online": true, "timestamp": 30}')
+    assert again is not None and again.publish[0].topic == "spBv1.0/plant/NBIRTH/edge1"
