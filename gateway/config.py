@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
-from gateway.mqtt_settings import MqttSettings, SparkplugSettings
+from gateway.mqtt_settings import DatabusSettings, MqttSettings, SparkplugSettings
 from gateway.section import Section
 from gateway.units import ByteSize, Duration
 from gateway.wincc.settings import (
@@ -248,6 +248,7 @@ class GatewaySettings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
+    databus: DatabusSettings = Field(default_factory=DatabusSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -294,6 +295,20 @@ class GatewaySettings(BaseSettings):
                     f'sparkplug.device = "group": poll group names are device ids, and '
                     f"cannot hold + / # or controls: {bad}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _databus_is_named(self) -> Self:
+        if self.mqtt.payload != "databus":
+            return self
+        if self.databus.app_instance is None:
+            raise ValueError('databus.app_instance: required with mqtt.payload = "databus"')
+        bad = [g.name for g in self.poll if not is_topic_text(g.name) or "/" in g.name]
+        if bad:
+            raise ValueError(
+                "mqtt.payload = databus: poll group names are collection names in topics, "
+                f"and cannot hold + / # or controls: {bad}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from gateway import __version__
 from gateway.formats.base import FormatContext, OutputFormat
+from gateway.formats.databus import DatabusConnector
 from gateway.formats.json_topics import BatchJson, PerTagJson
 from gateway.formats.sparkplug import SparkplugNode, connection_device
 from gateway.formats.sparkplug_state import SparkplugState
@@ -52,10 +53,24 @@ def _sparkplug(context: FormatContext) -> OutputFormat:
     )
 
 
+def _databus(context: FormatContext) -> OutputFormat:
+    settings = context.settings
+    assert settings.databus.app_instance is not None  # checked by the config
+    buffer = settings.buffer.path
+    return DatabusConnector(
+        app_instance=settings.databus.app_instance,
+        connection=connection_device(settings.wincc.url),
+        state=SparkplugState(buffer.with_name(buffer.name + ".databus.json")),
+        tag_types=context.tag_types,
+        prefix=settings.mqtt.topic_prefix,
+    )
+
+
 FORMATS: dict[str, Callable[[FormatContext], OutputFormat]] = {
     "per-tag": _per_tag,
     "batch": _batch,
     "sparkplug": _sparkplug,
+    "databus": _databus,
 }
 """``mqtt.payload`` -> the factory of its format; a new format adds one entry (and its
 name to the values ``mqtt.payload`` accepts)."""
