@@ -37,7 +37,11 @@ def values_of(messages: list[Received], birth: DBirth, name: str) -> list[object
 
 
 async def test_dcmd_writes_come_back_as_ddata_refusals_are_audited_and_rebirth_restarts_seq(
-    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+    simulator: Simulator,
+    mosquitto: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Polled once an hour: a value in DDATA after the start comes from a write's read-back.
     poll = [{"name": "slow", "interval": "1h", "tags": ["System1.Area1.Tank1.*"]}]
@@ -96,3 +100,10 @@ async def test_dcmd_writes_come_back_as_ddata_refusals_are_audited_and_rebirth_r
     assert declared[tag_path(SETPOINT)] == 42.5  # the birth declares the current value
     assert {m.name for m in reborn.metrics} == {m.name for m in birth.metrics}
     assert simulator.write_log == [(SETPOINT, 42.5), (SETPOINT, 43.5)]
+    # Two refusals for one reason: both audited, logged once (nobody gets an answer).
+    refusals = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "gateway.commands" and "not in commands.writable" in r.getMessage()
+    ]
+    assert len(refusals) == 1 and "logged once" in refusals[0]

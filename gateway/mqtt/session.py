@@ -59,6 +59,10 @@ LEAVE_TIMEOUT = 1.0
 reach the broker before the connection is simply closed (which also sends the will)."""
 
 
+class Rejoin(MqttUnavailable):
+    """The session left the broker on purpose (the output format asked) and reconnects."""
+
+
 def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> Inbound:
     """The message as plain values, stamped with its arrival now, with its MQTT 5
     properties (paho sets an attribute only for a property the message carries)."""
@@ -242,7 +246,9 @@ class MqttSession:
                         "broker lost while stopping; %d messages not delivered", len(self._buffer)
                     )
                     return
-                if not down_logged:
+                if isinstance(exc, Rejoin):
+                    log.info("%s; connecting again", exc)
+                elif not down_logged:
                     log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
                     down_logged = True
                 self.reconnects += 1
@@ -303,7 +309,7 @@ class MqttSession:
             self.publisher.gate(self._output.holding)
             if watched.leave:
                 await self._publish(client, self._output.on_leave(self._status("offline")))
-                raise MqttUnavailable("the output format left the broker; connecting again")
+                raise Rejoin("left the broker as the output format asked")
 
     async def publish_own(self, messages: list[Message]) -> None:
         """Publish messages of the format's own (births after the tag lists changed or on
