@@ -13,6 +13,12 @@ completes each message in ``finish`` as it is sent (a resent message is finished
 the next connection, and the session finishes the format's own messages too), sends what
 must come first from ``on_connect``, and what must precede the data of newly known tags
 (births) from ``catalog``.
+
+A format may also keep the buffered data back on a connection (``holding``) until a
+message on a topic it watches (``watched``, ``observe``) releases it, or makes the session
+leave and connect again: a Sparkplug node waits for its primary host that way. Commands
+to the format itself (``control`` routes, such as a Sparkplug rebirth) are answered with
+messages of its own, which the session publishes ahead of the buffered data.
 """
 
 from __future__ import annotations
