@@ -20,6 +20,7 @@ no public way to do is in ``gateway.mqtt.link``, the pipelined publishing of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import ssl
@@ -179,9 +180,8 @@ class MqttSession:
                 self._published_source = self._source
                 # No time limit: a dead link ends this task through the watchdog.
                 async with self._own:
-                    with self.publisher.held():
-                        for message in self._output.on_source(self._status("online")):
-                            await self._publish(client, message, wait=math.inf)
+                    messages = self._output.on_source(self._status("online"))
+                    await self._publish_whole(client, messages, wait=math.inf)
 
     def _status(self, state: Literal["online", "offline"]) -> Status:
         return Status(state, self._since_ms, self._source)
@@ -198,6 +198,16 @@ class MqttSession:
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
         )
+
+    async def _publish_whole(
+        self, client: aiomqtt.Client, messages: list[Message], wait: float | None = None
+    ) -> None:
+        """Publish a sequence of the format's own messages (births) with no buffered data
+        between them; a single message needs no holding back (a status waiting for its
+        acknowledgement must not stall the data)."""
+        with self.publisher.held() if len(messages) > 1 else contextlib.nullcontext():
+            for message in messages:
+                await self._publish(client, message, wait)
 
     async def run(self) -> None:
         """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
@@ -303,9 +313,7 @@ class MqttSession:
         """Do what the format made of a watched message: publish its messages ahead of
         the buffered data, let the data go or keep it back, or leave and connect again."""
         async with self._own:
-            with self.publisher.held():
-                for message in watched.publish:
-                    await self._publish(client, message)
+            await self._publish_whole(client, watched.publish)
             self.publisher.gate(self._output.holding)
             if watched.leave:
                 await self._publish(client, self._output.on_leave(self._status("offline")))
@@ -321,9 +329,7 @@ class MqttSession:
             return
         try:
             async with self._own:
-                with self.publisher.held():
-                    for message in messages:
-                        await self._publish(link.client, message)
+                await self._publish_whole(link.client, messages)
         except aiomqtt.MqttError as exc:
             log.info("broker lost while publishing the format's announcements: %s", exc)
 
