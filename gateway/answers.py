@@ -17,8 +17,21 @@ from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
+MAX_TOPIC_BYTES = 65535
+"""Longest topic MQTT can carry, in UTF-8 bytes."""
 MAX_UNSENT_ANSWERS = 10_000
 """Answers kept while the broker is away; beyond that the oldest are dropped, logged."""
+
+
+def valid_response_topic(topic: str | None) -> bool:
+    """A topic the gateway may publish an answer to: no wildcards, no NUL, not too long."""
+    return bool(
+        topic
+        and "+" not in topic
+        and "#" not in topic
+        and "\x00" not in topic
+        and len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES
+    )
 
 
 @dataclass(slots=True, frozen=True)

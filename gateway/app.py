@@ -22,10 +22,10 @@ from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message, PollMark
 from gateway.commands import CommandService
-from gateway.config import CommandSettings, GatewaySettings, PollGroup
+from gateway.config import GatewaySettings, PollGroup
 from gateway.core.backlog import BacklogChange, BacklogWatch
-from gateway.core.commands import CommandPolicy, Inbound, Range
-from gateway.core.models import Alarm, TagType
+from gateway.core.commands import CommandPolicy, Inbound
+from gateway.core.models import Alarm, Reading, ReadResult, TagType
 from gateway.core.samples import SampleDecider
 from gateway.core.topics import TopicMap
 from gateway.errors import MqttUnavailable, WinCCError
@@ -110,7 +110,7 @@ class Gateway:
         )
         self.commands = CommandService(
             layout=self.output.commands,
-            policy=CommandPolicy(**_command_rules(settings.commands)),
+            policy=CommandPolicy(**settings.commands.rules()),
             client=client,
             tag_types=self.tag_types,
             topic_map=self.topic_map,
@@ -119,6 +119,8 @@ class Gateway:
             ready=self.started.is_set,
             answer=self._answer,
             connected=self.session.connected,
+            publish_own=self._publish_own,
+            read_back=self._read_back,
         )
         self.source = SourceHealth(on_change=self.session.set_source)
         self.pollers: list[GroupFeed] = []
@@ -229,6 +231,20 @@ class Gateway:
         except Exception:
             log.exception("command on %s failed unexpectedly", inbound.topic[:200])
             self.commands.internal_error(inbound)
+
+    def _publish_own(self, messages: list[Message]) -> None:
+        """Publish what the output format answers a control command with (births
+        again), ahead of the buffered data, without holding up the next command."""
+        if self._group is not None and not self._stopping:
+            self._group.create_task(self.session.publish_own(messages), name="mqtt-own")
+
+    async def _read_back(self, reading: Reading) -> None:
+        """A tag's value read back after a write is a sample like any other: published
+        by the sink of the group that reads the tag (a tag no group reads has none)."""
+        for feed in self.pollers:
+            if reading.name in feed.tags:
+                await feed.sink.publish(ReadResult([reading]))
+                return
 
     async def _answer(self, answer: Answer) -> bool:
         """Publish one command answer; False when the broker connection is not there."""
@@ -379,7 +395,7 @@ class Gateway:
             self.settings = previous
             log.error("config reload failed, the previous tag lists stay: %s", exc)  # noqa: TRY400
             return
-        self.commands.policy.reconfigure(**_command_rules(self.settings.commands))
+        self.commands.policy.reconfigure(**self.settings.commands.rules())
         await self._announce(resolved)
         if self._subscriber is not None:
             self._subscribe(self._subscriber, resolved)
@@ -426,16 +442,3 @@ class Gateway:
                     self.topic_map.add(info.name)
         await self.source.ok()
         return resolved
-
-
-def _command_rules(commands: CommandSettings) -> dict[str, Any]:
-    """The ``[commands]`` settings as the command policy takes them."""
-    return {
-        "writable": commands.writable,
-        "acknowledge": commands.acknowledge,
-        "ranges": [Range(r.tags, r.min, r.max) for r in commands.ranges],
-        "max_age": commands.max_age,
-        "max_wait": commands.max_wait,
-        "rate": commands.rate_limit,
-        "burst": commands.burst,
-    }

@@ -12,6 +12,13 @@ Commands for different targets run concurrently, up to ``PARALLEL``; those for t
 tag or alarm run in arrival order. A request sent to WinCC is always awaited to its end
 (bounded by the WinCC timeout), audited, and its id recorded; answers wait in an outbox
 (``gateway.answers``) that survives a lost broker connection and goes out on the next one.
+A format without replies (Sparkplug) gets none: its refusals are logged once per reason.
+The value read back after a write is published as a sample of the tag.
+
+One message may carry several commands (a Sparkplug DCMD, one write per metric): each
+is judged, queued and audited on its own. A ``control`` command is for the output format
+itself (a Sparkplug rebirth): it is rate limited and audited, never sent to WinCC, and
+the messages the format answers it with are published ahead of the buffered data.
 """
 
 from __future__ import annotations
@@ -20,37 +27,37 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from gateway.answers import Answer, AnswerOutbox, AnswerSink
+from gateway.answers import Answer, AnswerOutbox, AnswerSink, valid_response_topic
+from gateway.buffer.store import Message
 from gateway.core.commands import CommandPolicy, Inbound
-from gateway.core.models import TagType, Value
+from gateway.core.models import Reading, TagType, Value
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
 from gateway.errors import (
     CommandRejected,
     WinCCError,
     WinCCNoAnswer,
-    WinCCNotFound,
-    WinCCRejected,
-    WinCCUnavailable,
-    WinCCUnsupported,
+    wincc_reason,
 )
-from gateway.formats.base import CommandKind, CommandLayout
+from gateway.formats.base import CommandKind, CommandLayout, RouteKind
 from gateway.wincc.base import WinCCClient
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("gateway.audit")
 
-MAX_TOPIC_BYTES = 65535
 PARALLEL = 4
 """Commands for different targets that may be in flight to WinCC at once."""
 MAX_WAITING = 100
 """Commands accepted and waiting for their turn; one more is refused ``busy`` at once."""
+MAX_REASONS_LOGGED = 100
+"""Refusal reasons logged once each when commands get no answer; further ones are only
+audited and counted."""
 
 
 @dataclass(slots=True)
@@ -64,17 +71,6 @@ class Accepted:
     ts_ms: int | None = None
     value: Value = None
     comment: str | None = None
-
-
-def valid_response_topic(topic: str | None) -> bool:
-    """A topic the gateway may publish an answer to: no wildcards, no NUL, not too long."""
-    return bool(
-        topic
-        and "+" not in topic
-        and "#" not in topic
-        and "\x00" not in topic
-        and len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES
-    )
 
 
 class CommandService:
@@ -93,6 +89,8 @@ class CommandService:
         ready: Callable[[], bool],
         answer: AnswerSink,
         connected: asyncio.Event,
+        publish_own: Callable[[list[Message]], None],
+        read_back: Callable[[Reading], Awaitable[None]],
     ) -> None:
         self._layout = layout
         self.policy = policy
@@ -102,6 +100,9 @@ class CommandService:
         self._known_alarms = known_alarms
         self._source_down = source_down
         self._ready = ready
+        self._publish_own = publish_own  # a control's messages, ahead of buffered data
+        self._read_back = read_back  # a value read back after a write, as a sample
+        self._reasons_logged: set[str] = set()
         self.results: dict[str, int] = {}
         self._lanes: dict[tuple[CommandKind, str], deque[Accepted]] = {}
         self._turns: asyncio.Queue[tuple[CommandKind, str] | None] = asyncio.Queue()
@@ -119,7 +120,37 @@ class CommandService:
         route = self._layout.route(inbound.topic)
         if route is None:
             return
-        kind, target = route.kind, route.target
+        try:
+            parts = self._layout.split(route, inbound.payload)
+        except CommandRejected as exc:
+            request_id = self._layout.request_id(inbound.payload)
+            self._finish(route.kind, None, inbound, request_id=request_id, error=str(exc))
+            return
+        for part, payload in parts:
+            one = inbound if payload is inbound.payload else replace(inbound, payload=payload)
+            if part.kind == "control":
+                self._control(part.target, one)
+            else:
+                self._accept(part.kind, part.target, one)
+
+    def _control(self, target: str, inbound: Inbound) -> None:
+        """Carry out a control of the format now: it never waits for WinCC."""
+        try:
+            messages = self._controlled(target, inbound)
+        except CommandRejected as exc:
+            self._finish("control", target, inbound, request_id=None, error=str(exc))
+            return
+        self._publish_own(messages)
+        self._finish("control", target, inbound, request_id=None, error=None)
+
+    def _controlled(self, target: str, inbound: Inbound) -> list[Message]:
+        if self._closing:
+            raise CommandRejected("not executed: the gateway is stopping")
+        self.policy.take_rate(inbound.arrival.monotonic)
+        return self._layout.control(target, inbound.payload)
+
+    def _accept(self, kind: CommandKind, target: str, inbound: Inbound) -> None:
+        """Queue a command for WinCC, or refuse and answer it now."""
         try:
             command = self._admit(kind, target, inbound)
         except CommandRejected as exc:
@@ -288,13 +319,14 @@ class CommandService:
                 "read the tag before sending it again"
             ) from exc
         except WinCCError as exc:
-            raise _NotSent(_wincc_reason(exc, "tag")) from exc
+            raise _NotSent(wincc_reason(exc, "tag")) from exc
         try:
-            value = (await self._client.read(tag)).value
+            reading = await self._client.read(tag)
         except WinCCError as exc:
             log.warning("read-back of %s after a write failed: %s", tag, exc)
-            value = written.value
-        return {"value": value}
+            return {"value": written.value}
+        await self._read_back(reading)
+        return {"value": reading.value}
 
     async def _acknowledge(self, command: Accepted) -> None:
         try:
@@ -304,7 +336,7 @@ class CommandService:
                 f"outcome unknown: {exc}; the alarm may have been acknowledged"
             ) from exc
         except WinCCError as exc:
-            raise _NotSent(_wincc_reason(exc, "alarm")) from exc
+            raise _NotSent(wincc_reason(exc, "alarm")) from exc
 
     def _refuse(self, command: Accepted, error: str) -> None:
         """Answer a command that never reached WinCC."""
@@ -321,7 +353,7 @@ class CommandService:
 
     def _finish(
         self,
-        kind: CommandKind,
+        kind: RouteKind,
         target: str | None,
         inbound: Inbound,
         *,
@@ -344,7 +376,7 @@ class CommandService:
         self._count(outcome)
         audit.info(
             "command %s %s=%r id=%r claimed_client_id=%r value=%r -> %s",
-            "write" if kind == "tag" else "ack",
+            {"tag": "write", "alarm": "ack", "control": "control"}[kind],
             kind,
             target or inbound.topic[:200],
             request_id,
@@ -352,7 +384,23 @@ class CommandService:
             _short(body.get("value")),
             outcome if error is None else f"{outcome}: {error}",
         )
-        self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
+        if self._layout.answers:
+            self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
+        elif error is not None:
+            self._unanswered(inbound, outcome, error)
+
+    def _unanswered(self, inbound: Inbound, outcome: str, error: str) -> None:
+        """Log a failed command nobody is answered about, once per reason (the audit line
+        has every one, the counters count them)."""
+        if error in self._reasons_logged or len(self._reasons_logged) >= MAX_REASONS_LOGGED:
+            return
+        self._reasons_logged.add(error)
+        log.warning(
+            "command on %s %s: %s (logged once; every one is audited and counted)",
+            inbound.topic[:200],
+            outcome,
+            error,
+        )
 
     def _answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
         """The answer goes to the MQTT 5 response topic when valid and not one of the
@@ -370,7 +418,8 @@ class CommandService:
             "error": "internal error",
         }
         self._count("refused")
-        self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
+        if self._layout.answers:
+            self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
 
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1
@@ -378,19 +427,6 @@ class CommandService:
 
 class _NotSent(CommandRejected):
     """Refused before the request reached WinCC: the command was not executed."""
-
-
-def _wincc_reason(exc: WinCCError, kind: str) -> str:
-    if isinstance(exc, WinCCUnsupported):
-        return str(exc)
-    if isinstance(exc, WinCCNotFound):
-        return f"unknown {kind} on the WinCC server"
-    if isinstance(exc, WinCCRejected):
-        status = "" if exc.status is None else f" ({exc.status})"
-        return f"WinCC refused it{status}: {exc}"
-    if isinstance(exc, WinCCUnavailable):
-        return f"WinCC unavailable, not executed: {exc}"
-    return f"WinCC error: {exc}"
 
 
 def _short(value: Any) -> Any:

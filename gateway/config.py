@@ -15,9 +15,10 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
-from gateway.mqtt_settings import MqttSettings, SparkplugSettings
+from gateway.mqtt_settings import DatabusSettings, MqttSettings, SparkplugSettings
 from gateway.section import Section
 from gateway.units import ByteSize, Duration
 from gateway.wincc.settings import (
@@ -147,6 +148,18 @@ class CommandSettings(Section):
         examples=[[{"tags": "System1.*.*.Setpoint", "min": 0.0, "max": 100.0}]],
     )
 
+    def rules(self) -> dict[str, Any]:
+        """These settings as the command policy takes them (at start and on reload)."""
+        return {
+            "writable": self.writable,
+            "acknowledge": self.acknowledge,
+            "ranges": [Range(r.tags, r.min, r.max) for r in self.ranges],
+            "max_age": self.max_age,
+            "max_wait": self.max_wait,
+            "rate": self.rate_limit,
+            "burst": self.burst,
+        }
+
 
 class BufferSettings(Section):
     """[buffer]: where messages wait, on disk, until the broker has acknowledged them."""
@@ -235,6 +248,7 @@ class GatewaySettings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
+    databus: DatabusSettings = Field(default_factory=DatabusSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -281,6 +295,20 @@ class GatewaySettings(BaseSettings):
                     f'sparkplug.device = "group": poll group names are device ids, and '
                     f"cannot hold + / # or controls: {bad}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _databus_is_named(self) -> Self:
+        if self.mqtt.payload != "databus":
+            return self
+        if self.databus.app_instance is None:
+            raise ValueError('databus.app_instance: required with mqtt.payload = "databus"')
+        bad = [g.name for g in self.poll if not is_topic_text(g.name) or "/" in g.name]
+        if bad:
+            raise ValueError(
+                "mqtt.payload = databus: poll group names are collection names in topics, "
+                f"and cannot hold + / # or controls: {bad}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -71,3 +71,17 @@ class CommandRejected(GatewayError):
 class MqttUnavailable(GatewayError):
     """The broker connection is not there, or broke: what was handed over was not
     published, and can be tried again once the session has reconnected."""
+
+
+def wincc_reason(exc: WinCCError, kind: str) -> str:
+    """The answer's text for a command WinCC did not carry out."""
+    if isinstance(exc, WinCCUnsupported):
+        return str(exc)
+    if isinstance(exc, WinCCNotFound):
+        return f"unknown {kind} on the WinCC server"
+    if isinstance(exc, WinCCRejected):
+        status = "" if exc.status is None else f" ({exc.status})"
+        return f"WinCC refused it{status}: {exc}"
+    if isinstance(exc, WinCCUnavailable):
+        return f"WinCC unavailable, not executed: {exc}"
+    return f"WinCC error: {exc}"

@@ -175,7 +175,7 @@ class GatewayCollector(Collector):
         )
         yield _labelled_counter(
             "commands",
-            "MQTT commands answered, by result: ok, refused (not executed), "
+            "MQTT commands handled, by result: ok, refused (not executed), "
             "unknown (sent to WinCC, no answer).",
             "result",
             gateway.commands.results,

@@ -1,4 +1,5 @@
-"""``[mqtt]`` and the sections of the output formats that need their own (``[sparkplug]``).
+"""``[mqtt]`` and the sections of the output formats that need their own (``[sparkplug]``,
+``[databus]``).
 
 Apart from ``gateway.config`` to keep each module to one concern: the broker connection
 and what goes over it.
@@ -71,11 +72,13 @@ class MqttSettings(Section):
         "What is left stays in the buffer for the next start, and the broker is left so "
         "that it sets the status offline (the will).",
     )
-    payload: Literal["per-tag", "batch", "sparkplug"] = Field(
+    payload: Literal["per-tag", "batch", "sparkplug", "databus"] = Field(
         "per-tag",
         description='"per-tag": one message per sample on P/tags/<tag path>; "batch": one '
         "message per poll group and cycle on P/batch/<group>, for consumers that ingest in "
-        'bulk; "sparkplug": a Sparkplug B edge node on spBv1.0/... (see [sparkplug]).',
+        'bulk; "sparkplug": a Sparkplug B edge node on spBv1.0/... (see [sparkplug]); '
+        '"databus": Siemens Industrial Edge Databus JSON on ie/.../simatic/v1/... (see '
+        "[databus]).",
     )
     batch_max_bytes: ByteSize = Field(
         256 * 1024,
@@ -143,8 +146,9 @@ class SparkplugSettings(Section):
     )
     host_id: str | None = Field(
         None,
-        description="Primary host id. Accepted, but births are not yet held back until the "
-        "host's STATE says online.",
+        description="Primary host id: no births and no data until the host's STATE "
+        "(spBv1.0/STATE/<host_id>) says online; when it says offline the node leaves and "
+        "connects again.",
         examples=["scada-host"],
     )
     device: Literal["connection", "group"] = Field(
@@ -158,4 +162,22 @@ class SparkplugSettings(Section):
     def _id_is_a_level(cls, value: str | None) -> str | None:
         if value is not None and (not value or not is_topic_text(value) or "/" in value):
             raise ValueError("a Sparkplug id is one topic level: not empty, no + / # or controls")
+        return value
+
+
+class DatabusSettings(Section):
+    """[databus]: the Industrial Edge Databus connector, with mqtt.payload = "databus"."""
+
+    app_instance: str | None = Field(
+        None,
+        description="App instance id in the Databus topics ie/<m|d|s>/j/simatic/v1/<app "
+        "instance>/... (required with databus).",
+        examples=["wincc1"],
+    )
+
+    @field_validator("app_instance")
+    @classmethod
+    def _id_is_a_level(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not is_topic_text(value) or "/" in value):
+            raise ValueError("the app instance is one topic level: not empty, no + / # or controls")
         return value

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from gateway import __version__
 from gateway.formats.base import FormatContext, OutputFormat
+from gateway.formats.databus import DatabusConnector
 from gateway.formats.json_topics import BatchJson, PerTagJson
 from gateway.formats.sparkplug import SparkplugNode, connection_device
 from gateway.formats.sparkplug_state import SparkplugState
-
-log = logging.getLogger(__name__)
 
 
 def _per_tag(context: FormatContext) -> OutputFormat:
@@ -41,12 +39,6 @@ def _sparkplug(context: FormatContext) -> OutputFormat:
     settings = context.settings
     node = settings.sparkplug
     assert node.group_id is not None and node.edge_node_id is not None  # checked by the config
-    if node.host_id is not None:
-        log.warning(
-            "sparkplug.host_id is set, but births are not yet held back until the primary "
-            "host %s says online: they go out on every connection",
-            node.host_id,
-        )
     buffer = settings.buffer.path
     return SparkplugNode(
         group_id=node.group_id,
@@ -57,6 +49,20 @@ def _sparkplug(context: FormatContext) -> OutputFormat:
         tag_types=context.tag_types,
         current=context.current,
         result_topic=f"{settings.mqtt.topic_prefix}/cmd/result",
+        host_id=node.host_id,
+    )
+
+
+def _databus(context: FormatContext) -> OutputFormat:
+    settings = context.settings
+    assert settings.databus.app_instance is not None  # checked by the config
+    buffer = settings.buffer.path
+    return DatabusConnector(
+        app_instance=settings.databus.app_instance,
+        connection=connection_device(settings.wincc.url),
+        state=SparkplugState(buffer.with_name(buffer.name + ".databus.json")),
+        tag_types=context.tag_types,
+        prefix=settings.mqtt.topic_prefix,
     )
 
 
@@ -64,6 +70,7 @@ FORMATS: dict[str, Callable[[FormatContext], OutputFormat]] = {
     "per-tag": _per_tag,
     "batch": _batch,
     "sparkplug": _sparkplug,
+    "databus": _databus,
 }
 """``mqtt.payload`` -> the factory of its format; a new format adds one entry (and its
 name to the values ``mqtt.payload`` accepts)."""

@@ -13,6 +13,12 @@ completes each message in ``finish`` as it is sent (a resent message is finished
 the next connection, and the session finishes the format's own messages too), sends what
 must come first from ``on_connect``, and what must precede the data of newly known tags
 (births) from ``catalog``.
+
+A format may also keep the buffered data back on a connection (``holding``) until a
+message on a topic it watches (``watched``, ``observe``) releases it, or makes the session
+leave and connect again: a Sparkplug node waits for its primary host that way. Commands
+to the format itself (``control`` routes, such as a Sparkplug rebirth) are answered with
+messages of its own, which the session publishes ahead of the buffered data.
 """
 
 from __future__ import annotations
@@ -54,6 +60,12 @@ class FormatContext:
 
 
 CommandKind = Literal["tag", "alarm"]
+"""What a command asks of WinCC: a tag write or an alarm acknowledgement."""
+
+RouteKind = Literal["tag", "alarm", "control"]
+"""A command for WinCC, or ``control``: one for the output format itself, which never
+reaches WinCC (Sparkplug's rebirth request); the format answers it with messages of its
+own, published ahead of the buffered data."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,11 +80,22 @@ class Status:
 
 @dataclass(slots=True, frozen=True)
 class Route:
-    """Where an inbound command points: a tag write or an alarm acknowledgement, and the
-    target as it stands in the topic (a tag's topic path, an alarm id's topic level)."""
+    """Where an inbound command points: a tag write, an alarm acknowledgement or a control
+    of the format, and the target as it stands in the topic or payload (a tag's topic
+    path, an alarm id's topic level, the name of the control)."""
 
-    kind: CommandKind
+    kind: RouteKind
     target: str
+
+
+@dataclass(slots=True, frozen=True)
+class Watched:
+    """What a message on one of the format's watched topics makes the session do: publish
+    ``publish`` now, ahead of the buffered data; with ``leave``, then publish the format's
+    ``on_leave`` message, disconnect and connect again."""
+
+    publish: list[Message] = field(default_factory=list)
+    leave: bool = False
 
 
 class CommandLayout(Protocol):
@@ -88,8 +111,28 @@ class CommandLayout(Protocol):
         """Where answers go when a command names no usable response topic."""
         ...
 
+    @property
+    def answers(self) -> bool:
+        """Whether commands are answered on MQTT. False for a protocol without replies
+        (Sparkplug): every command is still audited and counted, and each reason of a
+        refusal is logged once, since no sender hears of it."""
+        ...
+
     def route(self, topic: str) -> Route | None:
         """The command an inbound topic carries, or None for a topic that is not one."""
+        ...
+
+    def split(self, route: Route, payload: bytes) -> list[tuple[Route, bytes]]:
+        """The commands one message carries, each with its own route and payload for
+        ``parse_write``/``parse_ack``/``control``: most formats carry one (the message
+        itself); a Sparkplug DCMD carries one write per metric. Raises
+        ``CommandRejected`` for a message that cannot be read at all."""
+        ...
+
+    def control(self, target: str, payload: bytes) -> list[Message]:
+        """Carry out a ``control`` command: the messages to publish at once, ahead of the
+        buffered data (which waits until they are out); raises ``CommandRejected`` for
+        one this format does not offer."""
         ...
 
     def owns(self, topic: str) -> bool:
@@ -137,6 +180,23 @@ class OutputFormat(Protocol):
 
     def alarms(self, diff: AlarmDiff) -> list[Message]:
         """The messages for what one look at the active alarms changed."""
+        ...
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """Topics the session subscribes to besides the commands, whose messages go to
+        ``observe`` (Sparkplug: the primary host's STATE)."""
+        ...
+
+    @property
+    def holding(self) -> bool:
+        """True while the buffered data must wait on this connection (Sparkplug: until
+        the primary host says online); the session asks after ``on_connect`` and after
+        each ``observe``."""
+        ...
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """A message on a watched topic; None for any other topic (a command)."""
         ...
 
     def catalog(self, groups: dict[str, list[str]]) -> list[Message]:

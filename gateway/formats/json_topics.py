@@ -28,7 +28,8 @@ from gateway.core.payloads import (
 )
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap, escape_level
-from gateway.formats.base import Route, Sample, Status
+from gateway.errors import CommandRejected
+from gateway.formats.base import Route, Sample, Status, Watched
 
 OWN_TOPICS = ("tags", "alarms", "batch", "status", "cmd")
 """Levels under the prefix that are the gateway's own: its output and its commands."""
@@ -54,6 +55,8 @@ class JsonCommands:
         """``P/cmd/result``."""
         return self._result
 
+    answers = True  # on the response topic, or on the result topic
+
     def route(self, topic: str) -> Route | None:
         """A write for the tag whose path follows ``cmd/write/``, or an acknowledgement
         of the alarm whose id follows ``cmd/ack/``."""
@@ -62,6 +65,14 @@ class JsonCommands:
         if topic.startswith(self._ack):
             return Route("alarm", topic[len(self._ack) :])
         return None
+
+    def split(self, route: Route, payload: bytes) -> list[tuple[Route, bytes]]:
+        """One command per message."""
+        return [(route, payload)]
+
+    def control(self, target: str, payload: bytes) -> list[Message]:
+        """Refused: these topics route no control commands."""
+        raise CommandRejected("no control commands in this format")
 
     def owns(self, topic: str) -> bool:
         """Any topic at or below one of the prefix's own levels, but the result topic."""
@@ -89,6 +100,8 @@ class PerTagJson:
     """One message per sample on ``P/tags/<tag path>``, retained as configured."""
 
     per_read = False
+    watched: tuple[str, ...] = ()  # nothing but the commands
+    holding = False  # the buffer goes out as soon as connected
 
     def __init__(
         self, *, prefix: str, qos: int, retain: bool, topic_map: TopicMap, version: str
@@ -110,6 +123,10 @@ class PerTagJson:
     @property
     def finish(self) -> Callable[[Message], Message] | None:
         """None: the buffer holds finished messages."""
+        return None
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """None: no topics are watched."""
         return None
 
     def samples(self, group: str, samples: list[Sample], *, backfill: bool) -> list[Message]:

@@ -12,8 +12,12 @@ data without it; ``finish`` numbers each message as it is sent, and marks data f
 earlier connection (or from the WinCC archive) historical. While WinCC is unreachable the
 devices are dead (DDEATH) and born again (DBIRTH) when it is back.
 
-Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are
-subscribed to but not carried out yet; each kind is logged once and ignored.
+With a primary host (``host_id``) the node watches the host's STATE: no births, and the
+buffered data waits, until the host says online on the connection; when it says offline
+the node leaves (NDEATH) and connects again (``gateway.formats.sparkplug_host``).
+
+Not published in this format: alarms. Commands (NCMD rebirth, DCMD writes) are in
+``gateway.formats.sparkplug_commands``.
 """
 
 from __future__ import annotations
@@ -24,20 +28,18 @@ from urllib.parse import urlsplit
 
 from gateway.buffer.store import Message
 from gateway.core.alarms import AlarmDiff
-from gateway.core.commands import AckRequest, WriteRequest
 from gateway.core.models import TagType, Value
 from gateway.core.payloads import compact_json
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap
-from gateway.errors import CommandRejected
 from gateway.formats import sparkplug_codec as codec
-from gateway.formats.base import Current, Route, Sample, Status
+from gateway.formats.base import Current, Sample, Status, Watched
+from gateway.formats.sparkplug_commands import NAMESPACE, REBIRTH, SparkplugCommands
+from gateway.formats.sparkplug_host import PrimaryHost
 from gateway.formats.sparkplug_state import SparkplugState
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "spBv1.0"
-REBIRTH = "Node Control/Rebirth"
 SOURCE_METRIC = "Gateway/WinCC"
 """Node metric: the state of the WinCC link, ``up``, ``down`` or ``unknown``."""
 QUALITY = "Quality"
@@ -64,60 +66,6 @@ def connection_device(wincc_url: str) -> str:
     return urlsplit(wincc_url).hostname or "wincc"
 
 
-class SparkplugCommands:
-    """NCMD and DCMD of the node: subscribed to, not carried out yet (logged, ignored)."""
-
-    def __init__(self, group_id: str, edge_node_id: str, result_topic: str) -> None:
-        base = f"{NAMESPACE}/{group_id}"
-        self._ncmd = f"{base}/NCMD/{edge_node_id}"
-        self._dcmd = f"{base}/DCMD/{edge_node_id}/"
-        self._node_level = edge_node_id
-        self._group = base + "/"
-        self._result = result_topic
-        self._logged: set[str] = set()
-
-    @property
-    def filters(self) -> tuple[str, ...]:
-        """The node's NCMD and every DCMD of its devices."""
-        return (self._ncmd, self._dcmd + "+")
-
-    @property
-    def result_topic(self) -> str:
-        """Sparkplug has no answers; no command is routed, so nothing goes here."""
-        return self._result
-
-    def route(self, topic: str) -> Route | None:
-        """None: a command is logged (once per kind) and ignored."""
-        kind = "NCMD" if topic == self._ncmd else "DCMD" if topic.startswith(self._dcmd) else None
-        if kind is not None and kind not in self._logged:
-            self._logged.add(kind)
-            log.warning(
-                "Sparkplug %s on %s ignored: commands are not supported in this format yet",
-                kind,
-                topic[:200],
-            )
-        return None
-
-    def owns(self, topic: str) -> bool:
-        """Every topic of this node (``spBv1.0/<group>/<type>/<node>[/...]``)."""
-        if not topic.startswith(self._group):
-            return False
-        levels = topic[len(self._group) :].split("/")
-        return len(levels) >= 2 and levels[1] == self._node_level
-
-    def parse_write(self, payload: bytes) -> WriteRequest:
-        """Refused: writes are not supported in this format yet."""
-        raise CommandRejected("Sparkplug writes are not supported yet")
-
-    def parse_ack(self, payload: bytes) -> AckRequest:
-        """Refused: Sparkplug has no alarm acknowledgement."""
-        raise CommandRejected("Sparkplug has no alarm acknowledgement")
-
-    def request_id(self, payload: bytes) -> str | None:
-        """None: Sparkplug commands carry no request id."""
-        return None
-
-
 class SparkplugNode:
     """The Sparkplug B output format: one edge node and its devices."""
 
@@ -134,6 +82,7 @@ class SparkplugNode:
         tag_types: Mapping[str, TagType],
         current: Callable[[str], Current | None],
         result_topic: str,
+        host_id: str | None = None,
     ) -> None:
         self._base = f"{NAMESPACE}/{group_id}"
         self._group_id = group_id
@@ -143,23 +92,52 @@ class SparkplugNode:
         self._topic_map = topic_map
         self._tag_types = tag_types
         self._current = current
-        self._commands = SparkplugCommands(group_id, edge_node_id, result_topic)
+        self._commands = SparkplugCommands(
+            group_id=group_id,
+            edge_node_id=edge_node_id,
+            state=state,
+            topic_map=topic_map,
+            births=self._births,
+            result_topic=result_topic,
+        )
         self._bd_seq = state.bd_seq or 0
         self._seq = 0
         self._connected_ms = 0  # when the current connection was made
         self._source = "unknown"
         self._source_alias = state.node_alias(SOURCE_METRIC)
         self._alarms_said = False
+        self._host = PrimaryHost(NAMESPACE, host_id) if host_id is not None else None
 
     @property
     def commands(self) -> SparkplugCommands:
-        """NCMD/DCMD, not carried out yet."""
+        """NCMD rebirth and DCMD writes."""
         return self._commands
 
     @property
     def finish(self) -> Callable[[Message], Message]:
         """Numbers each message as it is sent, and marks older data historical."""
         return self._finish
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The primary host's STATE, when there is one."""
+        return () if self._host is None else (self._host.topic,)
+
+    @property
+    def holding(self) -> bool:
+        """True while a primary host is configured and not online on this connection."""
+        return self._host is not None and not self._host.online
+
+    def observe(self, topic: str, payload: bytes) -> Watched | None:
+        """The primary host's STATE: online gives birth (data made before then goes out
+        historical), offline makes the node leave; None for any other topic."""
+        if self._host is None or topic != self._host.topic:
+            return None
+        verdict = self._host.observe(payload)
+        if verdict == "online":
+            self._connected_ms = now_ms()
+            return Watched(self._births())
+        return Watched(leave=verdict == "offline")
 
     def _topic(self, kind: str, device: str | None = None) -> str:
         topic = f"{self._base}/{kind}/{self._node}"
@@ -239,12 +217,16 @@ class SparkplugNode:
         made before now goes out historical."""
         self._connected_ms = now_ms()
         self._source = status.source or "unknown"
+        if self._host is not None:
+            self._host.reset()
         return self._births()
 
     def on_source(self, status: Status) -> list[Message]:
         """The WinCC link on the node, and every device dead (down) or born again (up
         after down)."""
         was, self._source = self._source, status.source or "unknown"
+        if self.holding:  # the births, when the host is there, say it all
+            return []
         now = now_ms()
         messages = [self._node_data(now)]
         devices = list(self._state.devices)
@@ -281,6 +263,9 @@ class SparkplugNode:
     # --- births and deaths ----------------------------------------------------------------
 
     def _births(self) -> list[Message]:
+        """NBIRTH and every DBIRTH (DDEATH too while WinCC is down); none while holding."""
+        if self.holding:
+            return []
         now = now_ms()
         messages = [self._node_birth(now)]
         messages += [self._device_birth(device, now) for device in self._state.devices]

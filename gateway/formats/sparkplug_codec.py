@@ -15,22 +15,38 @@ A protobuf message may carry its fields in any order, and for a field that is no
 repeated the last occurrence wins; so the sequence number is appended at send time
 (``with_seq``) and a stored payload is marked historical by re-framing its metrics
 (``as_historical``), without decoding them.
+
+Commands (NCMD, DCMD) come the other way: ``metrics_of`` splits a payload into its
+metrics and ``read_metric`` reads one, its value by the datatype it carries or the one
+the node declared for it in its birth.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from gateway.core.models import Value
 
 # Sparkplug datatypes (the specification's numbering).
+INT8 = 1
+INT16 = 2
 INT32 = 3
 INT64 = 4
+UINT8 = 5
+UINT16 = 6
+UINT32 = 7
+UINT64 = 8
 FLOAT = 9
 DOUBLE = 10
 BOOLEAN = 11
 STRING = 12
+DATETIME = 13
+TEXT = 14
+
+_SIGNED_BITS = {INT8: 8, INT16: 16, INT32: 32, INT64: 64}
+_UNSIGNED = (UINT8, UINT16, UINT32, UINT64, DATETIME)
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _U32 = 0xFFFF_FFFF
@@ -206,3 +222,90 @@ def as_historical(encoded: bytes) -> bytes:
         _, body = _read_varint(encoded, _read_varint(encoded, start)[1])
         parts.append(_length_delimited(2, encoded[body:end] + _HISTORICAL))
     return b"".join(parts)
+
+
+@dataclass(slots=True, frozen=True)
+class ReadMetric:
+    """One metric of a command: how it is addressed, when, and its typed value (None when
+    null or of no datatype known to this node)."""
+
+    name: str | None
+    alias: int | None
+    timestamp: int | None
+    datatype: int | None
+    value: Value
+
+
+def _body(data: bytes, start: int) -> int:
+    """Where the content of the length-delimited field whose key starts at ``start`` begins."""
+    return _read_varint(data, _read_varint(data, start)[1])[1]
+
+
+def metrics_of(encoded: bytes) -> tuple[int | None, list[bytes]]:
+    """A payload's timestamp (None when absent) and its metrics, each still encoded;
+    raises ValueError for bytes that are not a protobuf message."""
+    timestamp: int | None = None
+    metrics: list[bytes] = []
+    for field, wire, start, end in fields(encoded):
+        if field == 1 and wire == _VARINT:
+            timestamp = _read_varint(encoded, _read_varint(encoded, start)[1])[0]
+        elif field == 2 and wire == _LENGTH:
+            metrics.append(encoded[_body(encoded, start) : end])
+    return timestamp, metrics
+
+
+def read_metric(
+    encoded: bytes, declared: Callable[[str | None, int | None], int | None]
+) -> ReadMetric:
+    """One metric; ``declared(name, alias)`` gives the datatype the node declared for it,
+    used when the metric names none (a command by alias). Raises ValueError for a
+    malformed metric."""
+    name: str | None = None
+    alias = timestamp = datatype = None
+    is_null = False
+    raw: tuple[int, int, int, int] | None = None  # the value field: number, wire, start, end
+    for field, wire, start, end in fields(encoded):
+        if field == 1 and wire == _LENGTH:
+            name = encoded[_body(encoded, start) : end].decode("utf-8")
+        elif field in (2, 3, 4, 7) and wire == _VARINT:
+            number = _read_varint(encoded, _read_varint(encoded, start)[1])[0]
+            if field == 2:
+                alias = number
+            elif field == 3:
+                timestamp = number
+            elif field == 4:
+                datatype = number
+            else:
+                is_null = bool(number)
+        elif 10 <= field <= 15:
+            raw = (field, wire, start, end)
+    if datatype is None:
+        datatype = declared(name, alias)
+    value = (
+        None if is_null or raw is None or datatype is None else _read_value(encoded, raw, datatype)
+    )
+    return ReadMetric(name, alias, timestamp, datatype, value)
+
+
+def _read_value(data: bytes, raw: tuple[int, int, int, int], datatype: int) -> Value:
+    """The value field as the Python value ``datatype`` says it holds."""
+    field, wire, start, end = raw
+    at = _read_varint(data, start)[1]  # past the key
+    if field == 12 and wire == _FIXED32:
+        return float(_FLOAT.unpack_from(data, at)[0])
+    if field == 13 and wire == _FIXED64:
+        return float(_DOUBLE.unpack_from(data, at)[0])
+    if field == 15 and wire == _LENGTH:
+        return data[_body(data, start) : end].decode("utf-8")
+    if wire != _VARINT or field not in (10, 11, 14):
+        raise ValueError(f"metric value field {field} of wire type {wire}")
+    number = _read_varint(data, at)[0]
+    if field == 14 or datatype == BOOLEAN:
+        return bool(number)
+    bits = _SIGNED_BITS.get(datatype)
+    if bits is not None:
+        number &= (1 << bits) - 1
+        return number - (1 << bits) if number >= 1 << (bits - 1) else number
+    if datatype in _UNSIGNED:
+        return number
+    raise ValueError(f"an integer for a metric of datatype {datatype}")

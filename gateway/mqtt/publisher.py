@@ -7,7 +7,8 @@ number pending, which caps a gateway near 2,000 messages a second; aiomqtt 2 off
 pipelined publish of its own. So this adapter drives the paho client that aiomqtt keeps
 (its I/O still runs on aiomqtt's event-loop callbacks) and puts its own ``on_publish``
 callback in front of aiomqtt's, forwarding the acknowledgements of aiomqtt's own
-publishes (status, command answers).
+publishes (status, command answers). While the session publishes a sequence of the
+format's own (births), the buffer is ``held``: nothing of it goes out in between.
 
 Written for aiomqtt 2.5 and paho-mqtt 2.2 (paho's VERSION2 callbacks, aiomqtt's private
 ``Client._client``); pyproject pins ``aiomqtt>=2.3,<3`` and ``paho-mqtt>=2.1,<2.3``, and
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from paho.mqtt import client as mqtt_client
@@ -84,6 +86,34 @@ class Publisher:
         self.published = 0
         self.refused = 0
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._open = asyncio.Event()  # set while neither held nor gated
+        self._open.set()
+        self._holds = 0
+        self._gated = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Send nothing of the outbox in this block: what must come first (births) goes
+        out without buffered data between its messages."""
+        self._holds += 1
+        self._update()
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            self._update()
+
+    def gate(self, closed: bool) -> None:
+        """Keep the outbox back (``closed``) until opened again: the output format holds
+        the data on this connection (a Sparkplug node waiting for its primary host)."""
+        self._gated = closed
+        self._update()
+
+    def _update(self) -> None:
+        if self._holds == 0 and not self._gated:
+            self._open.set()
+        else:
+            self._open.clear()
 
     async def drain(
         self,
@@ -132,12 +162,16 @@ class Publisher:
                     room.clear()
                     await room.wait()
                     continue
+                await self._open.wait()
                 batch = await self._outbox.take(free)
                 if not batch:  # stopping, and everything was taken
                     while in_flight:
                         room.clear()
                         await room.wait()
                     return
+                if not self._open.is_set():  # held while waiting for data: in front again
+                    self._outbox.requeue(batch)
+                    continue
                 self._send(paho, batch, in_flight)
         finally:
             paho.on_publish = forward

@@ -20,6 +20,7 @@ no public way to do is in ``gateway.mqtt.link``, the pipelined publishing of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import ssl
@@ -38,7 +39,7 @@ from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
-from gateway.formats.base import OutputFormat, Status
+from gateway.formats.base import OutputFormat, Status, Watched
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 from gateway.tasks import first_to_end
@@ -57,6 +58,10 @@ RECONNECT_CAP = 10.0
 LEAVE_TIMEOUT = 1.0
 """Seconds a stop that could not drain gives the offline status, then the disconnect, to
 reach the broker before the connection is simply closed (which also sends the will)."""
+
+
+class Rejoin(MqttUnavailable):
+    """The session left the broker on purpose (the output format asked) and reconnects."""
 
 
 def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> Inbound:
@@ -175,8 +180,8 @@ class MqttSession:
                 self._published_source = self._source
                 # No time limit: a dead link ends this task through the watchdog.
                 async with self._own:
-                    for message in self._output.on_source(self._status("online")):
-                        await self._publish(client, message, wait=math.inf)
+                    messages = self._output.on_source(self._status("online"))
+                    await self._publish_whole(client, messages, wait=math.inf)
 
     def _status(self, state: Literal["online", "offline"]) -> Status:
         return Status(state, self._since_ms, self._source)
@@ -193,6 +198,16 @@ class MqttSession:
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
         )
+
+    async def _publish_whole(
+        self, client: aiomqtt.Client, messages: list[Message], wait: float | None = None
+    ) -> None:
+        """Publish a sequence of the format's own messages (births) with no buffered data
+        between them; a single message needs no holding back (a status waiting for its
+        acknowledgement must not stall the data)."""
+        with self.publisher.held() if len(messages) > 1 else contextlib.nullcontext():
+            for message in messages:
+                await self._publish(client, message, wait)
 
     async def run(self) -> None:
         """Connect, publish, reconnect, until ``stop()`` has drained the buffer."""
@@ -212,7 +227,8 @@ class MqttSession:
                         async with self._own:
                             for message in self._output.on_connect(self._status("online")):
                                 await self._publish(client, message)
-                        for topic in self._output.commands.filters:
+                            self.publisher.gate(self._output.holding)
+                        for topic in (*self._output.commands.filters, *self._output.watched):
                             await client.subscribe(topic, qos=1)
                         self.connected.set()
                         self._status_due.set()  # in case it changed while subscribing
@@ -240,7 +256,9 @@ class MqttSession:
                         "broker lost while stopping; %d messages not delivered", len(self._buffer)
                     )
                     return
-                if not down_logged:
+                if isinstance(exc, Rejoin):
+                    log.info("%s; connecting again", exc)
+                elif not down_logged:
                     log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
                     down_logged = True
                 self.reconnects += 1
@@ -278,25 +296,40 @@ class MqttSession:
         log.info("disconnected without draining; the broker sets the status offline (will)")
 
     async def _receive(self, client: aiomqtt.Client) -> None:
-        """Hand inbound messages on as plain values; raises MqttError when the link drops."""
+        """Hand inbound messages on as plain values, those on the format's watched topics
+        to the format; raises MqttError when the link drops, MqttUnavailable when the
+        format makes the node leave."""
         async for message in client.messages:
-            if self._on_message is not None:
-                payload = message.payload
-                body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-                self._on_message(inbound_from(str(message.topic), body, message.properties))
+            payload = message.payload
+            body = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+            topic = str(message.topic)
+            watched = self._output.observe(topic, body)
+            if watched is not None:
+                await self._follow(client, watched)
+            elif self._on_message is not None:
+                self._on_message(inbound_from(topic, body, message.properties))
+
+    async def _follow(self, client: aiomqtt.Client, watched: Watched) -> None:
+        """Do what the format made of a watched message: publish its messages ahead of
+        the buffered data, let the data go or keep it back, or leave and connect again."""
+        async with self._own:
+            await self._publish_whole(client, watched.publish)
+            self.publisher.gate(self._output.holding)
+            if watched.leave:
+                await self._publish(client, self._output.on_leave(self._status("offline")))
+                raise Rejoin("left the broker as the output format asked")
 
     async def publish_own(self, messages: list[Message]) -> None:
-        """Publish messages of the format's own (births after the tag lists changed) now,
-        before the data that needs them is committed. Offline, or if the link breaks,
-        there is nothing to do: the next connection starts with ``on_connect``, which
-        says the same."""
+        """Publish messages of the format's own (births after the tag lists changed or on
+        request) now, buffered data waiting until the last is out. Offline, or if the
+        link breaks, there is nothing to do: the next connection starts with
+        ``on_connect``, which says the same."""
         link = self._link
         if link is None or not messages:
             return
         try:
             async with self._own:
-                for message in messages:
-                    await self._publish(link.client, message)
+                await self._publish_whole(link.client, messages)
         except aiomqtt.MqttError as exc:
             log.info("broker lost while publishing the format's announcements: %s", exc)
 

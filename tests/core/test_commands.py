@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from gateway.commands import valid_response_topic
+from gateway.answers import valid_response_topic
 from gateway.core.commands import (
     MAX_PAYLOAD,
     Arrival,

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import get_args
 
 import orjson
+import pytest
 
 from gateway.config import GatewaySettings
 from gateway.core.alarms import AlarmDiff, AlarmTransition
 from gateway.core.models import Alarm, Reading
 from gateway.core.topics import TopicMap
+from gateway.errors import CommandRejected
 from gateway.formats import FORMATS, build_format
 from gateway.formats.base import FormatContext, Route, Status
 from gateway.formats.json_topics import BatchJson, PerTagJson
@@ -113,3 +115,11 @@ def test_commands_route_by_topic_and_answers_never_go_to_own_topics() -> None:
     assert commands.parse_write(b'{"value": 3, "id": "r1"}').request_id == "r1"
     assert commands.request_id(b'{"id": "r2"}') == "r2"
     assert commands.parse_ack(b"").comment is None
+    # One command per message, every one answered, no controls, nothing watched or held.
+    route = Route("tag", "System1/Level")
+    assert commands.split(route, b"1") == [(route, b"1")]
+    assert commands.answers is True
+    with pytest.raises(CommandRejected):
+        commands.control("rebirth", b"")
+    fmt = per_tag()
+    assert (fmt.watched, fmt.holding, fmt.observe("p/cmd/write/x", b"1")) == ((), False, None)

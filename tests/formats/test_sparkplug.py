@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pysparkplug import DataType, DBirth, DData, NBirth, NDeath
+from pysparkplug import DataType, DBirth, DData, Metric, NBirth, NCmd, NDeath
 from pysparkplug._protobuf import Payload as RawPayload
 
 from gateway.buffer.store import Message
@@ -20,7 +20,7 @@ from gateway.core.topics import TopicMap
 from gateway.errors import CommandRejected, ConfigError
 from gateway.formats import build_format
 from gateway.formats import sparkplug_codec as codec
-from gateway.formats.base import Current, FormatContext, Status
+from gateway.formats.base import Current, FormatContext, Route, Status, Watched
 from gateway.formats.sparkplug import SparkplugNode, sparkplug_quality
 from gateway.formats.sparkplug_state import SparkplugState
 
@@ -242,15 +242,102 @@ def test_source_down_kills_the_devices_and_up_gives_birth_again(tmp_path: Path) 
     assert [m.topic.split("/")[2] for m in fmt.on_source(UP)] == ["NDATA"]  # born already
 
 
-def test_commands_are_subscribed_owned_and_not_carried_out(tmp_path: Path) -> None:
+def test_commands_are_subscribed_owned_and_not_answered(tmp_path: Path) -> None:
     layout = node(tmp_path).commands
     assert layout.filters == ("spBv1.0/plant/NCMD/edge1", "spBv1.0/plant/DCMD/edge1/+")
-    assert layout.route("spBv1.0/plant/DCMD/edge1/wincc1") is None
+    assert layout.route("spBv1.0/plant/NCMD/edge1") == Route("control", "node")
+    assert layout.route("spBv1.0/plant/DCMD/edge1/wincc1") == Route("tag", "wincc1")
+    assert layout.route("spBv1.0/plant/DCMD/edge2/wincc1") is None
     assert layout.owns("spBv1.0/plant/DDATA/edge1/wincc1")
     assert not layout.owns("spBv1.0/plant/DDATA/edge2/wincc1")
     assert not layout.owns("p/cmd/result")
+    assert layout.answers is False
+    for garbage in (b"\xff\xff", b"", b"\x12\x05ab"):
+        with pytest.raises(CommandRejected):
+            layout.split(Route("tag", "wincc1"), garbage)
     with pytest.raises(CommandRejected):
-        layout.parse_write(b"")
+        layout.parse_ack(b"")
+
+
+def test_rebirth_ncmd_is_answered_with_nbirth_of_the_same_bdseq_and_every_dbirth(
+    tmp_path: Path,
+) -> None:
+    fmt = node(tmp_path, device=None)
+    bd_seq = int(NDeath.decode(fmt.will(0).payload).bd_seq_metric.value)  # type: ignore[arg-type]
+    sent(fmt, fmt.on_connect(UP))
+    fmt.catalog({"fast": list(VALUES)[:3], "slow": list(VALUES)[3:]})
+    reading = [(Reading("S.A.Level", 2.0, GOOD, 1), 1, True)]
+    assert [m.topic for m in sent(fmt, fmt.samples("fast", reading, backfill=False))] == [
+        "spBv1.0/plant/DDATA/edge1/fast"
+    ]
+    ncmd = NCmd(5, (Metric(5, "Node Control/Rebirth", DataType.BOOLEAN, value=True),)).encode()
+    layout = fmt.commands
+    ((route, metric),) = layout.split(Route("control", "node"), ncmd)
+    assert route == Route("control", "Node Control/Rebirth")
+    births = sent(fmt, layout.control(route.target, metric))
+    assert [m.topic for m in births] == [
+        "spBv1.0/plant/NBIRTH/edge1",
+        "spBv1.0/plant/DBIRTH/edge1/fast",
+        "spBv1.0/plant/DBIRTH/edge1/slow",
+    ]
+    assert [RawPayload.FromString(m.payload).seq for m in births] == [0, 1, 2]
+    metrics = NBirth.decode(births[0].payload).metrics
+    assert next(m.value for m in metrics if m.name == "bdSeq") == bd_seq
+    assert len(DBirth.decode(births[1].payload).metrics) == 3
+
+    refused = NCmd(5, (Metric(5, "Node Control/Rebirth", DataType.BOOLEAN, value=False),))
+    ((route, metric),) = layout.split(Route("control", "node"), refused.encode())
+    with pytest.raises(CommandRejected, match="must be true"):
+        layout.control(route.target, metric)
+    other = NCmd(5, (Metric(5, "Node Control/Reboot", DataType.BOOLEAN, value=True),))
+    ((route, metric),) = layout.split(Route("control", "node"), other.encode())
+    with pytest.raises(CommandRejected, match="unknown node control"):
+        layout.control(route.target, metric)
+
+
+def test_dcmd_is_one_write_per_metric_by_alias_or_name_typed_and_timestamped(
+    tmp_path: Path,
+) -> None:
+    topics = TopicMap()
+    fmt = SparkplugNode(
+        group_id="plant",
+        edge_node_id="edge1",
+        device="wincc1",
+        state=SparkplugState(tmp_path / "state2.json"),
+        topic_map=topics,
+        tag_types=TYPES,
+        current=lambda name: None,
+        result_topic="p/cmd/result",
+    )
+    _, device_birth = sent(fmt, fmt.catalog({"fast": list(VALUES)}))
+    birth = DBirth.decode(device_birth.payload)
+    alias = {m.name: m.alias for m in birth.metrics}
+    raw = RawPayload(timestamp=1_000)
+    by_name = raw.metrics.add(name=topics.path("S.A.Level"), timestamp=900, datatype=10)
+    by_name.double_value = 2.5
+    count = raw.metrics.add(alias=alias[topics.path("S.A.Count")])  # alias only: no type, no ts
+    count.long_value = 2**64 - 3
+    run = raw.metrics.add(alias=alias[topics.path("S.A.Run")], datatype=11, timestamp=950)
+    run.boolean_value = True
+    raw.metrics.add(alias=999, datatype=11).boolean_value = True  # no metric of this device
+    layout = fmt.commands
+    parts = layout.split(Route("tag", "wincc1"), raw.SerializeToString())
+    targets = [route.target for route, _ in parts]
+    assert targets[:3] == [topics.path(n) for n in ("S.A.Level", "S.A.Count", "S.A.Run")]
+    assert topics.tag(targets[3]) is None
+    writes = [layout.parse_write(payload) for _, payload in parts[:3]]
+    assert [(w.value, w.ts_ms, w.request_id) for w in writes] == [
+        (2.5, 900, None),
+        (-3, 1_000, None),
+        (True, 950, None),
+    ]
+    elsewhere = layout.split(Route("tag", "other-device"), raw.SerializeToString())
+    assert all(topics.tag(route.target) is None for route, _ in elsewhere)
+    null = RawPayload(timestamp=1)
+    null.metrics.add(alias=alias[topics.path("S.A.Level")], is_null=True)
+    ((_, payload),) = layout.split(Route("tag", "wincc1"), null.SerializeToString())
+    with pytest.raises(CommandRejected, match="no value"):
+        layout.parse_write(payload)
 
 
 def test_the_table_builds_sparkplug_from_the_config(tmp_path: Path) -> None:
@@ -316,3 +403,39 @@ def test_messages_of_another_format_or_node_left_in_the_buffer_go_as_they_are(
     assert fmt.finish(other_group) == other_group
     damaged = Message("spBv1.0/plant/DDATA/edge1/wincc1", b"\xff", 0, False)
     assert RawPayload.FromString(fmt.finish(damaged).payload[1:]).seq == 1  # sent, numbered
+
+
+def test_a_primary_host_holds_births_until_online_and_a_newer_offline_makes_the_node_leave(
+    tmp_path: Path,
+) -> None:
+    fmt = SparkplugNode(
+        group_id="plant",
+        edge_node_id="edge1",
+        device="wincc1",
+        state=SparkplugState(tmp_path / "state.json"),
+        topic_map=TopicMap(),
+        tag_types=TYPES,
+        current=lambda name: None,
+        result_topic="p/cmd/result",
+        host_id="scada",
+    )
+    state = "spBv1.0/STATE/scada"
+    assert fmt.watched == (state,)
+    fmt.will(0)
+    assert fmt.on_connect(UP) == [] and fmt.holding
+    assert fmt.catalog({"fast": list(VALUES)}) == []  # recorded, born once the host is there
+    assert fmt.on_source(Status("online", 0, "down")) == []
+    assert fmt.observe("spBv1.0/plant/NCMD/edge1", b"") is None  # a command, not watched
+    offline = fmt.observe(state, b'{"online": false, "timestamp": 10}')
+    assert offline == Watched() and fmt.holding
+    assert fmt.observe(state, b"OFFLINE") == Watched()  # Sparkplug 2 text: ignored
+    online = fmt.observe(state, b'{"online": true, "timestamp": 20}')
+    assert online is not None and not fmt.holding
+    assert [m.topic.split("/")[2] for m in online.publish] == ["NBIRTH", "DBIRTH", "DDEATH"]
+    assert fmt.observe(state, b'{"online": false, "timestamp": 19}') == Watched()  # older
+    assert fmt.observe(state, b'{"online": false, "timestamp": 20}') == Watched(leave=True)
+    assert fmt.holding
+    fmt.will(0)
+    assert fmt.on_connect(UP) == []  # a new connection waits for the STATE again
+    again = fmt.observe(state, b'{"online": true, "timestamp": 30}')
+    assert again is not None and again.publish[0].topic == "spBv1.0/plant/NBIRTH/edge1"
