@@ -109,6 +109,8 @@ class PlantResolvers:
         return [self.tag_result(name) for name in names]
 
     def browse(self, _root: None, _info: GraphQLResolveInfo, **args: Any) -> list[object]:
+        # The runtime's own name filters (a wildcard matches across dots), not the gateway's
+        # tag globs: the gateway browses without filters and matches its globs itself.
         filters = [re.compile(fnmatch.translate(f)) for f in args["nameFilters"] or () if f]
         kinds = {kind for kind in args["objectTypeFilters"] or () if kind}
         plant = self._sim.plant

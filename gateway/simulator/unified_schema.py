@@ -21,6 +21,21 @@ _SUB_STATUS_NAMES = " ".join(
     dict.fromkeys(name for names in SUB_STATUSES.values() for name in names if name)
 )
 
+_ALARM_FIELDS = """\
+  name: String
+  instanceID: Int
+  alarmClassName: String
+  state: AlarmStateEnum
+  priority: Int
+  eventText: [String]
+  raiseTime: Timestamp
+  acknowledgmentTime: Timestamp
+  clearTime: Timestamp
+  modificationTime: Timestamp
+  value: Variant
+"""
+"""The fields of an active alarm, in the query's type and in its notification."""
+
 SDL = f"""
 scalar Variant
 scalar Timestamp
@@ -79,32 +94,10 @@ type LoggedTagValuesResult {{
 }}
 
 type ActiveAlarm {{
-  name: String
-  instanceID: Int
-  alarmClassName: String
-  state: AlarmStateEnum
-  priority: Int
-  eventText: [String]
-  raiseTime: Timestamp
-  acknowledgmentTime: Timestamp
-  clearTime: Timestamp
-  modificationTime: Timestamp
-  value: Variant
-}}
+{_ALARM_FIELDS}}}
 
 type ActiveAlarmNotification {{
-  name: String
-  instanceID: Int
-  alarmClassName: String
-  state: AlarmStateEnum
-  priority: Int
-  eventText: [String]
-  raiseTime: Timestamp
-  acknowledgmentTime: Timestamp
-  clearTime: Timestamp
-  modificationTime: Timestamp
-  value: Variant
-  notificationReason: String
+{_ALARM_FIELDS}  notificationReason: String
 }}
 
 type ActiveAlarmMutationResult {{ alarmName: String alarmInstanceID: Int error: ErrorInfo }}

@@ -17,6 +17,7 @@ import aiohttp
 from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient, base_url
+from gateway.wincc.http import HttpOptions
 from gateway.wincc.rest import RestClient
 from gateway.wincc.settings import ClassicSettings, RestSettings, UnifiedSettings, WinCCSettings
 from gateway.wincc.unified import UnifiedClient
@@ -37,28 +38,27 @@ def build_ssl_context(settings: WinCCSettings) -> ssl.SSLContext | bool:
         raise ConfigError([f"wincc.ca_file: cannot load {settings.ca_file}: {exc}"]) from exc
 
 
+def _options(settings: WinCCSettings) -> HttpOptions:
+    """The request settings every dialect's client takes alike."""
+    return HttpOptions(
+        timeout=settings.timeout,
+        max_concurrency=settings.max_concurrency,
+        batch_size=settings.batch_size,
+    )
+
+
 def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
     """The client of the settings' dialect; a new dialect adds one case."""
+    credentials = (settings.username, settings.password)
     match settings:
         case RestSettings():
-            return RestClient(
-                session,
-                settings.url,
-                settings.username,
-                settings.password,
-                timeout=settings.timeout,
-                max_concurrency=settings.max_concurrency,
-                batch_size=settings.batch_size,
-            )
+            return RestClient(session, settings.url, *credentials, **_options(settings))
         case ClassicSettings():
             return ClassicClient(
                 session,
                 base_url(settings.url),
-                settings.username,
-                settings.password,
-                timeout=settings.timeout,
-                max_concurrency=settings.max_concurrency,
-                batch_size=settings.batch_size,
+                *credentials,
+                **_options(settings),
                 accept_language=settings.accept_language,
                 archive=settings.archive,
                 alarm_filter=settings.alarm_filter,
@@ -67,11 +67,8 @@ def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCCli
             return UnifiedClient(
                 session,
                 settings.url,
-                settings.username,
-                settings.password,
-                timeout=settings.timeout,
-                max_concurrency=settings.max_concurrency,
-                batch_size=settings.batch_size,
+                *credentials,
+                **_options(settings),
                 logging_tag=settings.logging_tag,
             )
         case _:
