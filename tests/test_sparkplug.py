@@ -55,6 +55,20 @@ def bd_seq(message: Received) -> int:
     return int(next(m.value for m in metrics if m.name == "bdSeq"))  # type: ignore[arg-type]
 
 
+def buffer_depths(messages: list[Received]) -> list[int]:
+    """The buffer depths the node said in its NDATA (by the alias its NBIRTH gave)."""
+    alias = None
+    depths = []
+    for message in messages:
+        if kind(message) == "NBIRTH":
+            metrics = NBirth.decode(message.payload).metrics
+            alias = next(m.alias for m in metrics if m.name == "Gateway/Buffer Depth")
+        elif kind(message) == "NDATA" and alias is not None:
+            raw = RawPayload.FromString(message.payload)
+            depths += [int(m.long_value) for m in raw.metrics if m.alias == alias]
+    return depths
+
+
 async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     """Wait until ``condition()`` holds (state of the gateway in this process)."""
     async with asyncio.timeout(timeout):
@@ -181,7 +195,11 @@ async def test_broker_outage_births_first_then_historical_data_in_time_order(
             seen = len(sub.messages)
             proxy.resume()
             await sub.wait_for(lambda ms: len(of("DDATA", ms[seen:])) >= len(values))
+            # The node says its buffer depth: what it held at birth, then drained.
+            await sub.wait_for(lambda ms: 0 in buffer_depths(ms[seen:]))
     after = [m for m in sub.messages[seen:] if kind(m) in SEQUENCED]
+    born = {m.name: m.value for m in NBirth.decode(after[0].payload).metrics}
+    assert born["Gateway/Buffer Depth"] >= len(values)  # type: ignore[operator]
     assert [kind(m) for m in after[:2]] == ["NBIRTH", "DBIRTH"]
     birth = DBirth.decode(after[1].payload)
     setpoint = next(m for m in birth.metrics if m.name == tag_path(SETPOINT))

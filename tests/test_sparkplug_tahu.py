@@ -106,6 +106,7 @@ async def test_tahu_decodes_births_data_and_death_as_the_gateway_meant_them(
         node_metrics["Node Control/Rebirth"]["value"],
     ) == ("Boolean", False)
     assert node_metrics["Gateway/WinCC"]["type"] == "String"
+    assert node_metrics["Gateway/Buffer Depth"]["type"] == "UInt64"
     assert [m["name"] for m in ndeath["metrics"]] == ["bdSeq"]
     assert ndeath["metrics"][0]["value"] == bd_seq["value"]  # the will matches the birth
     assert "seq" not in ndeath

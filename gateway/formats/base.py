@@ -70,12 +70,14 @@ own, published ahead of the buffered data."""
 
 @dataclass(slots=True, frozen=True)
 class Status:
-    """What the gateway says about itself: ``online``/``offline`` since when, and the
-    state of its WinCC source (``up``, ``down`` or ``unknown``)."""
+    """What the gateway says about itself: ``online``/``offline`` since when, the state
+    of its WinCC source (``up``, ``down`` or ``unknown``), and how many messages its
+    buffer holds."""
 
     state: Literal["online", "offline"]
     since_ms: int
     source: str | None = None
+    buffered: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,6 +216,12 @@ class OutputFormat(Protocol):
 
     def on_source(self, status: Status) -> list[Message]:
         """Published when the WinCC source changed state while connected."""
+        ...
+
+    def on_tick(self, status: Status) -> list[Message]:
+        """Published every few seconds while connected: the format's periodic report of
+        the gateway's own state (Sparkplug: the buffer depth, when it changed); most
+        formats have none."""
         ...
 
     def on_leave(self, status: Status) -> Message:

@@ -171,6 +171,10 @@ class DatabusConnector:
         """The status, with the WinCC connection's new state."""
         return [self._status(status)]
 
+    def on_tick(self, status: Status) -> list[Message]:
+        """Nothing: the retained status says it all."""
+        return []
+
     def on_leave(self, status: Status) -> Message:
         """Status ``unavailable``."""
         return self._status(status)

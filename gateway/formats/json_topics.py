@@ -175,6 +175,10 @@ class PerTagJson:
         """``P/status`` with the new source state."""
         return [self._status(status)]
 
+    def on_tick(self, status: Status) -> list[Message]:
+        """Nothing: the retained status says it all."""
+        return []
+
     def on_leave(self, status: Status) -> Message:
         """``P/status`` offline."""
         return self._status(status)

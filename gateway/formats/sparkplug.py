@@ -10,7 +10,8 @@ and data are QoS 0 and not retained. Every message of the node but NDEATH carrie
 ``seq``: 0 in NBIRTH, then one more per message, 255 wrapping to 0. The buffer stores
 data without it; ``finish`` numbers each message as it is sent, and marks data from an
 earlier connection (or from the WinCC archive) historical. While WinCC is unreachable the
-devices are dead (DDEATH) and born again (DBIRTH) when it is back.
+devices are dead (DDEATH) and born again (DBIRTH) when it is back. The node's own
+metrics say the state of the WinCC link and the buffer depth.
 
 With a primary host (``host_id``) the node watches the host's STATE: no births, and the
 buffered data waits, until the host says online on the connection; when it says offline
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 SOURCE_METRIC = "Gateway/WinCC"
 """Node metric: the state of the WinCC link, ``up``, ``down`` or ``unknown``."""
+BUFFER_METRIC = "Gateway/Buffer Depth"
+"""Node metric: the messages the store-and-forward buffer holds (UInt64), sent in NDATA
+when it changed since it was last said (at most every few seconds)."""
 QUALITY = "Quality"
 WINCC_QUALITY = "WinCC Quality"
 
@@ -105,6 +109,8 @@ class SparkplugNode:
         self._connected_ms = 0  # when the current connection was made
         self._source = "unknown"
         self._source_alias = state.node_alias(SOURCE_METRIC)
+        self._buffered = 0  # the buffer depth as last said
+        self._buffer_alias = state.node_alias(BUFFER_METRIC)
         self._alarms_said = False
         self._host = PrimaryHost(NAMESPACE, host_id) if host_id is not None else None
 
@@ -217,6 +223,7 @@ class SparkplugNode:
         made before now goes out historical."""
         self._connected_ms = now_ms()
         self._source = status.source or "unknown"
+        self._buffered = status.buffered
         if self._host is not None:
             self._host.reset()
         return self._births()
@@ -225,16 +232,24 @@ class SparkplugNode:
         """The WinCC link on the node, and every device dead (down) or born again (up
         after down)."""
         was, self._source = self._source, status.source or "unknown"
+        self._buffered = status.buffered
         if self.holding:  # the births, when the host is there, say it all
             return []
         now = now_ms()
-        messages = [self._node_data(now)]
+        messages = [self._node_data(now, source=True)]
         devices = list(self._state.devices)
         if self._source == "down":
             messages += [self._device_death(device, now) for device in devices]
         elif self._source == "up" and was == "down":
             messages += [self._device_birth(device, now) for device in devices]
         return messages
+
+    def on_tick(self, status: Status) -> list[Message]:
+        """NDATA with the buffer depth when it changed since it was last said."""
+        if self.holding or status.buffered == self._buffered:
+            return []
+        self._buffered = status.buffered
+        return [self._node_data(now_ms(), source=False)]
 
     def on_leave(self, status: Status) -> Message:
         """NDEATH with the connection's bdSeq, before a clean disconnect."""
@@ -289,18 +304,39 @@ class SparkplugNode:
                 value=self._source,
                 timestamp=now,
             ),
+            codec.metric(
+                name=BUFFER_METRIC,
+                alias=self._buffer_alias,
+                datatype=codec.UINT64,
+                value=self._buffered,
+                timestamp=now,
+            ),
         ]
         return Message(self._topic("NBIRTH"), codec.payload(now, metrics), 0, False)
 
-    def _node_data(self, now: int) -> Message:
-        source = codec.metric(
-            alias=self._source_alias,
-            datatype=codec.STRING,
-            value=self._source,
-            timestamp=now,
-            with_datatype=False,
-        )
-        return Message(self._topic("NDATA"), codec.payload(now, [source]), 0, False)
+    def _node_data(self, now: int, *, source: bool) -> Message:
+        """NDATA with the buffer depth, and the WinCC link when ``source``."""
+        metrics = [
+            codec.metric(
+                alias=self._buffer_alias,
+                datatype=codec.UINT64,
+                value=self._buffered,
+                timestamp=now,
+                with_datatype=False,
+            )
+        ]
+        if source:
+            metrics.insert(
+                0,
+                codec.metric(
+                    alias=self._source_alias,
+                    datatype=codec.STRING,
+                    value=self._source,
+                    timestamp=now,
+                    with_datatype=False,
+                ),
+            )
+        return Message(self._topic("NDATA"), codec.payload(now, metrics), 0, False)
 
     def _device_birth(self, device: str, now: int) -> Message:
         """Every metric of the device: name, alias, datatype, current value (or null)."""

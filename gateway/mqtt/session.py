@@ -55,6 +55,10 @@ MessageHandler = Callable[[Inbound], None]
 RECONNECT_CAP = 10.0
 """Longest wait between two connection attempts (full jitter below it)."""
 
+TICK = 5.0
+"""Seconds between two calls of the format's ``on_tick`` while connected (its periodic
+report of the gateway's own state, such as the Sparkplug buffer depth)."""
+
 LEAVE_TIMEOUT = 1.0
 """Seconds a stop that could not drain gives the offline status, then the disconnect, to
 reach the broker before the connection is simply closed (which also sends the will)."""
@@ -172,9 +176,19 @@ class MqttSession:
         self._status_due.set()
 
     async def _keep_status(self, client: aiomqtt.Client) -> None:
-        """Say so whenever the source state changed since it was last said."""
+        """Say so whenever the source state changed since it was last said, and give the
+        format its tick every ``TICK`` seconds."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + TICK
         while True:
-            await self._status_due.wait()
+            try:
+                await asyncio.wait_for(self._status_due.wait(), max(0.0, next_tick - loop.time()))
+            except TimeoutError:
+                next_tick = loop.time() + TICK
+                async with self._own:
+                    ticked = self._output.on_tick(self._status("online"))
+                    await self._publish_whole(client, ticked, wait=math.inf)
+                continue
             self._status_due.clear()
             if self._published_source != self._source:
                 self._published_source = self._source
@@ -184,7 +198,7 @@ class MqttSession:
                     await self._publish_whole(client, messages, wait=math.inf)
 
     def _status(self, state: Literal["online", "offline"]) -> Status:
-        return Status(state, self._since_ms, self._source)
+        return Status(state, self._since_ms, self._source, len(self._buffer))
 
     async def _publish(
         self, client: aiomqtt.Client, message: Message, wait: float | None = None

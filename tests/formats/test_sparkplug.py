@@ -113,8 +113,8 @@ def test_births_declare_every_metric_with_alias_datatype_and_current_value(
     metrics = {m.name: m for m in device.metrics}
     assert set(metrics) == {"S/A/Level", "S/A/Count", "S/A/Run", "S/A/Mode", "S/A/Blob"}
     node_aliases = {m.alias for m in born.metrics if m.alias is not None}
-    assert len(node_aliases) == 1  # Gateway/WinCC, sent in NDATA
-    assert len({m.alias for m in device.metrics} | node_aliases) == 6
+    assert len(node_aliases) == 2  # Gateway/WinCC and Gateway/Buffer Depth, sent in NDATA
+    assert len({m.alias for m in device.metrics} | node_aliases) == 7
     assert [(metrics[n].datatype, metrics[n].value) for n in metrics] == [
         (DataType.DOUBLE, 1.5),
         (DataType.INT64, -7),
@@ -236,10 +236,31 @@ def test_source_down_kills_the_devices_and_up_gives_birth_again(tmp_path: Path) 
     assert [RawPayload.FromString(m.payload).seq for m in down] == [3, 4, 5]
     up = sent(fmt, fmt.on_source(Status("online", 0, "up")))
     assert [m.topic.split("/")[2] for m in up] == ["NDATA", "DBIRTH", "DBIRTH"]
-    (link,) = RawPayload.FromString(up[0].payload).metrics
+    link, depth = RawPayload.FromString(up[0].payload).metrics
     assert (link.HasField("name"), link.HasField("alias"), link.string_value) == (False, True, "up")
+    assert (depth.HasField("name"), depth.long_value) == (False, 0)
     fmt.on_source(Status("online", 0, "unknown"))
     assert [m.topic.split("/")[2] for m in fmt.on_source(UP)] == ["NDATA"]  # born already
+
+
+def test_the_buffer_depth_is_born_with_the_node_and_said_again_only_when_it_changed(
+    tmp_path: Path,
+) -> None:
+    fmt = node(tmp_path)
+    fmt.catalog({"fast": ["S.A.Level"]})
+    fmt.will(0)
+    nbirth, _ = sent(fmt, fmt.on_connect(Status("online", 0, "up", buffered=42)))
+    born = {m.name: m for m in NBirth.decode(nbirth.payload).metrics}
+    depth = born["Gateway/Buffer Depth"]
+    assert (depth.datatype, depth.value) == (DataType.UINT64, 42)
+    assert fmt.on_tick(Status("online", 0, "up", buffered=42)) == []  # said already
+    (ndata,) = sent(fmt, fmt.on_tick(Status("online", 0, "up", buffered=0)))
+    assert ndata.topic == "spBv1.0/plant/NDATA/edge1"
+    raw = RawPayload.FromString(ndata.payload)
+    (metric,) = raw.metrics
+    assert (metric.alias, metric.HasField("name"), metric.long_value) == (depth.alias, False, 0)
+    assert raw.seq == 2 and metric.timestamp > 0
+    assert fmt.on_tick(Status("online", 0, "up", buffered=0)) == []
 
 
 def test_commands_are_subscribed_owned_and_not_answered(tmp_path: Path) -> None:
