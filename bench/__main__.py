@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--payload",
-        choices=("per-tag", "batch"),
+        choices=("per-tag", "batch", "sparkplug"),
         default="per-tag",
-        help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"',
+        help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"; '
+        "sparkplug: Sparkplug B, one DDATA per read (the subscriber decodes it with pysparkplug)",
     )
     parser.add_argument(
         "--dialect",

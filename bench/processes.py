@@ -296,6 +296,10 @@ class SimulatorProcess:
             self._child.stop()
 
 
+SPARKPLUG_GROUP = "bench"
+"""The Sparkplug group of a run's gateway (``--payload sparkplug``)."""
+
+
 def gateway_config(
     *,
     wincc_url: str,
@@ -310,8 +314,9 @@ def gateway_config(
     """The gateway's TOML config of one run: all tags in one group, alarms off, QoS 1.
 
     Alarms are off so that every message counted is a tag sample. ``payload`` is written
-    only for ``batch``, a mode the config may not know yet. With ``dialect = "unified"``
-    the gateway subscribes to the simulated Unified runtime instead of polling.
+    only for ``batch`` and ``sparkplug``; a Sparkplug node is group ``SPARKPLUG_GROUP``,
+    named after the last level of ``topic_prefix``. With ``dialect = "unified"`` the
+    gateway subscribes to the simulated Unified runtime instead of polling.
     """
 
     def text(value: str) -> str:
@@ -342,8 +347,12 @@ def gateway_config(
         f"topic_prefix = {text(topic_prefix)}",
         "qos = 1",
     ]
-    if payload == "batch":
-        lines.append('payload = "batch"')
+    if payload != "per-tag":
+        lines.append(f"payload = {text(payload)}")
+    if payload == "sparkplug":
+        node = topic_prefix.rsplit("/", 1)[-1]
+        lines += ["", "[sparkplug]", f"group_id = {text(SPARKPLUG_GROUP)}"]
+        lines.append(f"edge_node_id = {text(node)}")
     lines += [
         "",
         "[buffer]",

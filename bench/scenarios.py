@@ -27,6 +27,7 @@ import psutil
 
 from bench.monitor import PeakRss, cpu_seconds, rss_bytes
 from bench.processes import (
+    SPARKPLUG_GROUP,
     BenchError,
     Broker,
     GatewayProcess,
@@ -37,7 +38,7 @@ from bench.processes import (
     reaping,
 )
 from bench.soak import SoakFigures, UsageSample, soak_figures, warm_up_seconds
-from bench.subscriber import Collector, Sample, Subscriber
+from bench.subscriber import Collector, Sample, SparkplugCollector, Subscriber
 from gateway.core.topics import tag_path
 
 SCAN_INTERVAL = 1.0
@@ -111,7 +112,7 @@ class RunOptions:
     scenario: Scenario
     tags: int
     seconds: float
-    payload: str  # "per-tag" or "batch"
+    payload: str  # "per-tag", "batch" or "sparkplug"
     backlog: int  # drain: samples to buffer before the broker comes back
     run: int  # 1-based number of the run within its scenario
     sample_every: float = 10.0  # soak: seconds between two RSS and CPU samples
@@ -342,6 +343,13 @@ class _Run:
             port=broker.port,
             prefix=self.prefix,
             client_id=f"bench-sub-{name}-{options.run}",
+            collector=(
+                SparkplugCollector(
+                    self.prefix, group_id=SPARKPLUG_GROUP, edge_node_id=f"{name}-{options.run}"
+                )
+                if options.payload == "sparkplug"
+                else None
+            ),
         )
         self.collector = self.subscriber.collector
         self.gateway = GatewayProcess(self.folder, self.config_path)

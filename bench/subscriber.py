@@ -3,6 +3,8 @@
 The C client takes the receive time (``%U``, Unix time with nanoseconds) the moment the
 message arrives, so the latency figures do not depend on how fast Python reads the pipe.
 A reader thread parses the lines; the bookkeeping per sample is a few dict operations.
+Sparkplug B payloads are binary: ``mosquitto_sub`` prints them in hex, and they are
+decoded with the protobuf schema of ``pysparkplug`` (a decoder the gateway did not write).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from gateway.core.timestamps import parse_ts
 from gateway.core.topics import tag_path
 
 Sample = tuple[str, int]
-"""A sample's identity: its tag (as topic path) and seq."""
+"""A sample's identity: its tag (as topic path) and seq (Sparkplug, which has no seq:
+its source timestamp)."""
+
+Stamped = list[tuple[str, int, str | int]]
+"""The samples of a message: tag (as topic path), seq, source timestamp (text or ms)."""
 
 PROBE = "probe"
 """Topic level under the run's prefix that proves the subscription is in place."""
@@ -56,7 +62,18 @@ class Collector:
         # one entry per MQTT message (a batch message carries many samples)
         self.message_recv_ns = array("q")
 
-    def parse(self, topic: str, payload: bytes) -> list[tuple[str, int, str]] | None:
+    printed = "%p"
+    """How ``mosquitto_sub`` prints the payload (``-F``): as it is."""
+
+    def filters(self) -> list[str]:
+        """The topic filters that carry the run's samples."""
+        return [self._tags_root + "#", self._batch_root + "#"]
+
+    def payload(self, printed: bytes) -> bytes:
+        """The payload as published, from what ``mosquitto_sub`` printed."""
+        return printed
+
+    def parse(self, topic: str, payload: bytes) -> Stamped | None:
         """The (tag, seq, ts) samples a message carries; None if it is no tag message.
 
         Raises ValueError, KeyError or TypeError on a payload that is not a sample.
@@ -75,7 +92,7 @@ class Collector:
             stamp, topic_raw, payload = line.split(b" ", 2)
             recv_ns = int(stamp.replace(b".", b""))
             topic = topic_raw.decode()
-            samples = self.parse(topic, payload)
+            samples = self.parse(topic, self.payload(payload))
             if samples is None:
                 if topic == self._probe:
                     self.probes += 1
@@ -92,7 +109,9 @@ class Collector:
             for tag, seq, ts_ms in stamped:
                 self._sample(tag, seq, ts_ms, recv_ns)
 
-    def _source_ms(self, ts: str) -> int:
+    def _source_ms(self, ts: str | int) -> int:
+        if isinstance(ts, int):
+            return ts
         ts_ms = self._ts_ms.get(ts)
         if ts_ms is None:
             ts_ms = self._ts_ms[ts] = parse_ts(ts)
@@ -138,6 +157,46 @@ class Collector:
             return self.message_recv_ns[index] if index < len(self.message_recv_ns) else None
 
 
+class SparkplugCollector(Collector):
+    """Counts the metrics of one Sparkplug edge node's DDATA, named by the aliases its
+    DBIRTHs declare. A sample is known by its tag and source timestamp (ms)."""
+
+    printed = "%x"
+
+    def __init__(self, prefix: str, *, group_id: str, edge_node_id: str) -> None:
+        from pysparkplug._protobuf import Payload  # noqa: PLC0415 - only Sparkplug runs need it
+
+        super().__init__(prefix)
+        self._group_id = group_id
+        self._node = edge_node_id
+        self._names: dict[int, str] = {}  # alias -> metric name (the tag's topic path)
+        self._decode = Payload.FromString
+
+    def filters(self) -> list[str]:
+        """The node's messages and its devices'."""
+        base = f"spBv1.0/{self._group_id}/+/{self._node}"
+        return [base, base + "/+"]
+
+    def payload(self, printed: bytes) -> bytes:
+        """The binary payload, which ``mosquitto_sub`` printed in hex."""
+        return bytes.fromhex(printed.decode())
+
+    def parse(self, topic: str, payload: bytes) -> Stamped | None:
+        """DDATA metrics as samples; births and the node's own messages carry none."""
+        levels = topic.split("/")
+        if len(levels) < 4 or levels[:2] != ["spBv1.0", self._group_id] or levels[3] != self._node:
+            return None
+        kind = levels[2]
+        if kind not in ("DDATA", "DBIRTH"):
+            return []
+        metrics = self._decode(payload).metrics
+        if kind == "DBIRTH":
+            self._names.update((m.alias, m.name) for m in metrics)
+            return []
+        names = self._names
+        return [(names[m.alias], m.timestamp, m.timestamp) for m in metrics]
+
+
 class Subscriber:
     """``mosquitto_sub`` on the run's tag and batch topics, QoS 1, with a persistent session.
 
@@ -145,17 +204,26 @@ class Subscriber:
     reconnects after a broker restart, so nothing published meanwhile escapes the count.
     """
 
-    def __init__(self, folder: Path, *, port: int, prefix: str, client_id: str) -> None:
-        self.collector = Collector(prefix)
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        port: int,
+        prefix: str,
+        client_id: str,
+        collector: Collector | None = None,
+    ) -> None:
+        self.collector = collector if collector is not None else Collector(prefix)
         self._port = port
         self._prefix = prefix
+        topics = [*self.collector.filters(), f"{prefix}/{PROBE}"]
         self._args = [
             find_tool("mosquitto_sub"),
             *("-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1"),
             *("-c", "-i", client_id),
             "-R",  # not the retained copies a broker restart sends again on resubscribing
-            *("-t", f"{prefix}/tags/#", "-t", f"{prefix}/batch/#", "-t", f"{prefix}/{PROBE}"),
-            *("-F", "%U %t %p"),
+            *(arg for topic in topics for arg in ("-t", topic)),
+            *("-F", f"%U %t {self.collector.printed}"),
         ]
         self._log_path = folder / f"subscriber-{client_id}.log"
         self._child: Child | None = None

@@ -152,6 +152,18 @@ def test_batch_payload_is_counted_or_refused_with_one_clear_line(
     _check_run(orjson.loads(path.read_bytes()))
 
 
+def test_sparkplug_payload_is_decoded_and_counted_by_alias(tmp_path: Path) -> None:
+    code = _tiny_run(tmp_path, "--payload", "sparkplug", "--no-script")
+    assert code == 0
+    (path,) = tmp_path.glob("steady-*.json")
+    document = orjson.loads(path.read_bytes())
+    _check_run(document)
+    (run,) = document["runs"]
+    assert run["payload"] == "sparkplug"
+    assert run["unparsed_messages"] == 0  # every DDATA decoded, every alias born
+    assert run["messages_per_s"] < run["samples_per_s"]  # one DDATA carries a read
+
+
 SOAK_FIGURES = {
     "warm_up_s",
     "rss_warm_up_mb",
