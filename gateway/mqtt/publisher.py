@@ -90,6 +90,8 @@ class Publisher:
         self._open.set()
         self._holds = 0
         self._gated = False
+        self._in_flight: dict[int, Queued] = {}  # message id -> message, while draining
+        self._room = asyncio.Event()  # set when an acknowledgement freed a place
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -136,8 +138,8 @@ class Publisher:
             window = min(PUBLISH_WINDOW, receive_maximum)
         self._max_packet = max_packet if max_packet is not None and max_packet > 0 else None
         self._drops_logged.clear()
-        in_flight: dict[int, Queued] = {}
-        room = asyncio.Event()
+        in_flight = self._in_flight = {}
+        room = self._room
         forward: Any = paho.on_publish  # aiomqtt's own handler, a paho v2 callback
 
         def acknowledged(
@@ -175,8 +177,22 @@ class Publisher:
                 self._send(paho, batch, in_flight)
         finally:
             paho.on_publish = forward
+            self._in_flight = {}
             if in_flight:
                 self._outbox.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
+
+    def settle(self, mid: int) -> bool:
+        """A plain PUBACK (success, no properties) for ``mid``: True when the message
+        was the buffer's, now acknowledged; False for another's (aiomqtt's own), which
+        paho's handler takes. The link calls this before paho decodes the packet, which
+        costs more than the rest of an acknowledgement."""
+        queued = self._in_flight.pop(mid, None)
+        if queued is None:
+            return False
+        self._outbox.ack([queued])
+        self.published += 1
+        self._room.set()
+        return True
 
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]

@@ -143,6 +143,26 @@ async def test_acknowledgements_of_other_publishes_reach_aiomqtt_and_its_handler
     assert paho.on_publish == own
 
 
+async def test_a_plain_puback_settles_a_buffered_message_and_leaves_others_to_paho(
+    buffer: DurableBuffer,
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True)
+    await buffer.append(messages("a", "b"))
+    drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+    try:
+        await wait_until(lambda: len(paho.sent) == 2)
+        assert publisher.settle(999) is False  # aiomqtt's own publish: paho handles it
+        assert publisher.settle(paho.mid_of("p/a")) is True
+        assert publisher.settle(paho.mid_of("p/a")) is False  # once only
+        assert (publisher.published, buffer.delivered) == (1, 1)
+    finally:
+        drain.cancel()
+        await asyncio.wait({drain})
+    assert publisher.settle(paho.mid_of("p/b")) is False  # the drain ended: nothing in flight
+    assert await taken_topics(buffer) == ["p/b"]
+
+
 async def test_a_closed_outbox_ends_the_drain_only_once_everything_is_acknowledged(
     buffer: DurableBuffer,
 ) -> None:
@@ -249,8 +269,22 @@ async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None
     client = aiomqtt.Client("localhost")
     paho = client._client
     assert isinstance(paho, mqtt_client.Client)
-    for name in ("_packet_handle", "_send_pingreq", "_sock_close", "on_publish", "on_connect"):
+    for name in (
+        "_packet_handle",
+        "_handle_pubackcomp",
+        "_in_packet",
+        "_out_messages",
+        "_out_message_mutex",
+        "_inflight_messages",
+        "_max_inflight_messages",
+        "_update_inflight",
+        "_send_pingreq",
+        "_sock_close",
+        "on_publish",
+        "on_connect",
+    ):
         assert hasattr(paho, name), name
+    assert "packet" in paho._in_packet
     assert isinstance(client._disconnected, asyncio.Future)
 
 
