@@ -7,14 +7,14 @@ will, handing paho's client to the pipelined publisher, and a short way for the
 acknowledgements of its messages. All of it is here.
 
 paho decodes every PUBACK into a reason-code and a properties object and runs callbacks
-under locks: at thousands of messages a second that was a third of the gateway's time. A
-plain PUBACK (success, no properties) of a buffered message is settled here from its two
-or three bytes; any other goes through paho as before.
+under locks: at thousands of messages a second that was a third of the gateway's time.
+The PUBACK of a buffered message (which paho never knew: the publisher builds those
+packets itself) is settled here from its first bytes, packet identifier and reason code;
+any other goes through paho as before.
 
 Written for aiomqtt 2.5 and paho-mqtt 2.2: paho's VERSION2 callbacks and its private
-``_packet_handle``, ``_handle_pubackcomp``, ``_in_packet``, ``_out_messages``,
-``_out_message_mutex``, ``_inflight_messages``, ``_max_inflight_messages``,
-``_update_inflight``, ``_send_pingreq`` and ``_sock_close``;
+``_packet_handle``, ``_handle_pubackcomp``, ``_in_packet``, ``_packet_read``,
+``_sock_recv``, ``_loop_rc_handle``, ``_sock``, ``_send_pingreq`` and ``_sock_close``;
 aiomqtt's private ``_client`` and ``_disconnected``. pyproject pins ``aiomqtt>=2.3,<3``
 and ``paho-mqtt>=2.1,<2.3``, and ``tests/mqtt/test_publisher.py`` checks that these
 parts are still there.
@@ -27,7 +27,7 @@ import logging
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import MQTT_ERR_AGAIN, MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -37,8 +37,70 @@ from gateway.mqtt.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
-SUCCESS_BELOW = 0x80
-"""MQTT 5 reason codes below this one say the broker took the message."""
+
+READ_SIZE = 65_536
+"""Bytes asked of the socket at once; paho asks for one byte, then one, then the rest."""
+
+READ_BURST = 10_000
+"""Packets read per wake-up before the event loop gets a turn (the rest right after)."""
+
+
+class _Received:
+    """Bytes read from the socket that paho has not taken yet."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.pos = 0
+
+
+def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Make paho read the socket in large pieces and every packet that came, per wake-up.
+
+    paho reads each packet with three ``recv`` calls (its type, its length, the rest),
+    and per wake-up as many packets as it has messages in flight, which it does not know
+    of for the buffer's (see ``gateway.mqtt.publisher``): one PUBACK per turn of the event
+    loop. Here the socket is read 64 KiB at a time, and packets are taken until the
+    socket has no more (at most ``READ_BURST``, then again on the next turn).
+    """
+    recv: Any = paho._sock_recv  # turns TLS want-read/write into BlockingIOError
+    received = _Received()
+
+    def sock_recv(size: int) -> bytes:
+        data, pos = received.data, received.pos
+        if pos >= len(data):
+            data, pos = bytes(recv(READ_SIZE)), 0  # BlockingIOError when nothing came
+            if not data:  # closed by the broker
+                return data
+            received.data = data
+        chunk = data[pos : pos + size]
+        received.pos = pos + len(chunk)
+        return chunk
+
+    def loop_read(max_packets: int = 1) -> Any:
+        for _ in range(READ_BURST):
+            if paho._sock is None:
+                return MQTT_ERR_NO_CONN
+            rc = paho._packet_read()
+            if rc == MQTT_ERR_AGAIN:
+                return MQTT_ERR_SUCCESS
+            if rc > 0:
+                return paho._loop_rc_handle(rc)
+        if received.pos < len(received.data):  # more packets read already: next turn
+            loop.call_soon(_read_more, loop_read)
+        return MQTT_ERR_SUCCESS
+
+    paho._sock_recv = sock_recv
+    paho.loop_read = loop_read
+
+
+def _read_more(loop_read: Any) -> None:
+    """Go on reading packets already received; a broken link shows on the next read."""
+    try:
+        loop_read()
+    except OSError as exc:
+        log.debug("reading from the broker failed: %s", exc)
 
 
 class Link:
@@ -82,19 +144,14 @@ class Link:
         def acknowledged(cmd: str) -> Any:
             packet = paho._in_packet["packet"]
             publisher = self._publisher
-            plain = len(packet) == 2 or (len(packet) == 3 and packet[2] < SUCCESS_BELOW)
-            if publisher is not None and cmd == "PUBACK" and plain:
+            if publisher is not None and cmd == "PUBACK" and len(packet) >= 2:
                 mid = (packet[0] << 8) | packet[1]
-                if publisher.settle(mid):
-                    with paho._out_message_mutex:
-                        if paho._out_messages.pop(mid, None) is not None:
-                            paho._inflight_messages -= 1
-                    if paho._max_inflight_messages > 0:  # paho sends what it queued
-                        return paho._update_inflight()
+                if publisher.settle(mid, packet[2] if len(packet) > 2 else 0):
                     return MQTT_ERR_SUCCESS
             return handle_ack(cmd)
 
         paho._handle_pubackcomp = acknowledged  # type: ignore[method-assign]
+        _read_in_bulk(paho, loop)
 
     async def publish(self, publisher: Publisher) -> None:
         """Publish the buffer pipelined over this connection, within the broker's limits."""

@@ -10,9 +10,13 @@ callback in front of aiomqtt's, forwarding the acknowledgements of aiomqtt's own
 publishes (status, command answers). While the session publishes a sequence of the
 format's own (births), the buffer is ``held``: nothing of it goes out in between.
 
-Written for aiomqtt 2.5 and paho-mqtt 2.2 (paho's VERSION2 callbacks, aiomqtt's private
-``Client._client``); pyproject pins ``aiomqtt>=2.3,<3`` and ``paho-mqtt>=2.1,<2.3``, and
-``tests/mqtt/test_publisher.py`` checks that the parts used are still there.
+QoS 1 messages are written as PUBLISH packets built here (``gateway.mqtt.packets``) into
+paho's outgoing queue, many in one write; their acknowledgements come back through
+``settle``, called by the link. Written for aiomqtt 2.5 and paho-mqtt 2.2 (paho's
+VERSION2 callbacks and its private ``_sock``, ``_mid_generate`` and ``_packet_queue``;
+aiomqtt's private ``Client._client``); pyproject pins ``aiomqtt>=2.3,<3`` and
+``paho-mqtt>=2.1,<2.3``, and ``tests/mqtt/test_publisher.py`` checks that the parts used
+are still there.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from paho.mqtt import client as mqtt_client
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.buffer.store import Message, Queued
 from gateway.errors import MqttUnavailable
+from gateway.mqtt.packets import publish_qos1
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,21 @@ class Outbox(Protocol):
 
     def requeue(self, batch: list[Queued]) -> None:
         """Not acknowledged: back in front, in their order."""
+
+
+REFUSED_FROM = 0x80
+"""MQTT 5 reason codes from this one on say the broker refused the message."""
+
+
+def _hand_over(paho: mqtt_client.Client, packets: list[bytes]) -> None:
+    """Queue the built PUBLISH packets in paho as one write, in order, and forget them.
+
+    paho's queue entry is marked QoS 1 so that paho reports nothing when it is written;
+    the acknowledgements come back through ``Publisher.settle``.
+    """
+    if packets:
+        paho._packet_queue(mqtt_client.PUBLISH, b"".join(packets), 0, 1)
+        packets.clear()
 
 
 def publish_packet_size(topic: bytes, payload: bytes, qos: int, *, mqtt5: bool) -> int:
@@ -181,14 +202,17 @@ class Publisher:
             if in_flight:
                 self._outbox.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
 
-    def settle(self, mid: int) -> bool:
-        """A plain PUBACK (success, no properties) for ``mid``: True when the message
-        was the buffer's, now acknowledged; False for another's (aiomqtt's own), which
-        paho's handler takes. The link calls this before paho decodes the packet, which
-        costs more than the rest of an acknowledgement."""
+    def settle(self, mid: int, reason: int = 0) -> bool:
+        """The PUBACK for ``mid`` with its reason code: True when the message was the
+        buffer's, now acknowledged (or refused, reason 0x80 and up); False for another's
+        (aiomqtt's own), which paho's handler takes. The link calls this before paho
+        decodes the packet, which costs more than the rest of an acknowledgement; paho
+        never knew the QoS 1 messages built here."""
         queued = self._in_flight.pop(mid, None)
         if queued is None:
             return False
+        if reason >= REFUSED_FROM:
+            self._refused(queued, ReasonCode(PacketTypes.PUBACK, identifier=reason))
         self._outbox.ack([queued])
         self.published += 1
         self._room.set()
@@ -197,14 +221,34 @@ class Publisher:
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
     ) -> None:
-        """Hand a batch to paho; what the broker can never take is dropped on the way."""
+        """Hand a batch to paho; what the broker can never take is dropped on the way.
+
+        QoS 1 messages, nearly all of them, go as PUBLISH packets built here and handed
+        to paho's outgoing queue together (``gateway.mqtt.packets``); the rest through
+        paho's ``publish()``, in their place in the order.
+        """
         finish = self._finish
+        mqtt5 = self._mqtt5
+        packets: list[bytes] = []  # QoS 1 packets built, not yet handed to paho
         for index, queued in enumerate(batch):
             message = queued[1] if finish is None else finish(queued[1])
             problem = self._unsendable(message)
             if problem is not None:
                 self._drop(queued, *problem)
                 continue
+            if paho._sock is None:  # the link is gone: this one and the rest, in order
+                self._outbox.requeue(batch[index:])
+                code = mqtt_client.MQTT_ERR_NO_CONN
+                raise MqttUnavailable(f"[code:{code}] {mqtt_client.error_string(code)}")
+            if message.qos == 1:
+                mid = paho._mid_generate()
+                topic = message.topic.encode()
+                packets.append(
+                    publish_qos1(topic, message.payload, mid, retain=message.retain, mqtt5=mqtt5)
+                )
+                in_flight[mid] = queued
+                continue
+            _hand_over(paho, packets)
             try:
                 info = paho.publish(message.topic, message.payload, message.qos, message.retain)
             except (ValueError, TypeError) as exc:  # paho refuses it, now and always
@@ -218,6 +262,7 @@ class Publisher:
                 self.published += 1
             else:
                 in_flight[info.mid] = queued
+        _hand_over(paho, packets)
 
     def _unsendable(self, message: Message) -> tuple[str, str] | None:
         """Why the broker could never take ``message`` (reason, detail), or None."""
@@ -225,6 +270,8 @@ class Publisher:
             topic = message.topic.encode("utf-8")
         except UnicodeEncodeError:
             return "invalid", "topic is not valid UTF-8"
+        if not topic or b"+" in topic or b"#" in topic:
+            return "invalid", f"{message.topic[:200]!r} is not a topic to publish to"
         if len(topic) > MAX_TOPIC_BYTES:
             return "too_large", f"topic of {len(topic)} bytes, MQTT allows {MAX_TOPIC_BYTES}"
         if self._max_packet is not None:

@@ -28,8 +28,8 @@ async def test_plain_pubacks_are_settled_without_paho_and_everything_arrives(
     settled: list[bool] = []
     settle = publisher.settle
 
-    def counted(mid: int) -> bool:
-        settled.append(settle(mid))
+    def counted(mid: int, reason: int = 0) -> bool:
+        settled.append(settle(mid, reason))
         return settled[-1]
 
     publisher.settle = counted  # type: ignore[method-assign]

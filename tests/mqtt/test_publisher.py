@@ -40,33 +40,84 @@ class Info:
 
 
 class FakePaho:
-    """paho's ``publish()`` and ``on_publish`` callback: records what was handed over;
-    the test plays the broker by acknowledging message ids."""
+    """paho's ``publish()``, its outgoing queue and ``on_publish`` callback: records what
+    was handed over (decoding the PUBLISH packets the publisher builds itself); the test
+    plays the broker by acknowledging message ids, as the link does: the buffer's QoS 1
+    messages through ``Publisher.settle``, the rest through ``on_publish``."""
 
-    def __init__(self) -> None:
+    def __init__(self, publisher: Publisher | None = None, *, mqtt5: bool = True) -> None:
+        self.publisher = publisher
+        self.mqtt5 = mqtt5
         self.sent: dict[int, str] = {}  # mid -> topic, in the order handed over
+        self.built: set[int] = set()  # mids of packets the publisher built
+        self.writes = 0  # entries in paho's outgoing queue
         self.forwarded: list[int] = []  # acknowledgements passed on to aiomqtt's handler
         self.on_publish: Any = self._aiomqtt_handler
-        self.refuse_after: int | None = None  # publishes paho accepts before MQTT_ERR_NO_CONN
+        self.refuse_after: int | None = None  # messages paho takes before the link is gone
         self._next_mid = 0
+
+    @property
+    def _sock(self) -> object | None:
+        if self.refuse_after is not None and self._next_mid >= self.refuse_after:
+            return None
+        return self
 
     def _aiomqtt_handler(self, *args: Any) -> None:
         self.forwarded.append(args[2])
 
+    def _mid_generate(self) -> int:
+        self._next_mid += 1
+        return self._next_mid
+
+    def _packet_queue(self, command: int, packet: bytes, mid: int, qos: int) -> None:
+        assert (command, mid, qos) == (mqtt_client.PUBLISH, 0, 1)
+        self.writes += 1
+        self.built.update(decode_publishes(packet, self.sent, mqtt5=self.mqtt5))
+
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> Info:
         if "#" in topic or "+" in topic:
             raise ValueError("Publish topic cannot contain wildcards.")
-        if self.refuse_after is not None and len(self.sent) >= self.refuse_after:
-            return Info(0, mqtt_client.MQTT_ERR_NO_CONN, published=False)
-        self._next_mid += 1
-        self.sent[self._next_mid] = topic
-        return Info(self._next_mid, mqtt_client.MQTT_ERR_SUCCESS, published=qos == 0)
+        mid = self._mid_generate()
+        self.sent[mid] = topic
+        return Info(mid, mqtt_client.MQTT_ERR_SUCCESS, published=qos == 0)
 
     def ack(self, mid: int, reason: ReasonCode = SUCCESS) -> None:
+        if mid in self.built:
+            assert self.publisher is not None
+            if self.publisher.settle(mid, reason.value):
+                return
         self.on_publish(self, None, mid, reason, Properties(PacketTypes.PUBACK))
 
     def mid_of(self, topic: str) -> int:
         return next(mid for mid, sent in self.sent.items() if sent == topic)
+
+
+def decode_publishes(packets: bytes, into: dict[int, str], *, mqtt5: bool) -> list[int]:
+    """The packet ids of a run of QoS 1 PUBLISH packets without properties, recording each
+    one's topic in ``into``."""
+    mids = []
+    pos = 0
+    while pos < len(packets):
+        assert packets[pos] & 0xF6 == 0x32  # PUBLISH, QoS 1, not a duplicate
+        pos += 1
+        length, shift = 0, 0
+        while True:
+            byte = packets[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = pos + length
+        topic_length = int.from_bytes(packets[pos : pos + 2], "big")
+        topic = packets[pos + 2 : pos + 2 + topic_length].decode()
+        mid = int.from_bytes(packets[pos + 2 + topic_length : pos + 4 + topic_length], "big")
+        if mqtt5:
+            assert packets[pos + 4 + topic_length] == 0  # no properties
+        into[mid] = topic
+        mids.append(mid)
+        pos = end
+    return mids
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
@@ -106,6 +157,7 @@ async def test_the_window_bounds_what_is_in_flight_and_each_puback_makes_room(
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages(*"abcdefgh"))
     drain = asyncio.create_task(publisher.drain(paho, receive_maximum=3))  # type: ignore[arg-type]
     try:
@@ -126,9 +178,10 @@ async def test_the_window_bounds_what_is_in_flight_and_each_puback_makes_room(
 async def test_acknowledgements_of_other_publishes_reach_aiomqtt_and_its_handler_returns(
     buffer: DurableBuffer,
 ) -> None:
-    paho = FakePaho()
+    paho = FakePaho(mqtt5=False)
     own = paho.on_publish
     publisher = Publisher(buffer, mqtt5=False)
+    paho.publisher = publisher
     await buffer.append(messages("a"))
     drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
     await wait_until(lambda: len(paho.sent) == 1)
@@ -148,6 +201,7 @@ async def test_a_plain_puback_settles_a_buffered_message_and_leaves_others_to_pa
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "b"))
     drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
     try:
@@ -168,6 +222,7 @@ async def test_a_closed_outbox_ends_the_drain_only_once_everything_is_acknowledg
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "b"))
     drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
     await wait_until(lambda: len(paho.sent) == 2)
@@ -185,6 +240,7 @@ async def test_what_is_in_flight_goes_back_in_front_when_the_link_drops(
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "b", "c", "d", "e"))
     drain = asyncio.create_task(publisher.drain(paho, receive_maximum=3))  # type: ignore[arg-type]
     await wait_until(lambda: len(paho.sent) == 3)
@@ -201,6 +257,7 @@ async def test_a_publish_paho_cannot_send_ends_the_link_and_loses_nothing(
     paho = FakePaho()
     paho.refuse_after = 2
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "b", "c", "d"))
     with pytest.raises(MqttUnavailable, match=r"\[code:4\]"):
         await asyncio.wait_for(publisher.drain(paho), 2)  # type: ignore[arg-type]
@@ -210,6 +267,7 @@ async def test_a_publish_paho_cannot_send_ends_the_link_and_loses_nothing(
 async def test_qos0_messages_count_as_delivered_once_written(buffer: DurableBuffer) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "b", qos=0))
     drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
     buffer.close_for_new()
@@ -222,6 +280,7 @@ async def test_messages_the_broker_can_never_take_are_dropped_counted_and_logged
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(
         [
             Message("p/big", b"x" * 200, 1, False),  # over the broker's maximum packet size
@@ -249,6 +308,7 @@ async def test_a_refusal_by_the_broker_is_counted_and_not_sent_again(
 ) -> None:
     paho = FakePaho()
     publisher = Publisher(buffer, mqtt5=True)
+    paho.publisher = publisher
     await buffer.append(messages("a", "a"))
     drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
     await wait_until(lambda: len(paho.sent) == 2)
@@ -273,11 +333,13 @@ async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None
         "_packet_handle",
         "_handle_pubackcomp",
         "_in_packet",
-        "_out_messages",
-        "_out_message_mutex",
-        "_inflight_messages",
-        "_max_inflight_messages",
-        "_update_inflight",
+        "_packet_read",
+        "_sock_recv",
+        "_loop_rc_handle",
+        "loop_read",
+        "_sock",
+        "_mid_generate",
+        "_packet_queue",
         "_send_pingreq",
         "_sock_close",
         "on_publish",
@@ -301,7 +363,7 @@ async def test_a_format_finishes_each_message_as_it_is_sent_and_anew_after_a_dro
 
     publisher = Publisher(buffer, mqtt5=True, finish=finish)
     await buffer.append(messages("a", "b"))
-    first = FakePaho()
+    first = FakePaho(publisher)
     drain = asyncio.create_task(publisher.drain(first))  # type: ignore[arg-type]
     await wait_until(lambda: len(first.sent) == 2)
     first.ack(first.mid_of("p/a/1"))
@@ -310,7 +372,7 @@ async def test_a_format_finishes_each_message_as_it_is_sent_and_anew_after_a_dro
     await asyncio.wait({drain})
 
     connection = 2
-    second = FakePaho()
+    second = FakePaho(publisher)
     drain = asyncio.create_task(publisher.drain(second))  # type: ignore[arg-type]
     try:
         await wait_until(lambda: len(second.sent) == 1)
