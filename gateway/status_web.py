@@ -102,7 +102,9 @@ class StatusPage:
         if token is not None and given is not None:
             if not token_matches(given, token):
                 return _unauthorized()
-            response = web.HTTPSeeOther("/")
+            response = web.Response(
+                status=303, headers={"Location": "/", "Cache-Control": "no-store"}
+            )
             response.set_cookie(
                 COOKIE,
                 token.get_secret_value(),
@@ -111,7 +113,6 @@ class StatusPage:
                 path="/",
                 secure=request.secure,
             )
-            response.headers["Cache-Control"] = "no-store"
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
         if not authorized(request, token):
