@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from gateway.core.models import Reading, Value
 from gateway.core.timestamps import now_ms
 
-CHANGE_BATCHES = 256
-"""Batches of published samples kept: with chunked reads, the last few polls."""
-SCAN_LIMIT = 20_000
-"""Most samples looked at to answer one request for the newest changes."""
+KEPT_SAMPLES = 20_000
+"""Samples kept (whole batches, the oldest dropped beyond this), and the most one request
+for the newest changes looks at: a few polls of a large plant, bounded memory."""
 COMMANDS_KEPT = 50
 """Commands kept with their results."""
 
@@ -37,17 +36,25 @@ class Change:
 class RecentChanges:
     """The newest published samples, as batches; cheap to feed, searched on demand."""
 
-    def __init__(self, batches: int = CHANGE_BATCHES) -> None:
-        self._batches: deque[tuple[str, Sequence[tuple[Reading, int]]]] = deque(maxlen=batches)
+    def __init__(self, kept: int = KEPT_SAMPLES) -> None:
+        self._batches: deque[tuple[str, Sequence[tuple[Reading, int]]]] = deque()
+        self._kept = kept
+        self._held = 0  # samples in the batches held
 
     def add(self, group: str, decided: Sequence[tuple[Reading, int]]) -> None:
-        """A sink committed ``decided`` (readings with their seqs): remember the batch."""
-        if decided:
-            self._batches.append((group, decided))
+        """A sink committed ``decided`` (readings with their seqs): remember the batch,
+        forget the oldest ones the newer ones make unnecessary."""
+        if not decided:
+            return
+        batches = self._batches
+        batches.append((group, decided))
+        self._held += len(decided)
+        while self._held - len(batches[0][1]) >= self._kept:
+            self._held -= len(batches.popleft()[1])
 
     def newest(self, limit: int, tag_filter: str = "") -> list[Change]:
         """Up to ``limit`` changes, newest first, whose tag contains ``tag_filter``
-        (case-insensitive); looks at no more than ``SCAN_LIMIT`` samples."""
+        (case-insensitive); looks at no more than the samples it keeps."""
         needle = tag_filter.casefold()
         found: list[Change] = []
         for group, reading in self._walk():
@@ -64,7 +71,7 @@ class RecentChanges:
             for reading, _seq in reversed(decided):
                 yield group, reading
                 seen += 1
-                if seen >= SCAN_LIMIT:
+                if seen >= self._kept:
                     return
 
 
