@@ -200,7 +200,7 @@ class BackfillSettings(Section):
 
 
 class HealthSettings(Section):
-    """[health]: the HTTP endpoint for health checks and metrics."""
+    """[health]: the HTTP endpoint for health checks, metrics and the status page."""
 
     enabled: bool = Field(
         True, description="Serve GET /health, GET /metrics and the status page at /."

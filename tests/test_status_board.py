@@ -4,6 +4,7 @@ the snapshot's rules, the token; then its stream against a real gateway and brok
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,12 +17,13 @@ from pydantic import SecretStr, ValidationError
 from gateway.buffer.ages import AgeTrail
 from gateway.config import HealthSettings
 from gateway.core.models import Reading
+from gateway.health import HealthServer
 from gateway.recent import RecentChanges, RecentCommands
 from gateway.simulator.server import Simulator
 from gateway.sink import PollStats
 from gateway.status_page import StatusBoard, public_text, public_url
 from gateway.status_web import token_matches
-from tests.conftest import Mosquitto, TlsFiles
+from tests.conftest import Mosquitto, TlsFiles, logged
 from tests.gateway_harness import running_gateway, settings_for
 
 
@@ -165,6 +167,22 @@ def test_token_from_a_file_and_compared_in_constant_time(tmp_path: Path) -> None
     with pytest.raises(ValidationError, match="token is empty"):
         HealthSettings(token=SecretStr(""))
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(("token", "warned"), [(None, True), ("s3cret", False)])
+async def test_a_page_open_to_the_network_is_warned_about(token: str | None, warned: bool) -> None:
+    settings = HealthSettings(listen="0.0.0.0:0", token=token)
+    with logged("gateway.health", "set health.token") as warning:
+        server = HealthServer(settings, stand_in())
+        task = asyncio.create_task(server.run())
+        try:
+            async with asyncio.timeout(10):
+                await server.listening.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert warning.is_set() is warned
 
 
 # --- the stream, against a real gateway ----------------------------------------------------
