@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewaySettings
     from gateway.core.models import Alarm
     from gateway.recent import RecentChanges
+    from gateway.sink import GroupFeed
 
 HISTORY = 600
 """Ticks (seconds) of trend kept: the chart shows the last ten minutes."""
@@ -81,7 +82,7 @@ class StatusBoard:
         self._ticks: deque[_Tick] = deque(maxlen=RATE_WINDOW + 1)
         self._rates: dict[str, float] = {}  # per scan class, samples read per second
         self._publish_rate = 0.0
-        self.history: deque[tuple[int, float, int]] = deque(maxlen=HISTORY)
+        self._history: deque[tuple[int, float, int]] = deque(maxlen=HISTORY)
 
     def tick(self, now: float) -> None:
         """Take the counters at loop time ``now``: the publish rate since the last tick,
@@ -101,7 +102,7 @@ class StatusBoard:
                 name: max(0, count - first.readings.get(name, count)) / (now - first.at)
                 for name, count in current.readings.items()
             }
-            self.history.append((now_ms(), round(self._publish_rate, 1), gateway.buffer.depth))
+            self._history.append((now_ms(), round(self._publish_rate, 1), gateway.buffer.depth))
         ticks.append(current)
 
     def snapshot(
@@ -114,7 +115,8 @@ class StatusBoard:
         source = gateway.source
         error = source.last_error
         session = gateway.session
-        points = list(self.history) if history else list(self.history)[-1:]
+        trend = self._history
+        points = list(trend) if history else [trend[-1]] if trend else []
         return {
             "version": __version__,
             "now_ms": now_ms(),
@@ -165,7 +167,7 @@ class StatusBoard:
             "history_full": history,
         }
 
-    def _group(self, feed: Any, now: float) -> dict[str, Any]:
+    def _group(self, feed: GroupFeed, now: float) -> dict[str, Any]:
         stats = feed.stats
         last = stats.last_success
         return {
