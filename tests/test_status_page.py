@@ -18,6 +18,8 @@ import aiohttp
 import aiomqtt
 import orjson
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.app import Gateway
 from gateway.core.timestamps import now_ms
@@ -158,11 +160,16 @@ async def test_the_page_shows_the_gateway_live_and_no_secret(
             "background-color", "rgb(31, 138, 59)"
         )
 
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        claimed = Properties(PacketTypes.PUBLISH)
+        claimed.UserProperty = [("client_id", "hmi-panel-3")]
+        async with aiomqtt.Client(
+            "127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
             await client.publish(
                 f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}",
                 orjson.dumps({"value": 17.5, "id": "page-write-1"}),
                 qos=1,
+                properties=claimed,
             )
             await client.publish(
                 f"{PREFIX}/cmd/write/{tag_path('System1.Area1.Tank1.Level')}",
@@ -170,7 +177,9 @@ async def test_the_page_shows_the_gateway_live_and_no_secret(
                 qos=1,
             )
         commands = page.locator("#commands tr")
-        await expect(commands.filter(has_text="page-write-1")).to_contain_text("ok", timeout=5000)
+        written = commands.filter(has_text="page-write-1")
+        await expect(written).to_contain_text("ok", timeout=5000)
+        await expect(written).to_contain_text("hmi-panel-3")
         await expect(commands.filter(has_text="page-write-2")).to_contain_text(
             "refused: tag is not in commands.writable"
         )
