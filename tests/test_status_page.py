@@ -132,6 +132,8 @@ async def test_the_page_shows_the_gateway_live_and_no_secret(
     config = page_config(sim, mosquitto, tls, tmp_path)
     async with page_of(config) as (gateway, url), aiohttp.ClientSession() as http:
         page = await browser.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
         await page.goto(url + "/")
         tags = sum(len(feed.tags) for feed in gateway.pollers)
         await expect(page.locator("#tag-count")).to_have_text(str(tags), timeout=5000)
@@ -188,6 +190,15 @@ async def test_the_page_shows_the_gateway_live_and_no_secret(
         await page.fill("#tag-filter", "Tank1.Setpoint")
         await expect(page.locator("#changes tr").first).to_contain_text(SETPOINT)
         await expect(page.locator("#changes")).not_to_contain_text("Level", timeout=5000)
+
+        # The chart draws both series over the seconds seen so far.
+        for line in ("#line-rate", "#line-depth"):
+            points = await page.locator(line).get_attribute("points")
+            assert points is not None
+            assert len(points.split()) >= 3, points
+        # Offline: nothing but the page and its stream was asked for.
+        assert requested
+        assert all(address.startswith(url + "/") for address in requested), requested
 
         text = await page.inner_text("body") + await page.content()
         stream = (await first_event(http, url)).decode()
