@@ -9,7 +9,6 @@ at once, then one a second, built only while a page is connected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import importlib.resources
 import json
@@ -95,6 +94,7 @@ class StatusPage:
 
     async def _shutdown(self, _app: web.Application) -> None:
         self._closing.set()
+        self._fresh.set()  # the viewers wake, see the server closing, and end their streams
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         token = self._token
@@ -145,15 +145,8 @@ class StatusPage:
 
     async def _next_tick(self) -> bool:
         """Wait for the next tick; False once the server shuts down."""
-        fresh = asyncio.ensure_future(self._fresh.wait())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait({fresh, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (fresh, closing):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+        if not self._closing.is_set():
+            await self._fresh.wait()
         return not self._closing.is_set()
 
 

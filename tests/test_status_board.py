@@ -17,7 +17,7 @@ from pydantic import SecretStr, ValidationError
 from gateway.buffer.ages import AgeTrail
 from gateway.config import HealthSettings
 from gateway.core.models import Reading
-from gateway.health import HealthServer
+from gateway.health import SHUTDOWN_TIMEOUT, HealthServer
 from gateway.recent import RecentChanges, RecentCommands
 from gateway.simulator.server import Simulator
 from gateway.sink import PollStats
@@ -225,8 +225,15 @@ async def test_the_stream_follows_a_broker_outage_and_ends_with_the_gateway(
             async with asyncio.timeout(60):
                 while (await next_snapshot(response.content))["buffer"]["depth"] > 0:
                     pass
-        # The gateway stopped with the page still open: the stream ended with it.
+            # The gateway stops with the page still open: the stream ends at once, the
+            # server does not wait for its shutdown timeout to cut it.
+            loop = asyncio.get_running_loop()
+            ended: list[float] = []
+            rest = asyncio.create_task(response.content.read())
+            rest.add_done_callback(lambda _: ended.append(loop.time()))
+            stopping = loop.time()
         async with asyncio.timeout(5):
-            await response.content.read()
+            await rest
         assert response.content.at_eof()
+        assert ended[0] - stopping < SHUTDOWN_TIMEOUT
         response.release()
