@@ -35,6 +35,7 @@ from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
+from gateway.recent import RecentChanges
 from gateway.sink import GroupFeed, TagSink
 from gateway.subscription import SubscribedAlarms, SubscribedGroup, SubscriptionSource
 from gateway.wincc.base import WinCCClient
@@ -92,6 +93,7 @@ class Gateway:
             on_lost=self.decider.lost,
         )
         self.topic_map = TopicMap()
+        self.changes = RecentChanges()  # what the status page lists as the last changes
         self.tag_types: dict[str, TagType] = {}
         self.output = build_format(
             FormatContext(settings, self.topic_map, self.tag_types, self.decider.current)
@@ -324,6 +326,7 @@ class Gateway:
             buffer=self.buffer,
             backfill=self.settings.backfill if self.settings.backfill.enabled else None,
             resume=before.mark if before is not None else self._marks.pop(group.name, None),
+            changes=self.changes,
         )
 
     async def _announce(self, resolved: list[ResolvedGroup]) -> None:

@@ -46,6 +46,7 @@ from gateway.errors import (
     wincc_reason,
 )
 from gateway.formats.base import CommandKind, CommandLayout, RouteKind
+from gateway.recent import RecentCommands
 from gateway.wincc.base import WinCCClient
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class CommandService:
         self._read_back = read_back  # a value read back after a write, as a sample
         self._reasons_logged: set[str] = set()
         self.results: dict[str, int] = {}
+        self.recent = RecentCommands()  # for the status page
         self._lanes: dict[tuple[CommandKind, str], deque[Accepted]] = {}
         self._turns: asyncio.Queue[tuple[CommandKind, str] | None] = asyncio.Queue()
         self._waiting = 0
@@ -374,11 +376,20 @@ class CommandService:
             body.update(result)
         outcome = "ok" if error is None else "unknown" if reached else "refused"
         self._count(outcome)
+        shown = target or inbound.topic[:200]
+        self.recent.add(
+            kind=kind,
+            target=shown,
+            request_id=request_id,
+            sender=inbound.sender,
+            outcome=outcome,
+            error=error,
+        )
         audit.info(
             "command %s %s=%r id=%r claimed_client_id=%r value=%r -> %s",
             {"tag": "write", "alarm": "ack", "control": "control"}[kind],
             kind,
-            target or inbound.topic[:200],
+            shown,
             request_id,
             inbound.sender,
             _short(body.get("value")),

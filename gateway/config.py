@@ -12,14 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.mqtt_settings import DatabusSettings, MqttSettings, SparkplugSettings
-from gateway.section import Section
+from gateway.section import Section, read_secret_file
 from gateway.units import ByteSize, Duration
 from gateway.wincc.settings import (
     UNIFIED_GOOD_CODES,
@@ -200,10 +200,28 @@ class BackfillSettings(Section):
 
 
 class HealthSettings(Section):
-    """[health]: the HTTP endpoint for health checks and metrics."""
+    """[health]: the HTTP endpoint for health checks, metrics and the status page."""
 
-    enabled: bool = Field(True, description="Serve GET /health and GET /metrics.")
-    listen: str = Field("127.0.0.1:9100", description="host:port to listen on.")
+    enabled: bool = Field(
+        True, description="Serve GET /health, GET /metrics and the status page at /."
+    )
+    listen: str = Field(
+        "127.0.0.1:9100",
+        description="host:port to listen on. The status page is read-only whatever the "
+        "address; on an address others reach, set token.",
+    )
+    token: SecretStr | None = Field(
+        None,
+        description="When set, the status page (/ and /events) requires it, as "
+        "'Authorization: Bearer <token>' or once as /?token=<token>, which sets a cookie. "
+        "/health and /metrics never do. Prefer token_file.",
+        examples=["change-me"],
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File holding the status page token (Docker/systemd secret).",
+        examples=["/run/secrets/status_token"],
+    )
 
     @field_validator("listen")
     @classmethod
@@ -212,6 +230,16 @@ class HealthSettings(Section):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{listen!r} is not host:port like 127.0.0.1:9100")
         return listen
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Self:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token and token_file are both set; keep one")
+        if self.token_file is not None:
+            self.token = read_secret_file(self.token_file, "token_file")
+        if self.token is not None and not self.token.get_secret_value():
+            raise ValueError("token is empty; remove it, or give it a value")
+        return self
 
 
 class LogSettings(Section):

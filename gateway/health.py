@@ -1,4 +1,5 @@
-"""The HTTP endpoint for orchestrators and Prometheus: ``GET /health``, ``GET /metrics``.
+"""The HTTP endpoint for orchestrators and Prometheus: ``GET /health``, ``GET /metrics``;
+and for people, the status page (``gateway.status_web``) on the same port.
 
 ``/health`` answers 200 only when the gateway really moves data: connected to the broker,
 WinCC answering, every scan class polled within three of its intervals, the buffer below
@@ -10,6 +11,7 @@ reads.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +24,8 @@ from gateway import __version__
 from gateway.config import HealthSettings
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics, Monitored
+from gateway.status_page import StatusBoard, StatusSource
+from gateway.status_web import StatusPage
 
 if TYPE_CHECKING:
     from gateway.sink import PollStats
@@ -35,7 +39,7 @@ SHUTDOWN_TIMEOUT = 1.0
 """Seconds open scrapes get to finish when the gateway stops; it must not wait on them."""
 
 
-class HealthTarget(Monitored, Protocol):
+class HealthTarget(StatusSource, Protocol):
     """The gateway as the health server sees it: its state, and its metrics registry."""
 
     @property
@@ -108,7 +112,8 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 class HealthServer:
-    """Serves ``/health`` and ``/metrics`` on ``[health] listen`` until cancelled."""
+    """Serves ``/health``, ``/metrics`` and the status page on ``[health] listen`` until
+    cancelled."""
 
     def __init__(self, settings: HealthSettings, gateway: HealthTarget) -> None:
         self.settings = settings
@@ -132,6 +137,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        page = StatusPage(StatusBoard(self.gateway), self.settings.token)
+        page.add_routes(app)
         runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
@@ -144,11 +151,19 @@ class HealthServer:
                     f"health.listen {self.settings.listen}: cannot listen: {exc.strerror}"
                 ) from exc
             self._port = int(runner.addresses[0][1])
-            log.info("health and metrics on http://%s:%d", host, self._port)
+            log.info("health, metrics and status page on http://%s:%d", host, self._port)
+            if self.settings.token is None and not _loopback(host):
+                log.warning(
+                    "the status page on %s is open to anyone who reaches it (read-only); "
+                    "set health.token to require a token",
+                    self.settings.listen,
+                )
             self.listening.set()
-            await self.gateway.started.wait()
-            self._polling_since = asyncio.get_running_loop().time()
-            await asyncio.Event().wait()  # serve until cancelled
+            async with asyncio.TaskGroup() as group:
+                group.create_task(page.run(), name="status-page")
+                await self.gateway.started.wait()
+                self._polling_since = asyncio.get_running_loop().time()
+                await asyncio.Event().wait()  # serve until cancelled
         finally:
             await runner.cleanup()
 
@@ -169,6 +184,13 @@ class HealthServer:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         body = encoder(self.gateway.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _json(body: dict[str, Any], status: int) -> web.Response:

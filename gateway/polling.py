@@ -43,6 +43,8 @@ class SourceHealth:
 
     def __init__(self, on_change: SourceListener | None = None) -> None:
         self.state = "unknown"
+        self.since_ms = now_ms()  # wall clock of the last change of state
+        self.last_error: tuple[int, str] | None = None  # when, and what failed last
         self.errors_by_kind: dict[str, int] = {}
         self._failing: str | None = None
         self._on_change = on_change
@@ -62,6 +64,7 @@ class SourceHealth:
         next success, not once per poll.
         """
         kind = type(exc).__name__
+        self.last_error = (now_ms(), str(exc))
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         if isinstance(exc, WinCCUnavailable):
             if self.state != "down":
@@ -73,6 +76,7 @@ class SourceHealth:
 
     async def _set(self, state: str) -> None:
         self.state = state
+        self.since_ms = now_ms()
         if self._on_change is not None:
             await self._on_change(state)
 

@@ -23,6 +23,7 @@ from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import format_ts, now_ms
 from gateway.errors import WinCCError
 from gateway.formats.base import OutputFormat
+from gateway.recent import RecentChanges
 from gateway.wincc.concurrency import run_all
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class TagSink:
         buffer: DurableBuffer,
         backfill: BackfillSettings | None = None,
         resume: PollMark | None = None,
+        changes: RecentChanges | None = None,
     ) -> None:
         self.name = name
         self.deadband = deadband
@@ -111,6 +113,7 @@ class TagSink:
         self._output = output
         self._buffer = buffer
         self._backfill = backfill
+        self._changes = changes  # the status page's last changes, one append per commit
         self._reported_errors: set[str] = set()
         # How far the last good read went (WinCC's clock) and when (host's); a gap to
         # fill starts there. After a restart, from where the last run stopped.
@@ -290,6 +293,8 @@ class TagSink:
         )
         states: list[TagState] = [(r.name, seq, r.value, r.quality, r.ts_ms) for r, seq in decided]
         if await self._buffer.append(messages, states):
+            if self._changes is not None:
+                self._changes.add(self.name, decided)
             return True
         self._lost = True
         return False

@@ -17,14 +17,15 @@ def test_check_config_prints_the_effective_config_without_secrets(
     config = tmp_path / "g.toml"
     config.write_text(
         f'[wincc]\nusername = "gw"\npassword_file = "{secret}"\n'
-        '[mqtt]\npassword = "mqtt-very-secret"\n',
+        '[mqtt]\npassword = "mqtt-very-secret"\n'
+        '[health]\ntoken = "page-very-secret"\n',
         encoding="utf-8",
     )
     assert main(["check-config", "--config", str(config)]) == 0
     out, err = capsys.readouterr()
     assert '"username": "gw"' in out
     assert "very-secret" not in out + err
-    assert out.count('"**********"') == 2
+    assert out.count('"**********"') == 3
 
 
 def test_check_config_typo_exits_2_naming_the_key(

@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import aiomqtt
 import orjson
 import pytest
@@ -29,6 +30,7 @@ START_LIMIT = 5.0  # seconds from the command to the first data on the broker
 FIRST_SAMPLES = re.compile(r"first samples after (?P<after>[\d.]+)s: ")
 SUB_HINT = re.compile(r"^\s*(?P<command>mosquitto_sub .*)$")
 PUB_HINT = re.compile(r"^\s*(?P<command>mosquitto_pub .*)$")
+STATUS_PAGE = re.compile(r"^Status page: (?P<url>http://127\.0\.0\.1:\d+/)$")
 
 
 class DemoProcess:
@@ -174,6 +176,50 @@ async def test_banner_hints_work_with_the_real_port() -> None:
     assert "Traceback" not in err, err
 
 
+@pytest.mark.slow
+async def test_retained_messages_reach_only_the_subscriptions_they_match() -> None:
+    """A user's mosquitto_sub to topics without retained messages gets none of the
+    gateway's retained tags or alarms, only the retained status it subscribed to."""
+    async with demo_process() as demo:
+        sub = shlex.split((await demo.line_matching(SUB_HINT))["command"])
+        port = sub[sub.index("-p") + 1]
+        await demo.line_matching(FIRST_SAMPLES)
+        await demo.line_matching(re.compile(r"alarms active"))  # retained tags and alarms
+        broker = ["-h", "127.0.0.1", "-p", port, "-V", "mqttv311"]
+        watched = await asyncio.create_subprocess_exec(
+            mosquitto_client("mosquitto_sub"),
+            *broker,
+            *("-t", "nothing/here", "-t", "wincc/demo/cmd/result", "-t", "wincc/demo/status"),
+            *("-v", "-C", "2", "-W", "10"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert watched.stdout is not None
+        first = await asyncio.wait_for(watched.stdout.readline(), 10)
+        # The status came; a marker published now arrives after anything retained would.
+        marker = await asyncio.create_subprocess_exec(
+            mosquitto_client("mosquitto_pub"), *broker, "-q", "1", "-t", "nothing/here", "-m", "end"
+        )
+        assert await marker.wait() == 0
+        rest, _ = await watched.communicate()
+        lines = [first.decode(), *rest.decode().splitlines(keepends=True)]
+        assert watched.returncode == 0, lines
+        assert lines[0].startswith("wincc/demo/status {"), lines
+        assert lines[1:] == ["nothing/here end\n"], lines
+        code, err = await demo.interrupt()
+    assert code == 0, err
+
+
+@pytest.mark.slow
+async def test_demo_prints_the_status_page_address() -> None:
+    async with demo_process() as demo:
+        url = (await demo.line_matching(STATUS_PAGE))["url"]
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+            assert "<title>wincc-gateway status</title>" in await response.text()
+        code, err = await demo.interrupt()
+    assert code == 0, err
+
+
 async def test_run_demo_in_process_stops_after_duration() -> None:
     out = io.StringIO()
     assert await run_demo(tags=30, duration=2.0, console=Console(file=out, width=100)) == 0
@@ -233,14 +279,14 @@ def test_demo_settings_ignore_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GATEWAY_MQTT__URL", "mqtt://192.0.2.1:1883")
-    monkeypatch.setenv("GATEWAY_HEALTH__ENABLED", "true")
+    monkeypatch.setenv("GATEWAY_HEALTH__LISTEN", "0.0.0.0:9100")
     wincc = RestSettings(url="http://127.0.0.1:8443", allow_insecure_http=True)
     plan = DemoPlan([PollGroup(name="fast", tags=["System1.Area1.**"])], None)
     settings = demo_settings(wincc, plan, 1884, tmp_path)
     assert settings.mqtt.url == "mqtt://127.0.0.1:1884"
     assert settings.mqtt.protocol == 311
     assert settings.mqtt.topic_prefix == "wincc/demo"
-    assert not settings.health.enabled
+    assert settings.health.listen == "127.0.0.1:0"  # the status page, loopback only
     assert settings.buffer.path.parent == tmp_path
 
 

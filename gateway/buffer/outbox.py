@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.backoff import Backoff
+from gateway.buffer.ages import AgeTrail
 from gateway.buffer.store import (
     AlarmState,
     BufferStore,
@@ -104,6 +105,7 @@ class DurableBuffer:
         self._to_delete: list[int] = []
         self._deleting = asyncio.Event()
         self._overflowing = False
+        self._ages = AgeTrail()
         self._appending: set[asyncio.Future[None]] = set()
         # Appends waiting for the next transaction, and the task that will commit them.
         self._open_batch: tuple[_Batch, asyncio.Future[None]] | None = None
@@ -144,6 +146,7 @@ class DurableBuffer:
             raise GatewayError(f"buffer.path {self.path}: cannot open: {why}") from exc
         self.depth = restored.backlog
         if restored.backlog:
+            self._ages.committed(0, self._last_appended, asyncio.get_running_loop().time())
             self._spilled = True
             log.info(
                 "buffer %s holds %d messages from before the restart; they are sent first",
@@ -274,6 +277,7 @@ class DurableBuffer:
             return
         last = first + kept - 1
         self._last_appended = last
+        self._ages.committed(first, last, asyncio.get_running_loop().time())
         if not self._spilled and len(self._cache) + kept <= CACHE_LIMIT:
             self._cache.extend(zip(range(first, last + 1), messages[:kept], strict=True))
         elif not self._spilled:
@@ -314,6 +318,7 @@ class DurableBuffer:
     def _forget_dropped_oldest(self) -> None:
         """Dropped rows leave the send cache too, so counters and the wire agree."""
         limit = self._store.dropped_up_to
+        self._ages.gone(limit)
         while self._cache and self._cache[0][0] <= limit:
             self._cache.popleft()
         self._read_after = max(self._read_after, limit)
@@ -334,6 +339,10 @@ class DurableBuffer:
                 self.max_size,
                 self.policy,
             )
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest waiting message has waited (to about a second)."""
+        return self._ages.oldest_age(asyncio.get_running_loop().time(), self.depth)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -370,6 +379,8 @@ class DurableBuffer:
     def ack(self, batch: list[Queued]) -> None:
         """The broker has them: delete them soon (batched, off the sending path)."""
         self._to_delete.extend(row_id for row_id, _ in batch)
+        if batch:
+            self._ages.gone(batch[-1][0])
         self.delivered += len(batch)
         self.depth = max(0, self.depth - len(batch))
         self._deleting.set()

@@ -21,6 +21,24 @@ Messages = AsyncIterator[tuple[str, bytes]]
 """What the subscriber hands on: (topic, payload) pairs."""
 
 
+class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no type information
+    """amqtt's broker, delivering retained messages only to the subscriptions they match.
+
+    amqtt 0.12, when a client connects, offers it the retained messages of every topic
+    filter any client subscribed to, not of its own: a subscriber to ``nothing/here``
+    received the gateway's whole retained tree. A filter the new client has not
+    subscribed to itself is skipped here; on a subscription of its own the filter is its.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        topic_filter = subscription[0]
+        subscribers = self._subscriptions.get(topic_filter, ())
+        if any(subscriber.client_id == session.client_id for subscriber, _ in subscribers):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 @contextlib.asynccontextmanager
 async def embedded_broker(host: str, port: int) -> AsyncIterator[int]:
     """amqtt on ``host``, anonymous, without plugins that write files; yields its port."""
@@ -28,7 +46,7 @@ async def embedded_broker(host: str, port: int) -> AsyncIterator[int]:
         listeners={"default": ListenerConfig(bind=f"{host}:{port}")},
         plugins={"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     )
-    broker = Broker(config)
+    broker = _Broker(config)
     broker_log = logging.getLogger("amqtt.broker")
     level = broker_log.level
     broker_log.setLevel(logging.CRITICAL)  # a failed start is reported below, once, in one line

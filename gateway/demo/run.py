@@ -160,7 +160,7 @@ def demo_settings(
         ),
         commands=CommandSettings(writable=[WRITABLE], acknowledge=["**"]),
         buffer=BufferSettings(path=folder / "buffer.db"),
-        health=HealthSettings(enabled=False),
+        health=HealthSettings(listen=f"{HOST}:0"),  # the status page, on a free port
     )
 
 
@@ -301,9 +301,18 @@ async def _run(
                 if console.is_interactive
                 else summary_lines(view, console)
             )
+            gateway = Gateway(settings, client)
             async with asyncio.TaskGroup() as group:
                 feeding = group.create_task(feed(watcher, view), name="demo-feed")
                 shown = group.create_task(display, name="demo-view")
-                await Gateway(settings, client).run(stop)
+                told = group.create_task(_tell_status_page(gateway, console), name="demo-page")
+                await gateway.run(stop)
                 feeding.cancel()
                 shown.cancel()
+                told.cancel()
+
+
+async def _tell_status_page(gateway: Gateway, console: Console) -> None:
+    """Print where the status page is, once it listens; open nothing."""
+    await gateway.health.listening.wait()
+    say(console, f"Status page: http://{HOST}:{gateway.health.port}/")
