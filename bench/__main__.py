@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folders typed null, a six-level tree",
     )
     parser.add_argument(
+        "--status-page",
+        action="store_true",
+        help="keep the gateway's status page open during the run (its live stream read "
+        "from /events, as a browser does), to measure what an open page costs",
+    )
+    parser.add_argument(
         "--no-script",
         action="store_true",
         help="skip the reference script's run after each steady and stress run",
@@ -182,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
                     args.sample_every,
                     args.dialect,
                     args.realistic,
+                    args.status_page,
                 )
                 result = run_once(options, broker, folder)
                 if name in SCRIPTED and not args.no_script:
@@ -216,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
                     "payload": args.payload,
                     "dialect": args.dialect,
                     "realistic": args.realistic,
+                    "status_page": args.status_page,
                     "script": name in SCRIPTED and not args.no_script,
                     "change_rate": scenario.change_rate,
                     "backlog": backlog if name == "drain" else None,

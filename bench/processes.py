@@ -310,13 +310,15 @@ def gateway_config(
     buffer_path: Path,
     payload: str,
     dialect: str = "rest",
+    health_port: int | None = None,
 ) -> str:
     """The gateway's TOML config of one run: all tags in one group, alarms off, QoS 1.
 
     Alarms are off so that every message counted is a tag sample. ``payload`` is written
     only for ``batch`` and ``sparkplug``; a Sparkplug node is group ``SPARKPLUG_GROUP``,
     named after the last level of ``topic_prefix``. With ``dialect = "unified"`` the
-    gateway subscribes to the simulated Unified runtime instead of polling.
+    gateway subscribes to the simulated Unified runtime instead of polling. The health
+    server (with the status page) listens on ``health_port`` when one is given.
     """
 
     def text(value: str) -> str:
@@ -359,7 +361,11 @@ def gateway_config(
         f"path = {text(str(buffer_path))}",
         "",
         "[health]",
-        "enabled = false",
+        *(
+            ["enabled = false"]
+            if health_port is None
+            else ["enabled = true", f'listen = "127.0.0.1:{health_port}"']
+        ),
         "",
         "[log]",
         'level = "warning"',

@@ -110,6 +110,7 @@ _ROWS: list[_Row] = [
     ("simulator CPU, %", lambda f: _number(f["simulator_cpu_pct"], 1)),
     ("broker CPU, %", lambda f: _number(f["broker_cpu_pct"], 1)),
     ("buffered at window end", lambda f: _number(f["buffer_rows_end"])),
+    ("status page updates received", lambda f: _number(f["page_events"])),
     ("backlog on disk", lambda f: _number(f["backlog"])),
     ("broker back to first delivery, s", lambda f: _number(f["reconnect_s"], 1)),
     ("broker back to backlog delivered, s", lambda f: _number(f["backlog_s"], 1)),

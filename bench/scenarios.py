@@ -26,6 +26,7 @@ from typing import Any
 import psutil
 
 from bench.monitor import PeakRss, cpu_seconds, rss_bytes
+from bench.page import OpenPage
 from bench.processes import (
     SPARKPLUG_GROUP,
     BenchError,
@@ -34,6 +35,7 @@ from bench.processes import (
     SimulatorProcess,
     UsageError,
     clean_env,
+    free_port,
     gateway_config,
     reaping,
 )
@@ -118,6 +120,7 @@ class RunOptions:
     sample_every: float = 10.0  # soak: seconds between two RSS and CPU samples
     dialect: str = "rest"  # "unified": the gateway subscribes instead of polling
     realistic: bool = False  # the simulator's --realistic plant layout
+    status_page: bool = False  # the gateway's status page open during the run
 
 
 @dataclass(slots=True)
@@ -150,6 +153,7 @@ class RunResult:
     buffer_rows_end: int  # messages still in the gateway's buffer at the window's end
     buffer_samples_left: int  # samples the gateway kept in its buffer when it stopped
     unparsed_messages: int  # messages on the run's topics that were no samples; expect 0
+    page_events: int | None = None  # --status-page: updates the open page received
     gateway_exit: int = -1  # set once the gateway has stopped
     backlog: int | None = None  # drain: samples buffered when the broker came back
     reconnect_s: float | None = None  # broker back -> first message at the subscriber
@@ -353,6 +357,8 @@ class _Run:
         )
         self.collector = self.subscriber.collector
         self.gateway = GatewayProcess(self.folder, self.config_path)
+        self.health_port = free_port() if options.status_page else None
+        self.page: OpenPage | None = None
         self.cpu = _Cpu(
             {
                 "gateway": lambda: self.gateway.pid,
@@ -375,6 +381,7 @@ class _Run:
                 buffer_path=self.buffer_path,
                 payload=options.payload,
                 dialect=options.dialect,
+                health_port=self.health_port,
             ),
             encoding="utf-8",
         )
@@ -385,6 +392,10 @@ class _Run:
             self.subscriber.start()
             stack.callback(self.gateway.stop)
             self.gateway.start()
+            if self.health_port is not None:
+                page = self.page = OpenPage(self.health_port)
+                stack.callback(page.stop)
+                page.start()
             rss = PeakRss(self.gateway.pid)
             stack.callback(rss.stop)
             rss.start()
@@ -574,6 +585,7 @@ class _Run:
             buffer_rows_end=window.buffer_rows_end,
             buffer_samples_left=len(left),
             unparsed_messages=collector.unparsed,
+            page_events=None if self.page is None else self.page.events,
         )
         if drain is not None:
             result.backlog = drain.backlog

@@ -164,6 +164,15 @@ def test_sparkplug_payload_is_decoded_and_counted_by_alias(tmp_path: Path) -> No
     assert run["messages_per_s"] < run["samples_per_s"]  # one DDATA carries a read
 
 
+def test_an_open_status_page_is_read_through_the_run(tmp_path: Path) -> None:
+    assert _tiny_run(tmp_path, "--status-page", "--no-script") == 0
+    (path,) = tmp_path.glob("steady-*.json")
+    document = orjson.loads(path.read_bytes())
+    _check_run(document)
+    assert document["settings"]["status_page"] is True
+    assert document["runs"][0]["page_events"] >= 2  # one update a second while open
+
+
 SOAK_FIGURES = {
     "warm_up_s",
     "rss_warm_up_mb",

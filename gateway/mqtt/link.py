@@ -3,8 +3,8 @@
 The session needs what aiomqtt offers no public way to do: the broker's limits from its
 CONNACK (MQTT 5 Receive Maximum and Maximum Packet Size), when the broker last spoke, a
 PINGREQ now, closing the connection without DISCONNECT, a DISCONNECT that asks for the
-will, handing paho's client to the pipelined publisher, and a short way for the
-acknowledgements of its messages. All of it is here.
+will, handing paho's client to the pipelined publisher, a short way for the
+acknowledgements of its messages, and reading the socket in bulk. All of it is here.
 
 paho decodes every PUBACK into a reason-code and a properties object and runs callbacks
 under locks: at thousands of messages a second that was a third of the gateway's time.
