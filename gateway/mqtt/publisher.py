@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.buffer.store import Message, Queued
+from gateway.core.pacing import Pacer
+from gateway.core.platforms import Platform, payload_problem, topic_problem
 from gateway.errors import MqttUnavailable
 
 log = logging.getLogger(__name__)
@@ -76,10 +79,14 @@ class Publisher:
         *,
         mqtt5: bool,
         finish: Callable[[Message], Message] | None = None,
+        pacer: Pacer | None = None,
+        platform: Platform | None = None,
     ) -> None:
         self._outbox = outbox
         self._mqtt5 = mqtt5
         self._finish = finish  # the output format's completion of a message as it is sent
+        self._pacer = pacer  # the connection's publish rate limits
+        self._platform = platform  # a cloud platform's topic and payload rules
         self._max_packet: int | None = None
         self._drops_logged: set[str] = set()
         self._refused_topics: set[str] = set()
@@ -163,6 +170,8 @@ class Publisher:
                     await room.wait()
                     continue
                 await self._open.wait()
+                if self._pacer is not None:
+                    free = await self._paced(free)
                 batch = await self._outbox.take(free)
                 if not batch:  # stopping, and everything was taken
                     while in_flight:
@@ -172,18 +181,40 @@ class Publisher:
                 if not self._open.is_set():  # held while waiting for data: in front again
                     self._outbox.requeue(batch)
                     continue
-                self._send(paho, batch, in_flight)
+                pause = self._send(paho, batch, in_flight)
+                if pause > 0:
+                    await asyncio.sleep(pause)
         finally:
             paho.on_publish = forward
             if in_flight:
                 self._outbox.requeue(sorted(in_flight.values(), key=lambda item: item[0]))
 
+    async def _paced(self, free: int) -> int:
+        """How many of ``free`` may go now by the publish rate, once at least one may."""
+        pacer = self._pacer
+        assert pacer is not None
+        while True:
+            now = time.monotonic()
+            room = pacer.room(now)
+            if room > 0:
+                return min(free, room)
+            await asyncio.sleep(max(pacer.wait(now, 0), 0.001))
+
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
-    ) -> None:
-        """Hand a batch to paho; what the broker can never take is dropped on the way."""
-        finish = self._finish
+    ) -> float:
+        """Hand a batch to paho; what the broker can never take is dropped on the way.
+        Returns the seconds to wait when the publish rate stopped it: the rest of the
+        batch is back in front."""
+        finish, pacer = self._finish, self._pacer
         for index, queued in enumerate(batch):
+            if pacer is not None:  # before finishing it: a format may number what it sends
+                now, size = time.monotonic(), len(queued[1].payload)
+                pause = pacer.wait(now, size)
+                if pause > 0:
+                    self._outbox.requeue(batch[index:])
+                    return pause
+                pacer.spend(now, size)
             message = queued[1] if finish is None else finish(queued[1])
             problem = self._unsendable(message)
             if problem is not None:
@@ -202,6 +233,7 @@ class Publisher:
                 self.published += 1
             else:
                 in_flight[info.mid] = queued
+        return 0.0
 
     def _unsendable(self, message: Message) -> tuple[str, str] | None:
         """Why the broker could never take ``message`` (reason, detail), or None."""
@@ -211,6 +243,11 @@ class Publisher:
             return "invalid", "topic is not valid UTF-8"
         if len(topic) > MAX_TOPIC_BYTES:
             return "too_large", f"topic of {len(topic)} bytes, MQTT allows {MAX_TOPIC_BYTES}"
+        platform = self._platform
+        if platform is not None:
+            problem = topic_problem(platform, topic) or payload_problem(platform, message.payload)
+            if problem is not None:
+                return "too_large", problem
         if self._max_packet is not None:
             size = publish_packet_size(topic, message.payload, message.qos, mqtt5=self._mqtt5)
             if size > self._max_packet:

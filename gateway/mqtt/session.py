@@ -37,9 +37,11 @@ from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
+from gateway.core.platforms import PLATFORMS
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status, Watched
+from gateway.mqtt.cloud import LoginSource, alpn_protocols, pacer_for, static_login
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 from gateway.tasks import first_to_end
@@ -93,6 +95,9 @@ def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     if not settings.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # only behind the documented verify_tls = false
+    alpn = alpn_protocols(settings)
+    if alpn:
+        context.set_alpn_protocols(alpn)
     return context
 
 
@@ -106,8 +111,11 @@ class MqttSession:
         output: OutputFormat,
         *,
         on_message: MessageHandler | None = None,
+        login: LoginSource | None = None,
     ) -> None:
         self._settings = settings
+        self._login = login or static_login(settings)
+        self._renew_after: float | None = None
         self._buffer = buffer
         self._output = output
         self._on_message = on_message
@@ -118,7 +126,13 @@ class MqttSession:
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5, finish=output.finish)
+        self.publisher = Publisher(
+            buffer,
+            mqtt5=settings.protocol == 5,
+            finish=output.finish,
+            pacer=pacer_for(settings),
+            platform=PLATFORMS.get(settings.preset) if settings.preset else None,
+        )
         self._status_due = asyncio.Event()
         self._own = asyncio.Lock()  # the format's own message sequences go out whole
 
@@ -141,12 +155,14 @@ class MqttSession:
         settings = self._settings
         parts = urlsplit(settings.url)
         will = self._output.will(now_ms())
+        login = self._login()
+        self._renew_after = login.renew_after
         client = aiomqtt.Client(
             hostname=parts.hostname or "localhost",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
             identifier=settings.client_id,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
+            username=login.username,
+            password=login.password,
             protocol=(
                 aiomqtt.ProtocolVersion.V5
                 if settings.protocol == 5
@@ -282,8 +298,17 @@ class MqttSession:
             asyncio.create_task(self._keep_status(link.client), name="mqtt-status"),
             asyncio.create_task(watchdog, name="mqtt-watchdog"),
         }
+        if self._renew_after is not None:
+            tasks.add(asyncio.create_task(self._renew(self._renew_after), name="mqtt-renew"))
         done = await first_to_end(tasks)
         return drainer in done
+
+    @staticmethod
+    async def _renew(after: float) -> None:
+        """End the connection before its login expires (an Azure SAS token): the
+        session connects again at once with a fresh one; what was in flight is resent."""
+        await asyncio.sleep(after)
+        raise Rejoin("the login token is due for renewal")
 
     async def _leave(self, link: Link) -> None:
         """Leave a link that could not be drained so the retained status says offline:
