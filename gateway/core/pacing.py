@@ -21,6 +21,9 @@ STEADY = 0.98
 BURST = 0.05
 """Share of a second's limit that may go at once (catching up after a late wake-up)."""
 
+EPSILON = 1e-9
+"""Seconds (and units) below which float rounding is not a reason to wait."""
+
 
 class RateLimit:
     """At most ``limit`` units (messages, or bytes) in any one-second window, spread out."""
@@ -41,7 +44,7 @@ class RateLimit:
             self._tokens = min(self._size, self._tokens + (now - self._at) * self._refill)
         if self._at is None or now > self._at:
             self._at = now
-        while self._sent and self._sent[0][0] <= now - WINDOW:
+        while self._sent and self._sent[0][0] <= now - WINDOW + EPSILON:
             self._in_window -= self._sent.popleft()[1]
         if not self._sent:
             self._in_window = 0.0  # no drift from float sums
@@ -50,14 +53,17 @@ class RateLimit:
         """Seconds until ``amount`` may go; 0.0 when it may go now. An amount larger
         than the bucket (one big message) goes once the bucket is full and nothing else
         is in the window, and leaves the bucket in debt: the limit holds on average."""
+        if amount <= 0:
+            return 0.0
         self._advance(now)
         waits = [0.0]
         needed = min(amount, self._size)
-        if self._tokens < needed:
+        if self._tokens + EPSILON < needed:
             waits.append((needed - self._tokens) / self._refill)
-        if self._sent and self._in_window + amount > self.limit:
+        if self._sent and self._in_window + amount > self.limit + EPSILON:
             waits.append(self._window_wait(now, amount))
-        return max(waits)
+        wait = max(waits)
+        return wait if wait > EPSILON else 0.0
 
     def _window_wait(self, now: float, amount: float) -> float:
         """Until enough of what went in the last second has left the window."""
@@ -78,8 +84,8 @@ class RateLimit:
     def room(self, now: float) -> int:
         """Whole units that may go now, one after the other."""
         self._advance(now)
-        by_bucket = int(self._tokens) if self._tokens >= 1 else 0
-        return max(0, min(by_bucket, int(self.limit - self._in_window)))
+        by_bucket = int(self._tokens + EPSILON)
+        return max(0, min(by_bucket, int(self.limit - self._in_window + EPSILON)))
 
 
 class Pacer:

@@ -198,7 +198,7 @@ class Publisher:
             room = pacer.room(now)
             if room > 0:
                 return min(free, room)
-            await asyncio.sleep(max(pacer.wait(now, 0), 0.001))
+            await asyncio.sleep(max(pacer.messages.wait(now), 0.001))
 
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
