@@ -200,6 +200,12 @@ class Publisher:
                 return min(free, room)
             await asyncio.sleep(max(pacer.messages.wait(now), 0.001))
 
+    def count_own(self, size: int) -> None:
+        """A message of the session's own (status, command answer) goes out now: it
+        counts against the publish rate, so the buffered data leaves room for it."""
+        if self._pacer is not None:
+            self._pacer.spend(time.monotonic(), size)
+
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
     ) -> float:

@@ -211,6 +211,7 @@ class MqttSession:
         finish = self._output.finish
         if finish is not None:  # no await before the publish: the wire keeps this order
             message = finish(message)
+        self.publisher.count_own(len(message.payload))
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
         )
@@ -368,6 +369,7 @@ class MqttSession:
         if correlation_data is not None and self._settings.protocol == 5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
+        self.publisher.count_own(len(message.payload))
         try:
             await link.client.publish(
                 message.topic, message.payload, message.qos, message.retain, properties=properties
