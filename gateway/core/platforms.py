@@ -35,6 +35,8 @@ class Platform:
     max_client_id: int | None
     max_keepalive: int
     sparkplug: bool
+    connect_gap: float
+    """Fewest seconds between two connection attempts of one client id."""
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -53,6 +55,7 @@ PLATFORMS: dict[str, Platform] = {
         max_client_id=128,
         max_keepalive=1200,
         sparkplug=True,
+        connect_gap=1.0,
     ),
     "azure-iot-hub": Platform(
         name="Azure IoT Hub",
@@ -69,6 +72,7 @@ PLATFORMS: dict[str, Platform] = {
         max_client_id=None,
         max_keepalive=1177,
         sparkplug=False,
+        connect_gap=0.0,
     ),
 }
 

@@ -126,12 +126,14 @@ class MqttSession:
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
+        platform = PLATFORMS.get(settings.preset) if settings.preset else None
+        self._connect_gap = platform.connect_gap if platform is not None else 0.0
         self.publisher = Publisher(
             buffer,
             mqtt5=settings.protocol == 5,
             finish=output.finish,
             pacer=pacer_for(settings),
-            platform=PLATFORMS.get(settings.preset) if settings.preset else None,
+            platform=platform,
         )
         self._status_due = asyncio.Event()
         self._own = asyncio.Lock()  # the format's own message sequences go out whole
@@ -279,7 +281,8 @@ class MqttSession:
                     log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
                     down_logged = True
                 self.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
+                # AWS IoT Core throttles a client id connecting more than once a second.
+                await asyncio.sleep(max(backoff.next_delay(), self._connect_gap))
             finally:
                 self.connected.clear()
                 self._link = None
