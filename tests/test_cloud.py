@@ -331,3 +331,40 @@ async def test_a_burst_is_delivered_at_the_rate_limit_never_over_it_and_nothing_
     assert max(arrivals.values()) <= rate, sorted(arrivals.items())
     took = times[-1] - times[0]
     assert count / rate * 0.9 <= took <= count / rate * 1.15 + 1
+
+
+async def test_azure_batches_are_split_below_the_hub_message_size(
+    simulator: Simulator, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A read of 6,000 tags is about 600 KB of JSON: it reaches the hub in parts, each
+    under its 256 KB limit (the broker here closes the connection above it)."""
+    count = 6_000
+    async with (
+        platform_broker(tmp_path, AZURE_ACL, 256 * 1024 + 1024) as broker,
+        cloud_front(tls, broker.port) as front,
+        subscribe(
+            broker,
+            EVENTS + "#",
+            protocol=aiomqtt.ProtocolVersion.V311,
+            identifier="cloud",
+            username="cloud",
+        ) as cloud,
+    ):
+        config = azure_config(simulator, broker, front, tls, tmp_path)
+        config["mqtt"]["payload"] = "batch"
+        async with running_gateway(config) as gateway:
+            readings = [
+                (Reading(f"Big.Tag{n:05d}", n, 192, now_ms()), 1, True) for n in range(count)
+            ]
+            await gateway.buffer.append(gateway.output.samples("big", readings, backfill=False))
+
+            def samples_in(ms: list[Received]) -> int:
+                parts = [m for m in ms if properties_of(m.topic)["topic"] == "batch/big"]
+                return sum(len(m.json()["samples"]) for m in parts)
+
+            messages = await cloud.wait_for(lambda ms: samples_in(ms) >= count)
+        parts = [m for m in messages if properties_of(m.topic)["topic"] == "batch/big"]
+        assert len(parts) >= 3
+        assert max(len(m.payload) for m in parts) <= 255 * 1024
+        assert sorted(s["value"] for m in parts for s in m.json()["samples"]) == list(range(count))
+        assert len(front.connects) == 1  # never disconnected for a packet too large
