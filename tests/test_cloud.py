@@ -168,12 +168,16 @@ async def call_method(
     client: aiomqtt.Client, answers: Any, name: str, request_id: str, body: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
     """A direct method call as the hub makes it; its status and answer."""
-    seen = len(answers.messages)
     await client.publish(f"$iothub/methods/POST/{name}/?$rid={request_id}", orjson.dumps(body), 1)
-    messages: list[Received] = await answers.wait_for(lambda ms: len(ms) > seen)
-    answer = messages[seen]
-    status, rid = answer.topic.removeprefix("$iothub/methods/res/").split("/?$rid=")
-    assert rid == request_id
+
+    def answered(ms: list[Received]) -> Received | None:
+        suffix = f"/?$rid={request_id}"
+        return next((m for m in ms if m.topic.endswith(suffix)), None)
+
+    messages: list[Received] = await answers.wait_for(lambda ms: answered(ms) is not None)
+    answer = answered(messages)
+    assert answer is not None
+    status = answer.topic.removeprefix("$iothub/methods/res/").split("/")[0]
     return int(status), answer.json()
 
 
@@ -184,20 +188,32 @@ async def test_azure_direct_methods_write_through_the_command_policy(
         platform_broker(tmp_path, AZURE_ACL, 256 * 1024 + 1024) as broker,
         cloud_front(tls, broker.port) as front,
     ):
+        alarm_id = next(iter(simulator.plant.alarms))
+        simulator.plant.raise_alarm(alarm_id, now_ms=now_ms())
         config = azure_config(simulator, broker, front, tls, tmp_path)
+        config["commands"]["acknowledge"] = ["**"]
         async with (
-            running_gateway(config),
             subscribe(
                 broker,
                 METHOD_ANSWERS,
+                EVENTS + "#",
                 protocol=aiomqtt.ProtocolVersion.V311,
                 identifier="cloud",
                 username="cloud",
             ) as answers,
+            running_gateway(config),
             aiomqtt.Client(
                 "127.0.0.1", broker.port, username="cloud", identifier="cloud-methods"
             ) as hub,
         ):
+            # The alarm's state reached the hub: the gateway knows it.
+            await answers.wait_for(
+                lambda ms: any(
+                    properties_of(m.topic)["topic"].startswith("alarms/")
+                    for m in ms
+                    if m.topic.startswith(EVENTS)
+                )
+            )
             status, body = await call_method(
                 hub, answers, "write", "1", {"tag": SETPOINT, "value": 42.5, "id": "w-1"}
             )
@@ -213,6 +229,15 @@ async def test_azure_direct_methods_write_through_the_command_policy(
             assert status == 400
             assert "unknown method 'reboot'" in body["error"]
             assert len(simulator.write_log) == writes
+
+            status, body = await call_method(
+                hub, answers, "ack", "5", {"alarm": alarm_id, "comment": "seen", "id": "a-1"}
+            )
+            assert (status, body) == (
+                200,
+                {"id": "a-1", "ok": True, "error": None, "alarm": alarm_id},
+            )
+            assert simulator.ack_log == [(alarm_id, "seen")]
 
 
 async def test_aws_connects_with_alpn_on_the_https_port_and_mutual_tls(
