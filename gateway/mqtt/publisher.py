@@ -9,6 +9,9 @@ pipelined publish of its own. So this adapter drives the paho client that aiomqt
 callback in front of aiomqtt's, forwarding the acknowledgements of aiomqtt's own
 publishes (status, command answers). While the session publishes a sequence of the
 format's own (births), the buffer is ``held``: nothing of it goes out in between.
+With a publish rate (``mqtt.publish_rate``, set by a cloud preset) a pacer
+(``gateway.core.pacing``) keeps what goes out under it, the rest waiting in the buffer,
+and a cloud platform's topic and payload rules count among what the broker can never take.
 
 Written for aiomqtt 2.5 and paho-mqtt 2.2 (paho's VERSION2 callbacks, aiomqtt's private
 ``Client._client``); pyproject pins ``aiomqtt>=2.3,<3`` and ``paho-mqtt>=2.1,<2.3``, and
