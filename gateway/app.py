@@ -33,6 +33,7 @@ from gateway.formats import build_format
 from gateway.formats.base import FormatContext
 from gateway.health import HealthServer
 from gateway.metrics import GatewayMetrics
+from gateway.mqtt.cloud import login_source
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
 from gateway.recent import RecentChanges
@@ -109,6 +110,7 @@ class Gateway:
             self.buffer,
             self.output,
             on_message=self._on_message,
+            login=login_source(settings),
         )
         self.commands = CommandService(
             layout=self.output.commands,

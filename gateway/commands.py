@@ -396,7 +396,7 @@ class CommandService:
             outcome if error is None else f"{outcome}: {error}",
         )
         if self._layout.answers:
-            self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
+            self._outbox.put(self._answer_for(inbound, orjson.dumps(body), outcome))
         elif error is not None:
             self._unanswered(inbound, outcome, error)
 
@@ -413,9 +413,13 @@ class CommandService:
             error,
         )
 
-    def _answer_for(self, inbound: Inbound, payload: bytes) -> Answer:
-        """The answer goes to the MQTT 5 response topic when valid and not one of the
-        gateway's own, else to ``P/cmd/result``."""
+    def _answer_for(self, inbound: Inbound, payload: bytes, outcome: str) -> Answer:
+        """The answer goes where the protocol says (an Azure direct method's response),
+        else to the MQTT 5 response topic when valid and not one of the gateway's own,
+        else to ``P/cmd/result``."""
+        fixed = self._layout.reply_to(inbound.topic, outcome)
+        if fixed is not None:
+            return Answer(fixed, payload, None)
         topic = inbound.response_topic
         if topic is None or not valid_response_topic(topic) or self._layout.owns(topic):
             topic = self._layout.result_topic
@@ -430,7 +434,7 @@ class CommandService:
         }
         self._count("refused")
         if self._layout.answers:
-            self._outbox.put(self._answer_for(inbound, orjson.dumps(body)))
+            self._outbox.put(self._answer_for(inbound, orjson.dumps(body), "refused"))
 
     def _count(self, result: str) -> None:
         self.results[result] = self.results.get(result, 0) + 1

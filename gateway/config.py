@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.cloud_settings import AzureSettings, apply_preset
 from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
@@ -277,6 +278,7 @@ class GatewaySettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
     databus: DatabusSettings = Field(default_factory=DatabusSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -304,6 +306,11 @@ class GatewaySettings(BaseSettings):
             self.quality.model_fields_set
         ):
             self.quality.good_codes = list(UNIFIED_GOOD_CODES)
+        return self
+
+    @model_validator(mode="after")
+    def _preset_rules(self) -> Self:
+        apply_preset(self.mqtt, self.azure, {"sparkplug", "databus"})
         return self
 
     @model_validator(mode="after")
@@ -375,7 +382,8 @@ def _problems(error: ValidationError) -> list[str]:
             inner, message = dialect_problem(loc[1:], item["type"], message)
             loc = ("wincc", *inner)
         key = _key_path(loc)
-        lines.append(f"{key}: {message}" if key else message)
+        # A rule across sections (a preset) names each key itself, one problem a line.
+        lines += [f"{key}: {message}"] if key else message.splitlines()
     return lines
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from gateway.core.platforms import Preset
 from gateway.core.topics import is_topic_text
 from gateway.section import Section, read_secret_file
 from gateway.units import ByteSize, Duration
@@ -21,6 +22,13 @@ from gateway.units import ByteSize, Duration
 class MqttSettings(Section):
     """[mqtt]: the broker the gateway publishes to."""
 
+    preset: Preset | None = Field(
+        None,
+        description='A cloud IoT platform whose rules the gateway keeps: "aws-iot-core" or '
+        '"azure-iot-hub" (see [azure]). Fixes what the platform fixes (QoS at most 1, '
+        "payload and topic sizes, the publish rate) and refuses settings it cannot take.",
+        examples=["aws-iot-core"],
+    )
     url: str = Field(
         "mqtt://127.0.0.1:1883",
         description="Broker URL: mqtt://host:port or mqtts://host:port (TLS).",
@@ -58,6 +66,21 @@ class MqttSettings(Section):
     )
     verify_tls: bool = Field(
         True, description="Verify the broker's certificate. Turn off only on a test bench."
+    )
+    alpn: str | None = Field(
+        None,
+        description="ALPN protocol offered in the TLS handshake. With preset = "
+        '"aws-iot-core" and port 443 it is x-amzn-mqtt-ca (MQTT with a client certificate '
+        "on the HTTPS port).",
+        examples=["x-amzn-mqtt-ca"],
+    )
+    publish_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Most messages a second published on this connection, spread evenly; "
+        "what cannot go yet waits in the buffer. Not set: as fast as the broker takes "
+        "them; with a preset, the platform's limit (100).",
+        examples=[100.0],
     )
     keepalive: Duration = Field(
         30.0,
@@ -120,7 +143,8 @@ class MqttSettings(Section):
         tls_keys = [
             key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None
         ]
-        if tls_keys and urlsplit(self.url).scheme != "mqtts":
+        derived = self.preset == "azure-iot-hub" and "url" not in self.model_fields_set
+        if tls_keys and urlsplit(self.url).scheme != "mqtts" and not derived:
             # Ignoring them would send the password and every message in plain TCP.
             raise ValueError(
                 f"{', '.join(tls_keys)} set but mqtt.url is mqtt:// (plain TCP, no TLS); "

@@ -275,6 +275,7 @@ async def subscribe(
     identifier: str | None = None,
     clean: bool = True,
     tls_context: ssl.SSLContext | None = None,
+    username: str | None = None,
 ) -> AsyncIterator[Subscriber]:
     """A subscriber on ``topics`` (QoS 1), connected before the block runs."""
     sub = Subscriber()
@@ -289,6 +290,7 @@ async def subscribe(
         protocol=protocol,
         identifier=identifier,
         tls_context=tls_context,
+        username=username,
         **session,
     )
     async with client:

@@ -1,10 +1,13 @@
-"""Output formats, chosen by ``mqtt.payload``; a new format is a module and one entry here."""
+"""Output formats, chosen by ``mqtt.payload``; a new format is a module and one entry here.
+With ``mqtt.preset = "azure-iot-hub"`` the JSON format's messages go out as the device's
+telemetry and commands come as direct methods (``gateway.formats.azure``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from gateway import __version__
+from gateway.formats.azure import AzureTelemetry
 from gateway.formats.base import FormatContext, OutputFormat
 from gateway.formats.databus import DatabusConnector
 from gateway.formats.json_topics import BatchJson, PerTagJson
@@ -78,4 +81,14 @@ name to the values ``mqtt.payload`` accepts)."""
 
 def build_format(context: FormatContext) -> OutputFormat:
     """The configured output format."""
-    return FORMATS[context.settings.mqtt.payload](context)
+    settings = context.settings
+    output = FORMATS[settings.mqtt.payload](context)
+    if settings.mqtt.preset == "azure-iot-hub":
+        assert settings.azure.device_id is not None  # checked by the config
+        return AzureTelemetry(
+            output,
+            prefix=settings.mqtt.topic_prefix,
+            device_id=settings.azure.device_id,
+            topic_map=context.topic_map,
+        )
+    return output

@@ -142,6 +142,12 @@ class CommandLayout(Protocol):
         an answer must never be published to: it would be taken for data or a command."""
         ...
 
+    def reply_to(self, topic: str, outcome: str) -> str | None:
+        """Where the answer to a command on ``topic`` goes when the protocol fixes it (an
+        Azure direct method's response topic names its request and status; ``outcome``
+        is ok, refused or unknown); None: the response topic, else the result topic."""
+        ...
+
     def parse_write(self, payload: bytes) -> WriteRequest:
         """A write command's payload; raises ``CommandRejected`` for one that is not."""
         ...

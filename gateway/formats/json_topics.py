@@ -83,6 +83,10 @@ class JsonCommands:
             for own in (f"{self._prefix}/{level}" for level in OWN_TOPICS)
         )
 
+    def reply_to(self, topic: str, outcome: str) -> str | None:
+        """None: answers go to the response topic or the result topic."""
+        return None
+
     def parse_write(self, payload: bytes) -> WriteRequest:
         """``{"value": V, "id": "...", "ts": TS}`` or a bare JSON value."""
         return parse_write(payload)

@@ -139,6 +139,10 @@ class SparkplugCommands:
         levels = topic[len(self._group) :].split("/")
         return len(levels) >= 2 and levels[1] == self._node_level
 
+    def reply_to(self, topic: str, outcome: str) -> str | None:
+        """None: Sparkplug commands get no answers."""
+        return None
+
     def parse_write(self, payload: bytes) -> WriteRequest:
         """One metric of a DCMD, made whole by ``split``: its value, and its timestamp for
         the age check."""

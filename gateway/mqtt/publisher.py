@@ -9,6 +9,9 @@ pipelined publish of its own. So this adapter drives the paho client that aiomqt
 callback in front of aiomqtt's, forwarding the acknowledgements of aiomqtt's own
 publishes (status, command answers). While the session publishes a sequence of the
 format's own (births), the buffer is ``held``: nothing of it goes out in between.
+With a publish rate (``mqtt.publish_rate``, set by a cloud preset) a pacer
+(``gateway.core.pacing``) keeps what goes out under it, the rest waiting in the buffer,
+and a cloud platform's topic and payload rules count among what the broker can never take.
 
 QoS 1 messages are written as PUBLISH packets built here (``gateway.mqtt.packets``) into
 paho's outgoing queue, many in one write; their acknowledgements come back through
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -33,6 +37,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.buffer.store import Message, Queued
+from gateway.core.pacing import Pacer
+from gateway.core.platforms import Platform, payload_problem, topic_problem
 from gateway.errors import MqttUnavailable
 from gateway.mqtt.packets import publish_qos1
 
@@ -97,10 +103,14 @@ class Publisher:
         *,
         mqtt5: bool,
         finish: Callable[[Message], Message] | None = None,
+        pacer: Pacer | None = None,
+        platform: Platform | None = None,
     ) -> None:
         self._outbox = outbox
         self._mqtt5 = mqtt5
         self._finish = finish  # the output format's completion of a message as it is sent
+        self._pacer = pacer  # the connection's publish rate limits
+        self._platform = platform  # a cloud platform's topic and payload rules
         self._max_packet: int | None = None
         self._drops_logged: set[str] = set()
         self._refused_topics: set[str] = set()
@@ -186,6 +196,8 @@ class Publisher:
                     await room.wait()
                     continue
                 await self._open.wait()
+                if self._pacer is not None:
+                    free = await self._paced(free)
                 batch = await self._outbox.take(free)
                 if not batch:  # stopping, and everything was taken
                     while in_flight:
@@ -195,7 +207,9 @@ class Publisher:
                 if not self._open.is_set():  # held while waiting for data: in front again
                     self._outbox.requeue(batch)
                     continue
-                self._send(paho, batch, in_flight)
+                pause = self._send(paho, batch, in_flight)
+                if pause > 0:
+                    await asyncio.sleep(pause)
         finally:
             paho.on_publish = forward
             self._in_flight = {}
@@ -218,19 +232,46 @@ class Publisher:
         self._room.set()
         return True
 
+    async def _paced(self, free: int) -> int:
+        """How many of ``free`` may go now by the publish rate, once at least one may."""
+        pacer = self._pacer
+        assert pacer is not None
+        while True:
+            now = time.monotonic()
+            room = pacer.room(now)
+            if room > 0:
+                return min(free, room)
+            await asyncio.sleep(max(pacer.messages.wait(now), 0.001))
+
+    def count_own(self, size: int) -> None:
+        """A message of the session's own (status, command answer) goes out now: it
+        counts against the publish rate, so the buffered data leaves room for it."""
+        if self._pacer is not None:
+            self._pacer.spend(time.monotonic(), size)
+
     def _send(
         self, paho: mqtt_client.Client, batch: list[Queued], in_flight: dict[int, Queued]
-    ) -> None:
+    ) -> float:
         """Hand a batch to paho; what the broker can never take is dropped on the way.
+        Returns the seconds to wait when the publish rate stopped it: the rest of the
+        batch is back in front.
 
         QoS 1 messages, nearly all of them, go as PUBLISH packets built here and handed
         to paho's outgoing queue together (``gateway.mqtt.packets``); the rest through
         paho's ``publish()``, in their place in the order.
         """
-        finish = self._finish
+        finish, pacer = self._finish, self._pacer
         mqtt5 = self._mqtt5
         packets: list[bytes] = []  # QoS 1 packets built, not yet handed to paho
         for index, queued in enumerate(batch):
+            if pacer is not None:  # before finishing it: a format may number what it sends
+                now, size = time.monotonic(), len(queued[1].payload)
+                pause = pacer.wait(now, size)
+                if pause > 0:
+                    _hand_over(paho, packets)
+                    self._outbox.requeue(batch[index:])
+                    return pause
+                pacer.spend(now, size)
             message = queued[1] if finish is None else finish(queued[1])
             problem = self._unsendable(message)
             if problem is not None:
@@ -263,6 +304,7 @@ class Publisher:
             else:
                 in_flight[info.mid] = queued
         _hand_over(paho, packets)
+        return 0.0
 
     def _unsendable(self, message: Message) -> tuple[str, str] | None:
         """Why the broker could never take ``message`` (reason, detail), or None."""
@@ -274,6 +316,11 @@ class Publisher:
             return "invalid", f"{message.topic[:200]!r} is not a topic to publish to"
         if len(topic) > MAX_TOPIC_BYTES:
             return "too_large", f"topic of {len(topic)} bytes, MQTT allows {MAX_TOPIC_BYTES}"
+        platform = self._platform
+        if platform is not None:
+            problem = topic_problem(platform, topic) or payload_problem(platform, message.payload)
+            if problem is not None:
+                return "too_large", problem
         if self._max_packet is not None:
             size = publish_packet_size(topic, message.payload, message.qos, mqtt5=self._mqtt5)
             if size > self._max_packet:

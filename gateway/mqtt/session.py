@@ -37,9 +37,11 @@ from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
+from gateway.core.platforms import PLATFORMS
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status, Watched
+from gateway.mqtt.cloud import LoginSource, alpn_protocols, pacer_for, static_login
 from gateway.mqtt.link import Link
 from gateway.mqtt.publisher import Publisher
 from gateway.tasks import first_to_end
@@ -97,6 +99,9 @@ def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     if not settings.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # only behind the documented verify_tls = false
+    alpn = alpn_protocols(settings)
+    if alpn:
+        context.set_alpn_protocols(alpn)
     return context
 
 
@@ -110,8 +115,11 @@ class MqttSession:
         output: OutputFormat,
         *,
         on_message: MessageHandler | None = None,
+        login: LoginSource | None = None,
     ) -> None:
         self._settings = settings
+        self._login = login or static_login(settings)
+        self._renew_after: float | None = None
         self._buffer = buffer
         self._output = output
         self._on_message = on_message
@@ -122,7 +130,15 @@ class MqttSession:
         self._stopping = False
         self.connected = asyncio.Event()
         self.reconnects = 0
-        self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5, finish=output.finish)
+        platform = PLATFORMS.get(settings.preset) if settings.preset else None
+        self._connect_gap = platform.connect_gap if platform is not None else 0.0
+        self.publisher = Publisher(
+            buffer,
+            mqtt5=settings.protocol == 5,
+            finish=output.finish,
+            pacer=pacer_for(settings),
+            platform=platform,
+        )
         self._status_due = asyncio.Event()
         self._own = asyncio.Lock()  # the format's own message sequences go out whole
 
@@ -145,12 +161,14 @@ class MqttSession:
         settings = self._settings
         parts = urlsplit(settings.url)
         will = self._output.will(now_ms())
+        login = self._login()
+        self._renew_after = login.renew_after
         client = aiomqtt.Client(
             hostname=parts.hostname or "localhost",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
             identifier=settings.client_id,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
+            username=login.username,
+            password=login.password,
             protocol=(
                 aiomqtt.ProtocolVersion.V5
                 if settings.protocol == 5
@@ -209,6 +227,7 @@ class MqttSession:
         finish = self._output.finish
         if finish is not None:  # no await before the publish: the wire keeps this order
             message = finish(message)
+        self.publisher.count_own(len(message.payload))
         await client.publish(
             message.topic, message.payload, qos=message.qos, retain=message.retain, timeout=wait
         )
@@ -276,7 +295,8 @@ class MqttSession:
                     log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
                     down_logged = True
                 self.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
+                # AWS IoT Core throttles a client id connecting more than once a second.
+                await asyncio.sleep(max(backoff.next_delay(), self._connect_gap))
             finally:
                 self.connected.clear()
                 self._link = None
@@ -296,8 +316,17 @@ class MqttSession:
             asyncio.create_task(self._keep_status(link.client), name="mqtt-status"),
             asyncio.create_task(watchdog, name="mqtt-watchdog"),
         }
+        if self._renew_after is not None:
+            tasks.add(asyncio.create_task(self._renew(self._renew_after), name="mqtt-renew"))
         done = await first_to_end(tasks)
         return drainer in done
+
+    @staticmethod
+    async def _renew(after: float) -> None:
+        """End the connection before its login expires (an Azure SAS token): the
+        session connects again at once with a fresh one; what was in flight is resent."""
+        await asyncio.sleep(after)
+        raise Rejoin("the login token is due for renewal")
 
     async def _leave(self, link: Link) -> None:
         """Leave a link that could not be drained so the retained status says offline:
@@ -357,6 +386,7 @@ class MqttSession:
         if correlation_data is not None and self._settings.protocol == 5:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
+        self.publisher.count_own(len(message.payload))
         try:
             await link.client.publish(
                 message.topic, message.payload, message.qos, message.retain, properties=properties

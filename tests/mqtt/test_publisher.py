@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +24,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
+from gateway.core.pacing import Pacer
+from gateway.core.platforms import PLATFORMS
 from gateway.errors import MqttUnavailable
 from gateway.mqtt.publisher import Publisher
 
@@ -301,6 +304,44 @@ async def test_messages_the_broker_can_never_take_are_dropped_counted_and_logged
     drops = [r.getMessage() for r in caplog.records if "cannot take it" in r.getMessage()]
     assert len(drops) == 2  # once per reason and connection
     assert "maximum packet size is 100" in drops[0]
+
+
+async def test_with_a_preset_what_the_platform_refuses_is_dropped_not_sent(
+    buffer: DurableBuffer, caplog: pytest.LogCaptureFixture
+) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True, platform=PLATFORMS["aws-iot-core"])
+    paho.publisher = publisher
+    await buffer.append(
+        [
+            Message("p/a/b/c/d/e/f/g/h", b"{}", 1, False),  # 8 slashes: AWS allows 7
+            Message("p/big", b"x" * (128 * 1024 + 1), 1, False),  # over AWS's 128 KB
+            Message("p/fits", b"{}", 1, False),
+        ]
+    )
+    with caplog.at_level(logging.ERROR, logger="gateway.mqtt.publisher"):
+        drain = asyncio.create_task(publisher.drain(paho))  # type: ignore[arg-type]
+        await wait_until(lambda: len(paho.sent) == 1)
+        paho.ack(paho.mid_of("p/fits"))
+        buffer.close_for_new()
+        await asyncio.wait_for(drain, 2)
+    assert list(paho.sent.values()) == ["p/fits"]
+    assert publisher.dropped == {"too_large": 2, "invalid": 0}
+    assert "AWS IoT Core allows 7" in caplog.text
+
+
+async def test_a_paced_publisher_sends_no_faster_than_its_rate(buffer: DurableBuffer) -> None:
+    paho = FakePaho()
+    publisher = Publisher(buffer, mqtt5=True, pacer=Pacer(50))
+    paho.publisher = publisher
+    await buffer.append([Message(f"p/{n}", b"{}", 0, False) for n in range(30)])
+    buffer.close_for_new()
+    started = time.monotonic()
+    await asyncio.wait_for(publisher.drain(paho), 5)  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    assert publisher.published == 30
+    # 2 at once (the burst), then one every 1/49 s.
+    assert 28 / 49 * 0.95 <= took <= 28 / 49 + 0.3
 
 
 async def test_a_refusal_by_the_broker_is_counted_and_not_sent_again(
