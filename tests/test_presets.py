@@ -2,6 +2,8 @@
 ``check-config``, naming the key, never echoing a secret."""
 
 import base64
+import contextlib
+import ssl
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from gateway.config import load_settings
 from gateway.errors import ConfigError
 from gateway.mqtt.cloud import alpn_protocols, login_source, pacer_for
 from gateway.mqtt.session import build_tls_context
+from tests.conftest import TlsFiles
 
 KEY = base64.b64encode(b"device-key-for-the-tests-0123456").decode()
 
@@ -179,6 +182,39 @@ def test_aws_on_port_443_offers_alpn_x_amzn_mqtt_ca(tmp_path: Path) -> None:
         write(tmp_path, AWS.format(port=8883, cert="/c", mqtt='alpn = "x-amzn-mqtt-ca"'))
     ).mqtt
     assert alpn_protocols(chosen) == ["x-amzn-mqtt-ca"]
+
+
+def handshake(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[str | None, str | None]:
+    """A TLS handshake in memory; the ALPN protocol each side settled on."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    near = client.wrap_bio(to_client, to_server, server_hostname="localhost")
+    far_in, far_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    far = server.wrap_bio(far_in, far_out, server_side=True)
+    for _ in range(10):
+        for side in (near, far):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        far_in.write(to_server.read())
+        to_client.write(far_out.read())
+    return near.selected_alpn_protocol(), far.selected_alpn_protocol()
+
+
+@pytest.mark.parametrize(("port", "expected"), [(443, "x-amzn-mqtt-ca"), (8883, None)])
+def test_the_tls_context_offers_alpn_in_a_real_handshake(
+    port: int, expected: str | None, tmp_path: Path, tls: TlsFiles
+) -> None:
+    text = AWS.format(port=port, cert=tls.client_cert, mqtt=f'ca_file = "{tls.ca_file}"')
+    settings = load_settings(
+        write(
+            tmp_path,
+            text.replace(f'key_file = "{tls.client_cert}"', f'key_file = "{tls.client_key}"'),
+        )
+    ).mqtt
+    context = build_tls_context(settings)
+    assert context is not None
+    server = tls.server_context()
+    server.set_alpn_protocols(["x-amzn-mqtt-ca"])
+    assert handshake(context, server) == (expected, expected)
 
 
 def test_without_a_preset_nothing_is_paced() -> None:
