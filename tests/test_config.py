@@ -233,3 +233,25 @@ def test_topic_prefix_with_characters_brokers_refuse_is_an_error(
     found = problems(write(tmp_path, f'[mqtt]\ntopic_prefix = "{prefix}"\n'))
     assert len(found) == 1
     assert found[0].startswith("mqtt.topic_prefix: ")
+
+
+def test_mqtt_url_takes_the_nodes_of_a_broker_cluster(tmp_path: Path) -> None:
+    nodes = '["mqtts://a.example:8883", "mqtts://b.example:8883"]'
+    settings = load_settings(write(tmp_path, f"[mqtt]\nurl = {nodes}\n"))
+    assert settings.mqtt.urls == ["mqtts://a.example:8883", "mqtts://b.example:8883"]
+    single = load_settings(write(tmp_path, '[mqtt]\nurl = "mqtt://broker.local"\n'))
+    assert single.mqtt.urls == ["mqtt://broker.local"]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "says"),
+    [
+        ("[]", "at least one broker URL"),
+        ('["mqtt://a.example", "mqtts://b.example"]', "mix mqtt:// and mqtts://"),
+        ('["mqtt://a.example", "http://b.example"]', "'http://b.example' is not a broker URL"),
+    ],
+)
+def test_mqtt_url_list_problems_are_named(tmp_path: Path, nodes: str, says: str) -> None:
+    found = problems(write(tmp_path, f"[mqtt]\nurl = {nodes}\n"))
+    assert len(found) == 1
+    assert says in found[0]

@@ -37,6 +37,7 @@ from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
+from gateway.core.rotation import Rotation
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status, Watched
@@ -84,7 +85,7 @@ def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> I
 
 def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     """TLS for ``mqtts://``: the broker's CA, an optional client certificate (mTLS)."""
-    if urlsplit(settings.url).scheme != "mqtts":
+    if urlsplit(settings.urls[0]).scheme != "mqtts":  # one scheme for every node
         return None
     cafile = str(settings.ca_file) if settings.ca_file else None
     context = ssl.create_default_context(cafile=cafile)
@@ -108,6 +109,7 @@ class MqttSession:
         on_message: MessageHandler | None = None,
     ) -> None:
         self._settings = settings
+        self._brokers = Rotation(settings.urls)
         self._buffer = buffer
         self._output = output
         self._on_message = on_message
@@ -139,7 +141,7 @@ class MqttSession:
 
     def _new_link(self) -> Link:
         settings = self._settings
-        parts = urlsplit(settings.url)
+        parts = urlsplit(self._brokers.current)
         will = self._output.will(now_ms())
         client = aiomqtt.Client(
             hostname=parts.hostname or "localhost",
@@ -156,7 +158,9 @@ class MqttSession:
             keepalive=int(settings.keepalive),
             tls_context=build_tls_context(settings),
             max_inflight_messages=0,  # the publisher's window bounds what is in flight
-            timeout=30,
+            # A node that takes the TCP connection but never answers CONNECT (a cluster
+            # node that lost its peers) is left within one keepalive for the next node.
+            timeout=min(30.0, float(settings.keepalive)),
         )
         return Link(client)
 
@@ -220,6 +224,7 @@ class MqttSession:
                     self._link = link
                     try:
                         backoff.reset()
+                        self._brokers.succeeded()
                         down_logged = False
                         self._since_ms = now_ms()
                         link.heard = asyncio.get_running_loop().time()
@@ -256,13 +261,13 @@ class MqttSession:
                         "broker lost while stopping; %d messages not delivered", len(self._buffer)
                     )
                     return
+                self.reconnects += 1
                 if isinstance(exc, Rejoin):
                     log.info("%s; connecting again", exc)
-                elif not down_logged:
-                    log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
-                    down_logged = True
-                self.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                await self._next_broker(exc, backoff, quiet=down_logged)
+                down_logged = True
             finally:
                 self.connected.clear()
                 self._link = None
@@ -355,6 +360,20 @@ class MqttSession:
         self._stopping = True
         self._buffer.close_for_new()
 
+    async def _next_broker(self, exc: Exception, backoff: Backoff, *, quiet: bool) -> None:
+        """Move to the next broker node at once; wait (jittered backoff) only once every
+        node of the cluster failed in a row. ``quiet`` after the first warning of an outage."""
+        failed = self._where()
+        round_over = self._brokers.failed()
+        if quiet:
+            log.debug("broker %s unreachable: %s; trying %s", failed, exc, self._where())
+        elif self._brokers.several:
+            log.warning("broker %s unreachable: %s; trying %s", failed, exc, self._where())
+        else:
+            log.warning("broker %s unreachable: %s; retrying", failed, exc)
+        if round_over:
+            await asyncio.sleep(backoff.next_delay())
+
     def _where(self) -> str:
-        parts = urlsplit(self._settings.url)
+        parts = urlsplit(self._brokers.current)
         return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")
