@@ -255,3 +255,31 @@ def test_mqtt_url_list_problems_are_named(tmp_path: Path, nodes: str, says: str)
     found = problems(write(tmp_path, f"[mqtt]\nurl = {nodes}\n"))
     assert len(found) == 1
     assert says in found[0]
+
+
+def test_wincc_url_takes_a_redundant_pair(tmp_path: Path) -> None:
+    pair = '["https://wincc-a.example:8443/", "https://wincc-b.example:8443"]'
+    settings = load_settings(write(tmp_path, f"[wincc]\nurl = {pair}\n"))
+    assert settings.wincc.urls == ["https://wincc-a.example:8443", "https://wincc-b.example:8443"]
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        ('url = ["https://a.example", "http://b.example"]', "http:// sends the WinCC password"),
+        ('url = ["https://a.example", "ftp://b.example"]', "'ftp://b.example' is not an http(s)"),
+        ("url = []", "at least one server URL"),
+        (
+            'dialect = "unified"\nurl = ["https://a.example/graphql", "https://b.example/graphql"]',
+            'needs mode = "poll"',
+        ),
+    ],
+)
+def test_wincc_pair_problems_are_named(tmp_path: Path, section: str, says: str) -> None:
+    found = problems(write(tmp_path, f"[wincc]\n{section}\n"))
+    assert len(found) == 1
+    assert says in found[0]
+    unified_polled = (
+        'dialect = "unified"\nmode = "poll"\nurl = ["https://a.example/g", "https://b.example/g"]'
+    )
+    assert len(load_settings(write(tmp_path, f"[wincc]\n{unified_polled}\n")).wincc.urls) == 2

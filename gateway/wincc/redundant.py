@@ -1,0 +1,93 @@
+"""A redundant pair of WinCC servers behind the interface of one.
+
+Every request goes to the active server. When it stops answering (unreachable, 503,
+timeout) the request fails as it would with one server, and the partner becomes active
+for the next request: the poller counts the failed poll as a gap and, on the partner's
+first good poll, fills it from the partner's archive. The gateway stays with the partner
+while it answers (no switching back and forth). A write or an acknowledgement goes to the
+active server only and is never repeated on the partner: whether the first one took
+effect is unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from gateway.core.models import Alarm, Reading, ReadResult, TagInfo, Value
+from gateway.core.rotation import Rotation
+from gateway.errors import WinCCUnavailable
+from gateway.wincc.base import WinCCClient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RedundantClient:
+    """Reads, writes, alarms, history and browsing of whichever server of a pair serves."""
+
+    def __init__(self, servers: Sequence[tuple[str, WinCCClient]]) -> None:
+        self._servers = dict(servers)
+        self._rotation = Rotation([url for url, _ in servers])
+        self.failovers = 0
+
+    @property
+    def active_url(self) -> str:
+        """The server requests go to now."""
+        return self._rotation.current
+
+    @property
+    def batch_size(self) -> int:
+        return self._servers[self.active_url].batch_size
+
+    def _lost(self, url: str, exc: WinCCUnavailable) -> None:
+        """The server at ``url`` stopped answering: the partner serves from now on (once,
+        however many requests in flight to it fail alike)."""
+        if url != self.active_url:
+            return
+        self._rotation.failed()
+        self.failovers += 1
+        log.warning(
+            "WinCC server %s stopped answering (%s); switching to %s", url, exc, self.active_url
+        )
+
+    async def _call(self, request: Callable[[WinCCClient], Awaitable[T]]) -> T:
+        url = self.active_url
+        try:
+            return await request(self._servers[url])
+        except WinCCUnavailable as exc:
+            self._lost(url, exc)
+            raise
+
+    async def read_many(self, names: Sequence[str]) -> ReadResult:
+        return await self._call(lambda server: server.read_many(names))
+
+    async def read(self, name: str) -> Reading:
+        return await self._call(lambda server: server.read(name))
+
+    async def write(self, name: str, value: Value) -> Reading:
+        return await self._call(lambda server: server.write(name, value))
+
+    async def active_alarms(self) -> list[Alarm]:
+        return await self._call(lambda server: server.active_alarms())
+
+    async def acknowledge(self, alarm_id: str, comment: str | None = None) -> None:
+        await self._call(lambda server: server.acknowledge(alarm_id, comment))
+
+    async def history(self, name: str, start_ms: int, end_ms: int) -> AsyncIterator[Reading]:
+        url = self.active_url
+        try:
+            async for reading in self._servers[url].history(name, start_ms, end_ms):
+                yield reading
+        except WinCCUnavailable as exc:
+            self._lost(url, exc)
+            raise
+
+    async def browse(self, path: str) -> list[TagInfo]:
+        return await self._call(lambda server: server.browse(path))
+
+    async def close(self) -> None:
+        for server in self._servers.values():
+            await server.close()
