@@ -37,6 +37,7 @@ from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
 from gateway.sink import GroupFeed, TagSink
 from gateway.subscription import SubscribedAlarms, SubscribedGroup, SubscriptionSource
+from gateway.takeover import Takeover
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.resolve import resolve_tags
 from gateway.wincc.settings import UnifiedSettings
@@ -74,8 +75,10 @@ class Gateway:
         client: WinCCClient,
         *,
         observe: PollObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.settings = settings
+        self._takeover = takeover  # what the broker retained, for a standby taking over
         self.client = client
         self._observe = observe
         self._stopping = False
@@ -262,6 +265,9 @@ class Gateway:
         """Resolve the tag lists (retrying while WinCC is away), then start what feeds the
         sinks: pollers, or the subscriptions of a WinCC that pushes its changes."""
         resolved = await self._resolve_until_done()
+        if self._takeover is not None:  # continue the seqs the active instance published
+            groups = {item.group.name: item.tags for item in resolved}
+            self._marks.update(self._takeover.apply(self.decider, groups))
         await self._announce(resolved)
         if self.settings.alarms.enabled:
             self._alarm_sink = AlarmSink(

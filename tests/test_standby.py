@@ -1,0 +1,133 @@
+"""A gateway pair against mosquitto: the active instance is SIGKILLed over and over, the
+standby takes over each time, and the subscriber sees every tag's seqs rise without a gap
+and no seq carrying two different samples; an active instance cut off from the broker
+stops polling and writing before the standby starts."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.simulator.server import Simulator
+from tests.conftest import Mosquitto, TlsFiles
+from tests.gateway_harness import GatewayProcess, settings_for
+from tests.test_durability import (
+    SeqCollector,
+    final_seqs,
+    lively,
+    stop_task,
+)
+
+pytestmark = pytest.mark.slow
+
+POLL = [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.Tank*.Level"]}]
+TAKEOVERS = 20
+
+
+class TimedCollector(SeqCollector):
+    """Records when each message arrived too, to measure takeover times."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        super().__init__(broker)
+        self.arrivals: list[float] = []
+
+    def record(self, topic: str, payload: Any) -> None:
+        self.arrivals.append(time.monotonic())
+        super().record(topic, payload)
+
+
+class Instance:
+    """One instance of the pair as a `wincc-gateway run` process, restartable."""
+
+    def __init__(self, name: str, config: dict[str, Any], folder: Path) -> None:
+        self.name = name
+        self.config = config
+        self.folder = folder
+        self.process = GatewayProcess(config, folder)
+
+    async def start(self) -> None:
+        self.process = GatewayProcess(self.config, self.folder)
+        await self.process.start()
+
+    def said(self, text: str) -> int:
+        return sum(text in line for line in self.process.lines)
+
+    async def says(self, text: str, times: int = 1, timeout: float = 30) -> None:
+        """Wait until the log holds ``text`` on ``times`` lines."""
+        process = self.process
+        async with asyncio.timeout(timeout), process._logged:
+            await process._logged.wait_for(lambda: self.said(text) >= times)
+
+
+def pair_config(
+    sim: Simulator, broker: Mosquitto, tls: TlsFiles, folder: Path, instance: str
+) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return settings_for(
+        sim,
+        broker,
+        tls,
+        folder,
+        poll=POLL,
+        alarms={"enabled": False},
+        redundancy={"role": "auto", "takeover": "3s", "instance": instance},
+    )
+
+
+async def test_active_killed_again_and_again_the_standby_continues_every_seq(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator, rate=1.0)
+    collector = TimedCollector(mosquitto)
+    task = asyncio.create_task(collector.run())
+    await asyncio.wait_for(collector.subscribed.wait(), 10)
+    pair = [
+        Instance(
+            name, pair_config(simulator, mosquitto, tls, tmp_path / name, name), tmp_path / name
+        )
+        for name in ("a", "b")
+    ]
+    takeover_times: list[float] = []
+    try:
+        active, standby = pair
+        await active.start()
+        await active.says("taking over")
+        await standby.start()
+        await standby.says("standby (instance b)")
+        for _ in range(TAKEOVERS):
+            seen = len(collector.order)
+            await collector.wait_until(lambda seen=seen: len(collector.order) > seen + 20)
+            took = standby.said("taking over")
+            await active.process.stop(signal.SIGKILL)
+            killed_after = len(collector.arrivals)
+            await standby.says("taking over", took + 1)
+            await collector.wait_until(lambda k=killed_after: len(collector.arrivals) > k)
+            last_before = collector.arrivals[killed_after - 1]
+            takeover_times.append(collector.arrivals[killed_after] - last_before)
+            await active.start()  # comes back, as the standby
+            await active.says(f"standby (instance {active.name})")
+            active, standby = standby, active
+        seen = len(collector.order)
+        await collector.wait_until(lambda: len(collector.order) > seen + 20)
+        assert await standby.process.stop(signal.SIGTERM) == 0
+        assert await active.process.stop(signal.SIGTERM) == 0
+        final = final_seqs(active.folder / "buffer.db")
+        await collector.wait_complete(final)
+    finally:
+        for instance in pair:
+            if instance.process.process and instance.process.process.returncode is None:
+                await instance.process.stop(signal.SIGKILL)
+        await stop_task(task)
+    assert collector.reused() == []
+    for tag, seqs in collector.samples.items():
+        assert sorted(seqs) == list(range(1, max(seqs) + 1)), tag
+    print(  # the figures of the README's redundancy section
+        f"takeover over {len(takeover_times)}: p50 {statistics.median(takeover_times):.2f} s, "
+        f"max {max(takeover_times):.2f} s"
+    )
