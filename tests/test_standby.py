@@ -12,15 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
-from gateway.simulator.server import Simulator
+from gateway.core.topics import tag_path
+from gateway.simulator.server import Simulator, SimulatorOptions
 from tests.conftest import Mosquitto, TlsFiles
-from tests.gateway_harness import GatewayProcess, settings_for
+from tests.gateway_harness import PREFIX, GatewayProcess, settings_for
+from tests.tcp_proxy import tcp_proxy
 from tests.test_durability import (
     SeqCollector,
     final_seqs,
     lively,
+    start_collector,
     stop_task,
 )
 
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 POLL = [{"name": "fast", "interval": "200ms", "tags": ["System1.Area1.Tank*.Level"]}]
 TAKEOVERS = 20
+SETPOINT = "System1.Area1.Tank1.Setpoint"
 
 
 class TimedCollector(SeqCollector):
@@ -131,3 +136,61 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
         f"takeover over {len(takeover_times)}: p50 {statistics.median(takeover_times):.2f} s, "
         f"max {max(takeover_times):.2f} s"
     )
+
+
+async def test_active_cut_off_from_the_broker_stops_before_the_standby_starts(
+    mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    options = SimulatorOptions(port=0, tags=200, alarms=0, change_rate=1.0, seed=7)
+    async with (
+        Simulator(options, ssl_context=tls.server_context()) as first_server,
+        Simulator(options, ssl_context=tls.server_context()) as second_server,
+        tcp_proxy("127.0.0.1", mosquitto.port) as route,
+    ):
+        second_server.plant = first_server.plant  # one plant: each instance reads its own server
+        second_server.faults.change_rate = 0.0
+        collector, task = await start_collector(mosquitto)
+        a = pair_config(first_server, mosquitto, tls, tmp_path / "a", "a")
+        a["redundancy"]["takeover"] = "6s"
+        a["mqtt"]["url"] = f"mqtt://127.0.0.1:{route.port}"  # the route that will be cut
+        b = pair_config(second_server, mosquitto, tls, tmp_path / "b", "b")
+        b["redundancy"]["takeover"] = "6s"
+        b["commands"] = {"writable": [SETPOINT]}
+        active, standby = Instance("a", a, tmp_path / "a"), Instance("b", b, tmp_path / "b")
+        try:
+            await active.start()
+            await active.says("taking over")
+            await standby.start()
+            await standby.says("standby (instance b)")
+            await collector.wait_until(lambda: len(collector.order) > 50)
+            route.stall()  # no FIN, no RST: the broker only notices the silence
+            await active.says("stopped polling and writing")
+            assert standby.said("taking over") == 0  # never two writers
+            reads = first_server.reads
+            await standby.says("taking over")
+            seen = len(collector.order)
+            await collector.wait_until(lambda: len(collector.order) > seen + 50)
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as commander:
+                await commander.publish(
+                    f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}", b'{"value": 3.5, "id": "w1"}'
+                )
+                await asyncio.wait_for(_written(second_server), 15)
+            assert first_server.reads == reads  # the instance cut off polls nothing
+            assert first_server.write_log == []
+            assert second_server.reads > 0
+            assert await standby.process.stop(signal.SIGTERM) == 0
+            route.resume()
+            assert await active.process.stop(signal.SIGTERM) == 0
+            await collector.wait_complete(final_seqs(standby.folder / "buffer.db"))
+        finally:
+            for instance in (active, standby):
+                if instance.process.process and instance.process.process.returncode is None:
+                    await instance.process.stop(signal.SIGKILL)
+            await stop_task(task)
+    assert collector.reused() == []
+    assert second_server.write_log == [(SETPOINT, 3.5)]
+
+
+async def _written(server: Simulator) -> None:
+    while not server.write_log:  # noqa: ASYNC110 - the simulator offers no write event
+        await asyncio.sleep(0.05)
