@@ -283,3 +283,17 @@ def test_wincc_pair_problems_are_named(tmp_path: Path, section: str, says: str) 
         'dialect = "unified"\nmode = "poll"\nurl = ["https://a.example/g", "https://b.example/g"]'
     )
     assert len(load_settings(write(tmp_path, f"[wincc]\n{unified_polled}\n")).wincc.urls) == 2
+
+
+@pytest.mark.parametrize("mqtt", ['payload = "sparkplug"', 'payload = "batch"', "retain = false"])
+def test_a_gateway_pair_needs_retained_per_tag_messages(tmp_path: Path, mqtt: str) -> None:
+    sparkplug = '[sparkplug]\ngroup_id = "g"\nedge_node_id = "e"\n'
+    text = f'[redundancy]\nrole = "auto"\n[mqtt]\n{mqtt}\n{sparkplug}'
+    found = problems(write(tmp_path, text))
+    assert any('needs mqtt.payload = "per-tag" and mqtt.retain = true' in line for line in found)
+
+
+def test_a_gateway_pair_derives_its_keepalive_from_the_takeover(tmp_path: Path) -> None:
+    text = '[redundancy]\nrole = "auto"\ntakeover = "10s"\ninstance = "edge-01a"\n'
+    redundancy = load_settings(write(tmp_path, text)).redundancy
+    assert (redundancy.keepalive, redundancy.name) == (6, "edge-01a")
