@@ -78,7 +78,7 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
     _tune_collector()
     try:
         async with open_client(settings.wincc) as client:
-            if settings.redundancy.role == "auto":  # reload applies at the next turn
+            if settings.redundancy.role == "auto":  # no reload: restart one after the other
                 await run_pair(settings, client, stop)
                 log.info("stopped")
                 return 0
