@@ -61,9 +61,10 @@ async def run_pair(settings: GatewaySettings, client: WinCCClient, stop: asyncio
             dropped,
         )
         gateway = Gateway(own, client, takeover=takeover)
-        if not await _active_until_lost(gateway, stop):
+        claims = Standby(own.mqtt, name, settings.redundancy.takeover)
+        if not await _active_until_lost(gateway, claims, stop):
             return
-        log.warning("broker lost: stopped polling and writing; standby again")
+        log.warning("stopped polling and writing; standby again")
 
 
 async def _first(wait: Coroutine[Any, Any, Takeover], stop: asyncio.Event) -> Takeover | None:
@@ -80,11 +81,12 @@ async def _first(wait: Coroutine[Any, Any, Takeover], stop: asyncio.Event) -> Ta
     return turn.result() if turn.done() and not turn.cancelled() else None
 
 
-async def _active_until_lost(gateway: Gateway, stop: asyncio.Event) -> bool:
-    """Run the gateway until ``stop`` (False, a clean stop) or until its broker
-    connection, once up, is lost (True: cancelled at once, nothing drained)."""
+async def _active_until_lost(gateway: Gateway, claims: Standby, stop: asyncio.Event) -> bool:
+    """Run the gateway until ``stop`` (False, a clean stop), or until its broker
+    connection, once up, is lost or another instance claims the turn (True: the gateway
+    is cancelled at once, nothing drained)."""
     running = asyncio.create_task(gateway.run(stop), name="gateway")
-    watching = asyncio.create_task(_lost(gateway, stop), name="gateway-lost")
+    watching = asyncio.create_task(_lost(gateway, claims, stop), name="gateway-lost")
     try:
         await asyncio.wait({running, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -98,10 +100,29 @@ async def _active_until_lost(gateway: Gateway, stop: asyncio.Event) -> bool:
     return watching.done() and not watching.cancelled() and not stop.is_set()
 
 
-async def _lost(gateway: Gateway, stop: asyncio.Event) -> None:
+async def _lost(gateway: Gateway, claims: Standby, stop: asyncio.Event) -> None:
     """Return once the session, having been connected, is not (a stop's own disconnect
-    is no loss)."""
-    connected = gateway.session.connected
-    await connected.wait()
-    while connected.is_set() or stop.is_set():  # noqa: ASYNC110 - no event for a loss
-        await asyncio.sleep(LOST_CHECK)
+    is no loss), or once another instance claimed the turn."""
+    claimed = asyncio.create_task(claims.hold(), name="claims")
+    try:
+        connected = gateway.session.connected
+        await _first_done(claimed, connected.wait())
+        while not claimed.done() and (connected.is_set() or stop.is_set()):  # noqa: ASYNC110
+            await asyncio.sleep(LOST_CHECK)  # the session offers no event for a loss
+        if claimed.done():
+            log.warning("instance %s claimed the turn: giving way", claimed.result())
+        else:
+            log.warning("broker lost: this instance cannot know whether the standby went on")
+    finally:
+        claimed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await claimed
+
+
+async def _first_done(task: asyncio.Task[str], other: Coroutine[Any, Any, Any]) -> None:
+    """Wait for ``task`` or ``other``, whichever ends first (``other`` is then dropped)."""
+    waiting = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()

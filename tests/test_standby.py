@@ -194,3 +194,39 @@ async def test_active_cut_off_from_the_broker_stops_before_the_standby_starts(
 async def _written(server: Simulator) -> None:
     while not server.write_log:  # noqa: ASYNC110 - the simulator offers no write event
         await asyncio.sleep(0.05)
+
+
+async def test_after_a_broker_restart_one_instance_takes_over_again(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The broker restarts without sending the active one's will, so its retained status
+    still says online: the instance that held the turn claims it again."""
+    lively(simulator, rate=1.0)
+    collector, task = await start_collector(mosquitto)
+    pair = [
+        Instance(n, pair_config(simulator, mosquitto, tls, tmp_path / n, n), tmp_path / n)
+        for n in ("a", "b")
+    ]
+    try:
+        active, standby = pair
+        await active.start()
+        await active.says("taking over")
+        await standby.start()
+        await standby.says("standby (instance b)")
+        await collector.wait_until(lambda: len(collector.order) > 20)
+        await mosquitto.stop()
+        await active.says("standby again")
+        await mosquitto.start()
+        await active.says("taking over", 2)
+        seen = len(collector.order)
+        await collector.wait_until(lambda: len(collector.order) > seen + 20)
+        assert standby.said("taking over") == 0
+        assert await standby.process.stop(signal.SIGTERM) == 0
+        assert await active.process.stop(signal.SIGTERM) == 0
+        await collector.wait_complete(final_seqs(active.folder / "buffer.db"))
+    finally:
+        for instance in pair:
+            if instance.process.process and instance.process.process.returncode is None:
+                await instance.process.stop(signal.SIGKILL)
+        await stop_task(task)
+    assert collector.reused() == []

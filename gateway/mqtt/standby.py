@@ -76,13 +76,32 @@ class Standby:
                 if self._brokers.failed():
                     await asyncio.sleep(backoff.next_delay())
 
-    def _client(self) -> aiomqtt.Client:
+    async def hold(self) -> str:
+        """While this instance is active: return the name of another instance once it
+        claims the turn (this one must give way), on a connection of its own."""
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                async with self._client("watch") as client:
+                    await client.subscribe(self._claim, qos=1)
+                    backoff.reset()
+                    async for message in client.messages:
+                        payload = message.payload if isinstance(message.payload, bytes) else b""
+                        claimant = _claimant(payload)
+                        if claimant is not None and claimant != self._instance:
+                            return claimant
+            except aiomqtt.MqttError as exc:
+                log.debug("watching the claims: broker %s: %s", self._brokers.current, exc)
+                if self._brokers.failed():
+                    await asyncio.sleep(backoff.next_delay())
+
+    def _client(self, role: str = "standby") -> aiomqtt.Client:
         settings = self._settings
         parts = urlsplit(self._brokers.current)
         return aiomqtt.Client(
             hostname=parts.hostname or "localhost",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
-            identifier=f"{settings.client_id}-standby",  # client_id names the instance
+            identifier=f"{settings.client_id}-{role}",  # client_id names the instance
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
             protocol=(
@@ -123,8 +142,13 @@ class Standby:
     async def _claimed(
         self, client: aiomqtt.Client, reader: asyncio.Task[None], seen: _Seen
     ) -> bool:
-        """Wait until the active instance is gone, claim, and say whether the claim won."""
-        await self._until(reader, seen, lambda: seen.status != "online", None)
+        """Wait until the active instance is gone, claim, and say whether the claim won.
+
+        A status online under this instance's own claim is stale (this instance lost the
+        broker while active, and the broker, restarted, never sent the will): whoever is
+        active holds the last claim, and this one is not active."""
+        mine = self._instance
+        await self._until(reader, seen, lambda: seen.status != "online" or seen.claim == mine, None)
         seen.mine_seen = False
         claim = orjson.dumps({"instance": self._instance, "at": now_ms()})
         await client.publish(self._claim, claim, qos=1, retain=True)
@@ -170,11 +194,19 @@ class Standby:
                 with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
                     seen.status = str(orjson.loads(payload).get("state"))
             elif topic == self._claim:
-                with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
-                    seen.claim = str(orjson.loads(payload).get("instance"))
-                    seen.mine_seen = seen.mine_seen or seen.claim == self._instance
+                seen.claim = _claimant(payload)
+                seen.mine_seen = seen.mine_seen or seen.claim == self._instance
             elif topic == self._marker:
                 seen.marker = True
             elif topic.startswith(self._tags) and message.retain:
                 seen.samples[topic.removeprefix(self._tags)] = payload
             seen.changed.set()
+
+
+def _claimant(payload: bytes) -> str | None:
+    """The instance a claim names; None for anything else."""
+    try:
+        instance = orjson.loads(payload).get("instance")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return instance if isinstance(instance, str) else None
