@@ -6,6 +6,7 @@ stops polling and writing before the standby starts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import statistics
 import time
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import orjson
 import pytest
 
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator, SimulatorOptions
-from tests.conftest import Mosquitto, TlsFiles
+from tests.conftest import Mosquitto, TlsFiles, subscribe
 from tests.gateway_harness import PREFIX, GatewayProcess, settings_for
 from tests.tcp_proxy import tcp_proxy
 from tests.test_durability import (
@@ -89,6 +91,7 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
     simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
 ) -> None:
     lively(simulator, rate=1.0)
+    stack = contextlib.AsyncExitStack()
     collector = TimedCollector(mosquitto)
     task = asyncio.create_task(collector.run())
     await asyncio.wait_for(collector.subscribed.wait(), 10)
@@ -98,16 +101,25 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
         )
         for name in ("a", "b")
     ]
+    for instance in pair:
+        instance.config["commands"] = {"writable": [SETPOINT]}
     takeover_times: list[float] = []
     try:
+        answers = await stack.enter_async_context(subscribe(mosquitto, f"{PREFIX}/cmd/result"))
+        commander = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", mosquitto.port))
         active, standby = pair
         await active.start()
         await active.says("taking over")
         await standby.start()
         await standby.says("standby (instance b)")
-        for _ in range(TAKEOVERS):
+        for turn in range(TAKEOVERS):
             seen = len(collector.order)
             await collector.wait_until(lambda seen=seen: len(collector.order) > seen + 20)
+            await commander.publish(  # one write per turn, answered by the active one
+                f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}",
+                orjson.dumps({"value": float(turn), "id": f"turn-{turn}"}),
+            )
+            await answers.wait_for(lambda got, n=turn: len(got) > n)
             took = standby.said("taking over")
             await active.process.stop(signal.SIGKILL)
             killed_after = len(collector.arrivals)
@@ -128,8 +140,12 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
         for instance in pair:
             if instance.process.process and instance.process.process.returncode is None:
                 await instance.process.stop(signal.SIGKILL)
+        await stack.aclose()
         await stop_task(task)
     assert collector.reused() == []
+    assert all(orjson.loads(answer.payload)["ok"] for answer in answers.messages)
+    # every command carried out once, by one writer
+    assert simulator.write_log == [(SETPOINT, float(turn)) for turn in range(TAKEOVERS)]
     for tag, seqs in collector.samples.items():
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), tag
     print(  # the figures of the README's redundancy section
