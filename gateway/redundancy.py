@@ -111,6 +111,7 @@ async def _lost(gateway: Gateway, claims: Standby, stop: asyncio.Event) -> None:
             await asyncio.sleep(LOST_CHECK)  # the session offers no event for a loss
         if claimed.done():
             log.warning("instance %s claimed the turn: giving way", claimed.result())
+            gateway.session.giving_way = True  # its status stands: no offline, no will
         else:
             log.warning("broker lost: this instance cannot know whether the standby went on")
     finally:

@@ -246,3 +246,39 @@ async def test_after_a_broker_restart_one_instance_takes_over_again(
                 await instance.process.stop(signal.SIGKILL)
         await stop_task(task)
     assert collector.reused() == []
+
+
+async def test_the_active_instance_gives_way_to_a_later_claim_without_flapping(
+    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+) -> None:
+    lively(simulator, rate=1.0)
+    collector, task = await start_collector(mosquitto)
+    pair = [
+        Instance(n, pair_config(simulator, mosquitto, tls, tmp_path / n, n), tmp_path / n)
+        for n in ("a", "b")
+    ]
+    try:
+        active, standby = pair
+        await active.start()
+        await active.says("taking over")
+        await standby.start()
+        await standby.says("standby (instance b)")
+        await collector.wait_until(lambda: len(collector.order) > 20)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:  # b's claim, late
+            claim = orjson.dumps({"instance": "b", "at": 0})
+            await late.publish(f"{PREFIX}/redundancy/claim", claim, qos=1, retain=True)
+        await active.says("claimed the turn: giving way")
+        await active.says("standby again")
+        await standby.says("taking over")
+        seen = len(collector.order)
+        await collector.wait_until(lambda: len(collector.order) > seen + 100)
+        assert (active.said("taking over"), standby.said("giving way")) == (1, 0)  # settled
+        assert await active.process.stop(signal.SIGTERM) == 0
+        assert await standby.process.stop(signal.SIGTERM) == 0
+        await collector.wait_complete(final_seqs(standby.folder / "buffer.db"))
+    finally:
+        for instance in pair:
+            if instance.process.process and instance.process.process.returncode is None:
+                await instance.process.stop(signal.SIGKILL)
+        await stop_task(task)
+    assert collector.reused() == []

@@ -118,6 +118,9 @@ class MqttSession:
         self._published_source = self._source
         self._link: Link | None = None
         self._stopping = False
+        self.giving_way = False
+        """Set before cancelling ``run`` to leave with a normal DISCONNECT: no offline
+        status, no will (the other instance of a pair is taking over)."""
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.publisher = Publisher(buffer, mqtt5=settings.protocol == 5, finish=output.finish)
@@ -251,7 +254,10 @@ class MqttSession:
                         # Stopped before the broker took everything (or the gateway
                         # failed): a normal DISCONNECT would make the broker discard the
                         # will and keep "online" retained for a gateway that is gone.
-                        await self._leave(link)
+                        # Giving way to the other instance of a pair, it is what is
+                        # wanted: the status is the one that is online now.
+                        if not self.giving_way:
+                            await self._leave(link)
                         raise
             except (aiomqtt.MqttError, MqttUnavailable) as exc:
                 self.connected.clear()
