@@ -128,6 +128,8 @@ class Standby:
             await client.subscribe(self._marker, qos=1)
             await client.publish(self._marker, b"", qos=1)  # after every retained message
             await self._until(reader, seen, lambda: seen.marker, self._takeover)
+            if not seen.marker:  # going on without every retained seq could reuse one
+                raise aiomqtt.MqttError("the broker did not hand over the retained messages")
             samples = {}
             for path, payload in seen.samples.items():
                 sample = parse_retained(payload)
