@@ -20,6 +20,7 @@ from gateway.app import Gateway
 from gateway.buffer.supersede import supersede
 from gateway.config import GatewaySettings
 from gateway.mqtt.standby import Standby
+from gateway.standby_health import standby_health
 from gateway.takeover import Takeover
 from gateway.wincc.base import WinCCClient
 
@@ -46,10 +47,10 @@ async def run_pair(settings: GatewaySettings, client: WinCCClient, stop: asyncio
     own = pair_settings(settings)
     name = settings.redundancy.name
     while not stop.is_set():
-        log.info("standby (instance %s): polling nothing until the active one goes", name)
-        takeover = await _first(
-            Standby(own.mqtt, name, settings.redundancy.takeover).wait_for_turn(), stop
-        )
+        standby = Standby(own.mqtt, name, settings.redundancy.takeover)
+        async with standby_health(own.health, standby, name):
+            log.info("standby (instance %s): polling nothing until the active one goes", name)
+            takeover = await _first(standby.wait_for_turn(), stop)
         if takeover is None:
             return
         dropped = await asyncio.to_thread(supersede, own.buffer.path)

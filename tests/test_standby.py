@@ -10,16 +10,18 @@ import contextlib
 import signal
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import orjson
 import pytest
 
 from gateway.core.topics import tag_path
 from gateway.simulator.server import Simulator, SimulatorOptions
-from tests.conftest import Mosquitto, TlsFiles, subscribe
+from tests.conftest import Mosquitto, TlsFiles, free_port, subscribe
 from tests.gateway_harness import PREFIX, GatewayProcess, settings_for
 from tests.tcp_proxy import tcp_proxy
 from tests.test_durability import (
@@ -223,6 +225,8 @@ async def test_after_a_broker_restart_one_instance_takes_over_again(
         Instance(n, pair_config(simulator, mosquitto, tls, tmp_path / n, n), tmp_path / n)
         for n in ("a", "b")
     ]
+    health = f"http://127.0.0.1:{free_port()}/health"
+    pair[1].config["health"] = {"enabled": True, "listen": health.split("/")[2]}
     try:
         active, standby = pair
         await active.start()
@@ -230,10 +234,18 @@ async def test_after_a_broker_restart_one_instance_takes_over_again(
         await standby.start()
         await standby.says("standby (instance b)")
         await collector.wait_until(lambda: len(collector.order) > 20)
+        ready = await health_until(health, lambda answer: answer[0] == 200)
+        assert ready == (200, "standby", True)  # it can take over
         await mosquitto.stop()
         await active.says("standby again")
+        assert await health_until(health, lambda answer: answer[0] == 503) == (
+            503,
+            "standby",
+            False,
+        )
         await mosquitto.start()
         await active.says("taking over", 2)
+        assert await health_until(health, lambda answer: answer[0] == 200) == (200, "standby", True)
         seen = len(collector.order)
         await collector.wait_until(lambda: len(collector.order) > seen + 20)
         assert standby.said("taking over") == 0
@@ -282,3 +294,20 @@ async def test_the_active_instance_gives_way_to_a_later_claim_without_flapping(
                 await instance.process.stop(signal.SIGKILL)
         await stop_task(task)
     assert collector.reused() == []
+
+
+async def health_of(url: str) -> tuple[int, str, bool]:
+    """Status, ``status`` and whether the broker is connected, of a standby's /health."""
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        body = await response.json()
+        return response.status, body["status"], body["mqtt"]["connected"]
+
+
+async def health_until(
+    url: str, done: Callable[[tuple[int, str, bool]], bool]
+) -> tuple[int, str, bool]:
+    """Ask /health every 50 ms until ``done`` holds for the answer (fail after 20 s)."""
+    async with asyncio.timeout(20):
+        while not done(answer := await health_of(url)):  # noqa: ASYNC110 - polled over HTTP
+            await asyncio.sleep(0.05)
+        return answer

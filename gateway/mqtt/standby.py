@@ -62,6 +62,8 @@ class Standby:
         self._tags = f"{prefix}/tags/"
         self._marker = f"{prefix}/redundancy/sync/{instance}"
         self._brokers = Rotation(settings.urls)
+        self.connected = False
+        """Connected to the broker while waiting: this instance can take over."""
 
     async def wait_for_turn(self) -> Takeover:
         """Return once this instance is the active one, with what the broker retained."""
@@ -70,8 +72,10 @@ class Standby:
             try:
                 async with self._client() as client:
                     backoff.reset()
+                    self.connected = True
                     return await self._watch(client)
             except aiomqtt.MqttError as exc:
+                self.connected = False
                 log.info("standby: broker %s unreachable: %s", self._brokers.current, exc)
                 if self._brokers.failed():
                     await asyncio.sleep(backoff.next_delay())
