@@ -5,7 +5,7 @@ no seq, and writes only to the server it reads from."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiomqtt
@@ -18,7 +18,7 @@ from gateway.errors import WinCCUnavailable
 from gateway.simulator.server import Simulator, SimulatorOptions
 from gateway.wincc.connect import open_client
 from gateway.wincc.redundant import RedundantClient
-from gateway.wincc.settings import RestSettings
+from gateway.wincc.settings import RestSettings, UnifiedSettings
 from tests.conftest import Mosquitto, TlsFiles, logged, subscribe
 from tests.gateway_harness import PREFIX, running_gateway, settings_for
 from tests.test_durability import (
@@ -130,3 +130,43 @@ async def test_a_failed_write_is_not_repeated_on_the_partner_and_one_outage_fail
         await client.read(SETPOINT)  # the partner answers: the gateway stays with it
     assert second.write_log == [(SETPOINT, 2.0)]
     assert first.reads == reads
+
+
+async def test_a_unified_pair_reads_and_writes_where_redu_state_says_active(
+    tls: TlsFiles,
+) -> None:
+    options = SimulatorOptions(
+        port=0, tags=200, alarms=5, change_rate=0.0, seed=7, dialect="unified"
+    )
+    async with (
+        Simulator(options, ssl_context=tls.server_context()) as first,
+        Simulator(options, ssl_context=tls.server_context()) as second,
+    ):
+        second.plant = first.plant
+        first.faults.redu_state = "PASSIVE"  # the first answers, but is not the active one
+        path = options.graphql_path
+        settings = UnifiedSettings(
+            url=[first.url + path, second.url + path],
+            mode="poll",
+            username="demo",
+            password="demo",
+            ca_file=tls.ca_file,
+            timeout="2s",
+        )
+        async with open_client(settings) as client:
+            assert isinstance(client, RedundantClient)
+            await until(lambda: client.active_url == second.url + path)
+            await client.read(SETPOINT)
+            await client.write(SETPOINT, 1.0)
+            assert (first.write_log, second.write_log) == ([], [(SETPOINT, 1.0)])
+            first.faults.redu_state, second.faults.redu_state = "ACTIVE", "PASSIVE"
+            await until(lambda: client.active_url == first.url + path)
+            await client.write(SETPOINT, 2.0)
+        assert (first.write_log, second.write_log) == ([(SETPOINT, 2.0)], [(SETPOINT, 1.0)])
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds (the client follows reduState on its own)."""
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - nothing to await but the subscription
+            await asyncio.sleep(0.02)

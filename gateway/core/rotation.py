@@ -37,6 +37,11 @@ class Rotation:
         """The current endpoint answered: the next failure starts a new round."""
         self._failed = 0
 
+    def select(self, endpoint: str) -> None:
+        """Use ``endpoint`` from now on (one of the endpoints), starting a new round."""
+        self._index = self._endpoints.index(endpoint)
+        self._failed = 0
+
     def failed(self) -> bool:
         """The current endpoint failed: move to the next one. True when this completes a
         round (every endpoint failed since the last success or pause): time to back off."""

@@ -6,6 +6,7 @@ which class serves which dialect.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient, base_url
 from gateway.wincc.http import HttpOptions
+from gateway.wincc.redu_state import follow_redu_state
 from gateway.wincc.redundant import RedundantClient
 from gateway.wincc.rest import RestClient
 from gateway.wincc.settings import ClassicSettings, RestSettings, UnifiedSettings, WinCCSettings
@@ -91,7 +93,14 @@ async def open_client(settings: WinCCSettings) -> AsyncIterator[WinCCClient]:
     async with aiohttp.ClientSession(connector=connector) as session:
         clients = [(url, _client(session, settings, url)) for url in settings.urls]
         client = clients[0][1] if servers == 1 else RedundantClient(clients)
+        unified = [(url, one) for url, one in clients if isinstance(one, UnifiedClient)]
+        follower = None
+        if isinstance(client, RedundantClient) and unified:
+            follower = asyncio.create_task(follow_redu_state(client, unified), name="redu")
         try:
             yield client
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.wait({follower})
             await client.close()

@@ -31,6 +31,7 @@ class RedundantClient:
     def __init__(self, servers: Sequence[tuple[str, WinCCClient]]) -> None:
         self._servers = dict(servers)
         self._rotation = Rotation([url for url, _ in servers])
+        self._redu: dict[str, str] = {}  # what each server last said it is (Unified)
         self.failovers = 0
 
     @property
@@ -52,6 +53,18 @@ class RedundantClient:
         log.warning(
             "WinCC server %s stopped answering (%s); switching to %s", url, exc, self.active_url
         )
+
+    def reported(self, url: str, state: str) -> None:
+        """A server said it is ``ACTIVE`` or ``PASSIVE`` (WinCC Unified's reduState):
+        requests go to the server that says it is active."""
+        self._redu[url] = state
+        active = next((one for one, said in self._redu.items() if said == "ACTIVE"), None)
+        if active is None or active == self.active_url:
+            return
+        before = self.active_url
+        self._rotation.select(active)
+        self.failovers += 1
+        log.warning("WinCC server %s reports ACTIVE; switching to it from %s", active, before)
 
     async def _call(self, request: Callable[[WinCCClient], Awaitable[T]]) -> T:
         url = self.active_url
