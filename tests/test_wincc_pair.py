@@ -92,7 +92,7 @@ async def test_serving_server_down_gateway_follows_the_partner_and_loses_no_chan
                     f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}", b'{"value": 12.5, "id": "w1"}'
                 )
                 answer = await answers.wait_for(lambda seen: len(seen) > 0)
-                assert orjson.loads(answer[0].payload)["ok"] is True
+                assert orjson.loads(answer[0].payload)["ok"] is True, answer[0].payload
         await collector.wait_complete(final_seqs(tmp_path / "buffer.db"))
     finally:
         await stop_task(task)

@@ -66,13 +66,21 @@ class RedundantClient:
         self.failovers += 1
         log.warning("WinCC server %s reports ACTIVE; switching to it from %s", active, before)
 
-    async def _call(self, request: Callable[[WinCCClient], Awaitable[T]]) -> T:
+    async def _call(
+        self, request: Callable[[WinCCClient], Awaitable[T]], *, again: bool = False
+    ) -> T:
+        """``request`` on the active server. With ``again`` (a question about the state
+        now, with no gap to account for: the active alarms, browsing), one that failed on
+        a server no longer active is asked once more of the one that is: a request still
+        on its way to the old server when the pair switched does not mark WinCC down."""
         url = self.active_url
         try:
             return await request(self._servers[url])
         except WinCCUnavailable as exc:
             self._lost(url, exc)
-            raise
+            if not again or url == self.active_url:
+                raise
+        return await self._call(request)
 
     async def read_many(self, names: Sequence[str]) -> ReadResult:
         return await self._call(lambda server: server.read_many(names))
@@ -84,7 +92,7 @@ class RedundantClient:
         return await self._call(lambda server: server.write(name, value))
 
     async def active_alarms(self) -> list[Alarm]:
-        return await self._call(lambda server: server.active_alarms())
+        return await self._call(lambda server: server.active_alarms(), again=True)
 
     async def acknowledge(self, alarm_id: str, comment: str | None = None) -> None:
         await self._call(lambda server: server.acknowledge(alarm_id, comment))
@@ -99,7 +107,7 @@ class RedundantClient:
             raise
 
     async def browse(self, path: str) -> list[TagInfo]:
-        return await self._call(lambda server: server.browse(path))
+        return await self._call(lambda server: server.browse(path), again=True)
 
     async def close(self) -> None:
         for server in self._servers.values():
