@@ -68,15 +68,18 @@ class Standby:
     async def wait_for_turn(self) -> Takeover:
         """Return once this instance is the active one, with what the broker retained."""
         backoff = Backoff(base=0.5, cap=10.0)
+        said = False  # one warning per outage, not one per attempt
         while True:
             try:
                 async with self._client() as client:
                     backoff.reset()
-                    self.connected = True
+                    self.connected, said = True, False
                     return await self._watch(client)
             except aiomqtt.MqttError as exc:
                 self.connected = False
-                log.info("standby: broker %s unreachable: %s", self._brokers.current, exc)
+                level = logging.DEBUG if said else logging.WARNING
+                log.log(level, "standby: broker %s unreachable: %s", self._brokers.current, exc)
+                said = True
                 if self._brokers.failed():
                     await asyncio.sleep(backoff.next_delay())
 
