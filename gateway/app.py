@@ -18,12 +18,12 @@ from typing import Any
 
 from gateway.alarm_sink import AlarmFeed, AlarmSink, restore_alarms
 from gateway.answers import Answer
+from gateway.backlog_watch import watch_backlog
 from gateway.backoff import Backoff
 from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message, PollMark
 from gateway.commands import CommandService
 from gateway.config import GatewaySettings, PollGroup
-from gateway.core.backlog import BacklogChange, BacklogWatch
 from gateway.core.commands import CommandPolicy, Inbound
 from gateway.core.models import Alarm, Reading, ReadResult, TagType
 from gateway.core.samples import SampleDecider
@@ -39,6 +39,7 @@ from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
 from gateway.recent import RecentChanges
 from gateway.sink import GroupFeed, TagSink
 from gateway.subscription import SubscribedAlarms, SubscribedGroup, SubscriptionSource
+from gateway.takeover import Takeover
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.resolve import resolve_tags
 from gateway.wincc.settings import UnifiedSettings
@@ -50,10 +51,6 @@ SHUTDOWN_TIMEOUT = 10.0
 """Seconds a stop waits for command answers beyond WinCC's own time limits."""
 LEAVE_WAIT = 5.0
 """Seconds a stop that could not drain waits for the session to leave the broker."""
-BACKLOG_WINDOW = 30.0
-"""Seconds the backlog must keep growing, broker connected, to count as falling behind."""
-BACKLOG_MARGIN = 1000
-"""Growth over that window that is noise (a poll's worth of samples), in messages."""
 
 RELOADABLE = frozenset({"poll", "commands"})
 """Config sections a reload (SIGHUP) applies without a restart."""
@@ -76,8 +73,10 @@ class Gateway:
         client: WinCCClient,
         *,
         observe: PollObserver | None = None,
+        takeover: Takeover | None = None,
     ) -> None:
         self.settings = settings
+        self._takeover = takeover  # what the broker retained, for a standby taking over
         self.client = client
         self._observe = observe
         self._stopping = False
@@ -152,7 +151,7 @@ class Gateway:
             commands_task = group.create_task(self.commands.run(), name="commands")
             self._spawn("health", self.health.run())
             self._spawn("buffer", self.buffer.run())
-            self._spawn("backlog", self._watch_backlog())
+            self._spawn("backlog", watch_backlog(lambda: len(self.buffer), self.session.connected))
             self._spawn("startup", self._start_polling())
             await stop.wait()
             log.info("stopping: polling ends, buffered messages are published")
@@ -187,28 +186,6 @@ class Gateway:
         except TimeoutError:
             log.warning("stopping: command answers not all delivered within %g s", limit)
             commands.cancel()
-
-    async def _watch_backlog(self) -> None:
-        """Say once when publishing falls behind the pollers while the broker is there,
-        and once when it has caught up."""
-        watch = BacklogWatch(window=BACKLOG_WINDOW, margin=BACKLOG_MARGIN)
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(BACKLOG_WINDOW / 30)
-            depth = len(self.buffer)
-            change = watch.observe(loop.time(), depth, connected=self.session.connected.is_set())
-            if change is BacklogChange.FALLING_BEHIND:
-                log.warning(
-                    "publishing falls behind: %d messages wait, %d more than %g s ago, while "
-                    "the broker is connected; the broker or this machine does not keep up "
-                    "with the sample rate (a longer interval, a deadband or batch payloads "
-                    "lower it)",
-                    depth,
-                    watch.growth,
-                    BACKLOG_WINDOW,
-                )
-            elif change is BacklogChange.CAUGHT_UP:
-                log.info("publishing caught up: %d messages wait", depth)
 
     def _spawn(self, name: str, work: Coroutine[Any, Any, None]) -> None:
         """Start a task the gateway's TaskGroup owns, remembered by name to stop it later.
@@ -266,6 +243,9 @@ class Gateway:
         """Resolve the tag lists (retrying while WinCC is away), then start what feeds the
         sinks: pollers, or the subscriptions of a WinCC that pushes its changes."""
         resolved = await self._resolve_until_done()
+        if self._takeover is not None:  # continue the seqs the active instance published
+            groups = {item.group.name: item.tags for item in resolved}
+            self._marks.update(self._takeover.apply(self.decider, groups))
         await self._announce(resolved)
         if self.settings.alarms.enabled:
             self._alarm_sink = AlarmSink(

@@ -135,9 +135,14 @@ def _common(mqtt: MqttSettings, platform: Platform, payload_kinds: set[str]) -> 
     return problems
 
 
+def _tls_only(mqtt: MqttSettings) -> bool:
+    """Whether every broker URL is mqtts:// (a platform's endpoint, or its nodes)."""
+    return all(url.startswith("mqtts://") for url in mqtt.urls)
+
+
 def _aws(mqtt: MqttSettings) -> list[str]:
     problems = []
-    if "url" not in mqtt.model_fields_set or not mqtt.url.startswith("mqtts://"):
+    if "url" not in mqtt.model_fields_set or not _tls_only(mqtt):
         problems.append(
             "mqtt.url: with AWS IoT Core, your account's device data endpoint over TLS, "
             "mqtts://<id>-ats.iot.<region>.amazonaws.com:8883 (AWS IoT console, Settings)"
@@ -159,7 +164,7 @@ def _azure(mqtt: MqttSettings, azure: AzureSettings) -> list[str]:
     problems = []
     if "url" not in given:
         mqtt.url = f"mqtts://{hub_host(azure.hub)}:8883"
-    elif not mqtt.url.startswith("mqtts://"):
+    elif not _tls_only(mqtt):
         problems.append("mqtt.url: Azure IoT Hub takes MQTT only over TLS (mqtts://)")
     if "client_id" in given and mqtt.client_id != azure.device_id:
         problems.append("mqtt.client_id: with Azure IoT Hub it is azure.device_id; remove it")

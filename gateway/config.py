@@ -20,6 +20,7 @@ from gateway.core.commands import Range
 from gateway.core.topics import is_topic_text
 from gateway.errors import ConfigError
 from gateway.mqtt_settings import DatabusSettings, MqttSettings, SparkplugSettings
+from gateway.redundancy_settings import RedundancySettings
 from gateway.section import Section, read_secret_file
 from gateway.units import ByteSize, Duration
 from gateway.wincc.settings import (
@@ -279,6 +280,7 @@ class GatewaySettings(BaseSettings):
     sparkplug: SparkplugSettings = Field(default_factory=SparkplugSettings)
     databus: DatabusSettings = Field(default_factory=DatabusSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
+    redundancy: RedundancySettings = Field(default_factory=RedundancySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -291,6 +293,17 @@ class GatewaySettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """The environment overrides the file; the file's contents arrive as init values."""
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _pair_continues_from_retained(self) -> Self:
+        if self.redundancy.role == "auto" and (
+            self.mqtt.payload != "per-tag" or not self.mqtt.retain
+        ):
+            # The standby learns every tag's seq from the retained per-tag messages.
+            raise ValueError(
+                'redundancy.role = "auto" needs mqtt.payload = "per-tag" and mqtt.retain = true'
+            )
+        return self
 
     @model_validator(mode="after")
     def _groups_are_unique(self) -> Self:

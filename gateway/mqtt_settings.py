@@ -29,9 +29,13 @@ class MqttSettings(Section):
         "payload and topic sizes, the publish rate) and refuses settings it cannot take.",
         examples=["aws-iot-core"],
     )
-    url: str = Field(
+    url: str | list[str] = Field(
         "mqtt://127.0.0.1:1883",
-        description="Broker URL: mqtt://host:port or mqtts://host:port (TLS).",
+        description="Broker URL: mqtt://host:port or mqtts://host:port (TLS); or a list of "
+        "the nodes of a broker cluster, all mqtt:// or all mqtts://. The gateway connects to "
+        "the first that answers and moves to the next when a node fails; what a node did "
+        "not acknowledge is sent again through the next.",
+        examples=[["mqtts://node-a.example:8883", "mqtts://node-b.example:8883"]],
     )
     client_id: str = Field("wincc-gateway", min_length=1, description="MQTT client identifier.")
     topic_prefix: str = Field(
@@ -111,11 +115,23 @@ class MqttSettings(Section):
 
     @field_validator("url")
     @classmethod
-    def _url_is_mqtt(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"{url!r} is not a broker URL like mqtts://broker.example:8883")
+    def _url_is_mqtt(cls, url: str | list[str]) -> str | list[str]:
+        urls = [url] if isinstance(url, str) else url
+        if not urls:
+            raise ValueError("give at least one broker URL")
+        for one in urls:
+            parts = urlsplit(one)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+                raise ValueError(f"{one!r} is not a broker URL like mqtts://broker.example:8883")
+        if len({urlsplit(one).scheme for one in urls}) > 1:
+            # One TLS setting serves every node: a plain node would get the password in clear.
+            raise ValueError("the broker URLs mix mqtt:// and mqtts://; use one scheme for all")
         return url
+
+    @property
+    def urls(self) -> list[str]:
+        """The broker nodes in the order they are tried (one for a single broker)."""
+        return [self.url] if isinstance(self.url, str) else list(self.url)
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -144,7 +160,7 @@ class MqttSettings(Section):
             key for key in ("ca_file", "cert_file", "key_file") if getattr(self, key) is not None
         ]
         derived = self.preset == "azure-iot-hub" and "url" not in self.model_fields_set
-        if tls_keys and urlsplit(self.url).scheme != "mqtts" and not derived:
+        if tls_keys and urlsplit(self.urls[0]).scheme != "mqtts" and not derived:
             # Ignoring them would send the password and every message in plain TCP.
             raise ValueError(
                 f"{', '.join(tls_keys)} set but mqtt.url is mqtt:// (plain TCP, no TLS); "

@@ -15,6 +15,7 @@ from gateway.app import Gateway
 from gateway.config import GatewaySettings, load_settings
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
+from gateway.redundancy import run_pair
 from gateway.wincc.connect import open_client
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
     _tune_collector()
     try:
         async with open_client(settings.wincc) as client:
+            if settings.redundancy.role == "auto":  # no reload: restart one after the other
+                await run_pair(settings, client, stop)
+                log.info("stopped")
+                return 0
             gateway = Gateway(settings, client)
             async with asyncio.TaskGroup() as group:
                 reloader = group.create_task(

@@ -123,7 +123,7 @@ class StatusBoard:
             "started": gateway.started.is_set(),
             "wincc": {
                 "dialect": settings.wincc.dialect,
-                "url": public_url(settings.wincc.url),
+                "url": ", ".join(public_url(url) for url in settings.wincc.urls),
                 "state": source.state,
                 "since_ms": source.since_ms,
                 "errors": sum(source.errors_by_kind.values()),
@@ -132,7 +132,7 @@ class StatusBoard:
                 else {"at_ms": error[0], "text": public_text(error[1])},
             },
             "mqtt": {
-                "url": public_url(settings.mqtt.url),
+                "url": ", ".join(public_url(url) for url in settings.mqtt.urls),
                 "connected": session.connected.is_set(),
                 "reconnects": session.reconnects,
                 "published": session.published,

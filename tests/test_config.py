@@ -233,3 +233,67 @@ def test_topic_prefix_with_characters_brokers_refuse_is_an_error(
     found = problems(write(tmp_path, f'[mqtt]\ntopic_prefix = "{prefix}"\n'))
     assert len(found) == 1
     assert found[0].startswith("mqtt.topic_prefix: ")
+
+
+def test_mqtt_url_takes_the_nodes_of_a_broker_cluster(tmp_path: Path) -> None:
+    nodes = '["mqtts://a.example:8883", "mqtts://b.example:8883"]'
+    settings = load_settings(write(tmp_path, f"[mqtt]\nurl = {nodes}\n"))
+    assert settings.mqtt.urls == ["mqtts://a.example:8883", "mqtts://b.example:8883"]
+    single = load_settings(write(tmp_path, '[mqtt]\nurl = "mqtt://broker.local"\n'))
+    assert single.mqtt.urls == ["mqtt://broker.local"]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "says"),
+    [
+        ("[]", "at least one broker URL"),
+        ('["mqtt://a.example", "mqtts://b.example"]', "mix mqtt:// and mqtts://"),
+        ('["mqtt://a.example", "http://b.example"]', "'http://b.example' is not a broker URL"),
+    ],
+)
+def test_mqtt_url_list_problems_are_named(tmp_path: Path, nodes: str, says: str) -> None:
+    found = problems(write(tmp_path, f"[mqtt]\nurl = {nodes}\n"))
+    assert len(found) == 1
+    assert says in found[0]
+
+
+def test_wincc_url_takes_a_redundant_pair(tmp_path: Path) -> None:
+    pair = '["https://wincc-a.example:8443/", "https://wincc-b.example:8443"]'
+    settings = load_settings(write(tmp_path, f"[wincc]\nurl = {pair}\n"))
+    assert settings.wincc.urls == ["https://wincc-a.example:8443", "https://wincc-b.example:8443"]
+
+
+@pytest.mark.parametrize(
+    ("section", "says"),
+    [
+        ('url = ["https://a.example", "http://b.example"]', "http:// sends the WinCC password"),
+        ('url = ["https://a.example", "ftp://b.example"]', "'ftp://b.example' is not an http(s)"),
+        ("url = []", "at least one server URL"),
+        (
+            'dialect = "unified"\nurl = ["https://a.example/graphql", "https://b.example/graphql"]',
+            'needs mode = "poll"',
+        ),
+    ],
+)
+def test_wincc_pair_problems_are_named(tmp_path: Path, section: str, says: str) -> None:
+    found = problems(write(tmp_path, f"[wincc]\n{section}\n"))
+    assert len(found) == 1
+    assert says in found[0]
+    unified_polled = (
+        'dialect = "unified"\nmode = "poll"\nurl = ["https://a.example/g", "https://b.example/g"]'
+    )
+    assert len(load_settings(write(tmp_path, f"[wincc]\n{unified_polled}\n")).wincc.urls) == 2
+
+
+@pytest.mark.parametrize("mqtt", ['payload = "sparkplug"', 'payload = "batch"', "retain = false"])
+def test_a_gateway_pair_needs_retained_per_tag_messages(tmp_path: Path, mqtt: str) -> None:
+    sparkplug = '[sparkplug]\ngroup_id = "g"\nedge_node_id = "e"\n'
+    text = f'[redundancy]\nrole = "auto"\n[mqtt]\n{mqtt}\n{sparkplug}'
+    found = problems(write(tmp_path, text))
+    assert any('needs mqtt.payload = "per-tag" and mqtt.retain = true' in line for line in found)
+
+
+def test_a_gateway_pair_derives_its_keepalive_from_the_takeover(tmp_path: Path) -> None:
+    text = '[redundancy]\nrole = "auto"\ntakeover = "10s"\ninstance = "edge-01a"\n'
+    redundancy = load_settings(write(tmp_path, text)).redundancy
+    assert (redundancy.keepalive, redundancy.name) == (6, "edge-01a")

@@ -17,8 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import __version__
-from gateway import app as app_module
+from gateway import __version__, backlog_watch
 from gateway.config import HealthSettings
 from gateway.core.timestamps import now_ms
 from gateway.errors import GatewayError
@@ -372,12 +371,12 @@ async def test_a_backlog_growing_while_the_broker_is_connected_is_logged_once_th
 ) -> None:
     """A frozen broker keeps the connection but takes nothing: the backlog grows while
     connected, which is what a broker or machine too slow for the sample rate looks like."""
-    monkeypatch.setattr(app_module, "BACKLOG_WINDOW", 1.5)
-    monkeypatch.setattr(app_module, "BACKLOG_MARGIN", 50)
+    monkeypatch.setattr(backlog_watch, "BACKLOG_WINDOW", 1.5)
+    monkeypatch.setattr(backlog_watch, "BACKLOG_MARGIN", 50)
     simulator.faults.change_rate = 5.0
     poll = [{"name": "fast", "interval": "100ms", "tags": ["System1.**"]}]
     config = settings_for(simulator, mosquitto, tls, tmp_path, poll=poll)
-    app_log = logging.getLogger("gateway.app")
+    app_log = logging.getLogger("gateway.backlog_watch")
     lines = LogLines()
     app_log.addHandler(lines)
     level = app_log.level

@@ -46,7 +46,7 @@ def _sparkplug(context: FormatContext) -> OutputFormat:
     return SparkplugNode(
         group_id=node.group_id,
         edge_node_id=node.edge_node_id,
-        device=connection_device(settings.wincc.url) if node.device == "connection" else None,
+        device=connection_device(settings.wincc.urls[0]) if node.device == "connection" else None,
         state=SparkplugState(buffer.with_name(buffer.name + ".sparkplug.json")),
         topic_map=context.topic_map,
         tag_types=context.tag_types,
@@ -62,7 +62,7 @@ def _databus(context: FormatContext) -> OutputFormat:
     buffer = settings.buffer.path
     return DatabusConnector(
         app_instance=settings.databus.app_instance,
-        connection=connection_device(settings.wincc.url),
+        connection=connection_device(settings.wincc.urls[0]),
         state=SparkplugState(buffer.with_name(buffer.name + ".databus.json")),
         tag_types=context.tag_types,
         prefix=settings.mqtt.topic_prefix,

@@ -69,7 +69,7 @@ def alpn_protocols(mqtt: MqttSettings) -> list[str]:
     """ALPN protocols to offer: the configured one, or AWS IoT Core's on port 443."""
     if mqtt.alpn is not None:
         return [mqtt.alpn]
-    if mqtt.preset == "aws-iot-core" and urlsplit(mqtt.url).port == 443:
+    if mqtt.preset == "aws-iot-core" and any(urlsplit(url).port == 443 for url in mqtt.urls):
         return [AWS_ALPN]
     return []
 

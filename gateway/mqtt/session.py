@@ -38,6 +38,7 @@ from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
 from gateway.core.platforms import PLATFORMS
+from gateway.core.rotation import Rotation
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status, Watched
@@ -90,7 +91,7 @@ def inbound_from(topic: str, payload: bytes, properties: Properties | None) -> I
 
 def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     """TLS for ``mqtts://``: the broker's CA, an optional client certificate (mTLS)."""
-    if urlsplit(settings.url).scheme != "mqtts":
+    if urlsplit(settings.urls[0]).scheme != "mqtts":  # one scheme for every node
         return None
     cafile = str(settings.ca_file) if settings.ca_file else None
     context = ssl.create_default_context(cafile=cafile)
@@ -120,6 +121,7 @@ class MqttSession:
         self._settings = settings
         self._login = login or static_login(settings)
         self._renew_after: float | None = None
+        self._brokers = Rotation(settings.urls)
         self._buffer = buffer
         self._output = output
         self._on_message = on_message
@@ -128,6 +130,9 @@ class MqttSession:
         self._published_source = self._source
         self._link: Link | None = None
         self._stopping = False
+        self.giving_way = False
+        """Set before cancelling ``run`` to leave with a normal DISCONNECT: no offline
+        status, no will (the other instance of a pair is taking over)."""
         self.connected = asyncio.Event()
         self.reconnects = 0
         platform = PLATFORMS.get(settings.preset) if settings.preset else None
@@ -159,7 +164,7 @@ class MqttSession:
 
     def _new_link(self) -> Link:
         settings = self._settings
-        parts = urlsplit(settings.url)
+        parts = urlsplit(self._brokers.current)
         will = self._output.will(now_ms())
         login = self._login()
         self._renew_after = login.renew_after
@@ -178,7 +183,9 @@ class MqttSession:
             keepalive=int(settings.keepalive),
             tls_context=build_tls_context(settings),
             max_inflight_messages=0,  # the publisher's window bounds what is in flight
-            timeout=30,
+            # A node that takes the TCP connection but never answers CONNECT (a cluster
+            # node that lost its peers) is left within one keepalive for the next node.
+            timeout=min(30.0, float(settings.keepalive)),
         )
         return Link(client)
 
@@ -253,6 +260,7 @@ class MqttSession:
                     self._link = link
                     try:
                         backoff.reset()
+                        self._brokers.succeeded()
                         down_logged = False
                         self._since_ms = now_ms()
                         link.heard = asyncio.get_running_loop().time()
@@ -279,7 +287,10 @@ class MqttSession:
                         # Stopped before the broker took everything (or the gateway
                         # failed): a normal DISCONNECT would make the broker discard the
                         # will and keep "online" retained for a gateway that is gone.
-                        await self._leave(link)
+                        # Giving way to the other instance of a pair, it is what is
+                        # wanted: the status is the one that is online now.
+                        if not self.giving_way:
+                            await self._leave(link)
                         raise
             except (aiomqtt.MqttError, MqttUnavailable) as exc:
                 self.connected.clear()
@@ -289,14 +300,13 @@ class MqttSession:
                         "broker lost while stopping; %d messages not delivered", len(self._buffer)
                     )
                     return
+                self.reconnects += 1
                 if isinstance(exc, Rejoin):
                     log.info("%s; connecting again", exc)
-                elif not down_logged:
-                    log.warning("broker %s unreachable: %s; retrying", self._where(), exc)
-                    down_logged = True
-                self.reconnects += 1
-                # AWS IoT Core throttles a client id connecting more than once a second.
-                await asyncio.sleep(max(backoff.next_delay(), self._connect_gap))
+                    await asyncio.sleep(max(backoff.next_delay(), self._connect_gap))
+                    continue
+                await self._next_broker(exc, backoff, quiet=down_logged)
+                down_logged = True
             finally:
                 self.connected.clear()
                 self._link = None
@@ -399,6 +409,20 @@ class MqttSession:
         self._stopping = True
         self._buffer.close_for_new()
 
+    async def _next_broker(self, exc: Exception, backoff: Backoff, *, quiet: bool) -> None:
+        """Move to the next broker node at once; wait (jittered backoff) only once every
+        node of the cluster failed in a row. ``quiet`` after the first warning of an outage."""
+        failed = self._where()
+        round_over = self._brokers.failed()
+        if quiet:
+            log.debug("broker %s unreachable: %s; trying %s", failed, exc, self._where())
+        elif self._brokers.several:
+            log.warning("broker %s unreachable: %s; trying %s", failed, exc, self._where())
+        else:
+            log.warning("broker %s unreachable: %s; retrying", failed, exc)
+        # AWS IoT Core throttles a client id connecting more than once a second.
+        await asyncio.sleep(max(backoff.next_delay() if round_over else 0.0, self._connect_gap))
+
     def _where(self) -> str:
-        parts = urlsplit(self._settings.url)
+        parts = urlsplit(self._brokers.current)
         return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}".rstrip(":")

@@ -45,6 +45,7 @@ Faults at run time (no login needed; never faulted themselves):
     clock_offset  float  {_FAULTS["clock_offset"].description}
     html_login    bool   {_FAULTS["html_login"].description}
     unauthorized  bool   {_FAULTS["unauthorized"].description}
+    redu_state    str    {_FAULTS["redu_state"].description}
 
   curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"down": true}}'
   curl -X POST http://127.0.0.1:8443/_sim/faults -d '{{"latency_ms": 800, "error_rate": 0.1}}'

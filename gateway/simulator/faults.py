@@ -7,6 +7,7 @@ strict type checks, ranges and unknown-key errors for both the flags and the HTT
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -76,6 +77,11 @@ class Faults(BaseModel):
     )
     unauthorized: bool = Field(
         default=False, description="answer every /api/ request, the login too, with 401"
+    )
+    redu_state: Literal["ACTIVE", "PASSIVE"] = Field(
+        default="ACTIVE",
+        description="the redundancy state WinCC Unified reports in its reduState "
+        "subscription; the servers of a redundant pair report one of each",
     )
 
     def apply(self, changes: Mapping[str, object]) -> None:

@@ -128,6 +128,7 @@ class UnifiedApi:
         streams = schema.subscription_type.fields
         streams["tagValues"].subscribe = data.subscribe_tag_values
         streams["activeAlarms"].subscribe = data.subscribe_alarms
+        streams["reduState"].subscribe = data.subscribe_redu_state
         for field in streams.values():
             field.resolve = lambda event, _info, **_args: event
         return schema

@@ -48,6 +48,10 @@ DATA_TYPES[TagType.STRING] = "WString"
 TAG_OBJECT_TYPES = frozenset({"TAG", "SIMPLETAG"})
 
 
+REDU_CHECK = 0.05
+"""Seconds between two looks at the ``redu_state`` fault of a reduState subscription."""
+
+
 def _value(value: Value, quality: int, ts_ms: int) -> dict[str, object]:
     return {"value": value, "timestamp": format_ts(ts_ms), "quality": quality_fields(quality)}
 
@@ -301,6 +305,20 @@ class PlantResolvers:
         finally:
             if ours:
                 self._alarm_queues.remove(queue)
+
+    async def subscribe_redu_state(
+        self, _root: None, _info: GraphQLResolveInfo, **_args: Any
+    ) -> AsyncIterator[dict[str, object]]:
+        """The server's redundancy state (the ``redu_state`` fault) now ("Added"), then
+        whenever it changes ("Modified")."""
+        faults = self._sim.faults
+        state, reason = faults.redu_state, "Added"
+        while True:
+            value = {"value": state, "timestamp": format_ts(self._sim.now())}
+            yield {"value": value, "notificationReason": reason}
+            while faults.redu_state == state:  # noqa: ASYNC110 - faults change by assignment
+                await asyncio.sleep(REDU_CHECK)
+            state, reason = faults.redu_state, "Modified"
 
 
 def _not_found(description: str) -> dict[str, str]:

@@ -156,7 +156,12 @@ type Mutation {{
   acknowledgeAlarms(input: [AlarmIdentifierInput]!): [ActiveAlarmMutationResult]
 }}
 
+type ReduStateValue {{ value: String timestamp: Timestamp }}
+
+type ReduStateNotification {{ value: ReduStateValue notificationReason: String }}
+
 type Subscription {{
+  reduState: ReduStateNotification
   tagValues(names: [String!]!): TagValueNotification
   activeAlarms(
     systemNames: [String] = []

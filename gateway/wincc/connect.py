@@ -6,6 +6,7 @@ which class serves which dialect.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from gateway.errors import ConfigError, WinCCError
 from gateway.wincc.base import WinCCClient
 from gateway.wincc.classic import ClassicClient, base_url
 from gateway.wincc.http import HttpOptions
+from gateway.wincc.redu_state import follow_redu_state
+from gateway.wincc.redundant import RedundantClient
 from gateway.wincc.rest import RestClient
 from gateway.wincc.settings import ClassicSettings, RestSettings, UnifiedSettings, WinCCSettings
 from gateway.wincc.unified import UnifiedClient
@@ -47,16 +50,17 @@ def _options(settings: WinCCSettings) -> HttpOptions:
     )
 
 
-def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCClient:
-    """The client of the settings' dialect; a new dialect adds one case."""
+def _client(session: aiohttp.ClientSession, settings: WinCCSettings, url: str) -> WinCCClient:
+    """The client of the settings' dialect for the server at ``url``; a new dialect adds
+    one case."""
     credentials = (settings.username, settings.password)
     match settings:
         case RestSettings():
-            return RestClient(session, settings.url, *credentials, **_options(settings))
+            return RestClient(session, url, *credentials, **_options(settings))
         case ClassicSettings():
             return ClassicClient(
                 session,
-                base_url(settings.url),
+                base_url(url),
                 *credentials,
                 **_options(settings),
                 accept_language=settings.accept_language,
@@ -66,7 +70,7 @@ def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCCli
         case UnifiedSettings():
             return UnifiedClient(
                 session,
-                settings.url,
+                url,
                 *credentials,
                 **_options(settings),
                 logging_tag=settings.logging_tag,
@@ -77,15 +81,26 @@ def _client(session: aiohttp.ClientSession, settings: WinCCSettings) -> WinCCCli
 
 @asynccontextmanager
 async def open_client(settings: WinCCSettings) -> AsyncIterator[WinCCClient]:
-    """A client of the configured dialect on its own session; both closed on exit."""
-    if urlsplit(settings.url).scheme != "https" and not settings.allow_insecure_http:
-        raise WinCCError(f"{settings.url}: refusing plain http; set allow_insecure_http = true")
+    """A client of the configured dialect on its own session; both closed on exit. A
+    redundant pair (several URLs) gets one client per server behind a ``RedundantClient``."""
+    for url in settings.urls:
+        if urlsplit(url).scheme != "https" and not settings.allow_insecure_http:
+            raise WinCCError(f"{url}: refusing plain http; set allow_insecure_http = true")
+    servers = len(settings.urls)
     connector = aiohttp.TCPConnector(
-        limit=settings.max_concurrency, ssl=build_ssl_context(settings)
+        limit=settings.max_concurrency * servers, ssl=build_ssl_context(settings)
     )
     async with aiohttp.ClientSession(connector=connector) as session:
-        client = _client(session, settings)
+        clients = [(url, _client(session, settings, url)) for url in settings.urls]
+        client = clients[0][1] if servers == 1 else RedundantClient(clients)
+        unified = [(url, one) for url, one in clients if isinstance(one, UnifiedClient)]
+        follower = None
+        if isinstance(client, RedundantClient) and unified:
+            follower = asyncio.create_task(follow_redu_state(client, unified), name="redu")
         try:
             yield client
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.wait({follower})
             await client.close()

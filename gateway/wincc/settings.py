@@ -7,6 +7,7 @@ A new dialect is a new model and one entry in ``DIALECTS`` and in ``WinCCSetting
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -25,13 +26,17 @@ main quality is good, cascade or not."""
 class WinCCBase(Section):
     """[wincc]: the WinCC server to poll."""
 
-    url: str = Field(
+    url: str | list[str] = Field(
         "https://127.0.0.1:8443",
         description="Base URL of the WinCC REST service. https is required; "
         'http only with allow_insecure_http = true. With dialect = "classic" a URL without '
         'a path gets /WinCCRestService (e.g. https://wincc.example:34569); with "unified" it '
         "is the GraphQL endpoint exactly as the runtime offers it (https://host/graphql/ "
-        "through IIS, or https://host:4000/graphql).",
+        "through IIS, or https://host:4000/graphql). A list names the servers of a redundant "
+        "pair: the gateway reads from the first that answers, fails over to the other when it "
+        "stops answering, fills the gap from the new server's archive, and writes only to the "
+        "server it reads from.",
+        examples=[["https://wincc-a.example:8443", "https://wincc-b.example:8443"]],
     )
     dialect: str = Field(
         DEFAULT_DIALECT,
@@ -70,15 +75,19 @@ class WinCCBase(Section):
 
     @field_validator("url")
     @classmethod
-    def _url_is_http(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL like https://wincc.example:443")
-        return url.rstrip("/")
+    def _url_is_http(cls, url: str | list[str]) -> str | list[str]:
+        return each_url(url, "https://wincc.example:443", lambda one: one.rstrip("/"))
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers in the order they are tried (one without redundancy)."""
+        return [self.url] if isinstance(self.url, str) else list(self.url)
 
     @model_validator(mode="after")
     def _check_transport_and_secret(self) -> Self:
-        if urlsplit(self.url).scheme == "http" and not self.allow_insecure_http:
+        if any(urlsplit(url).scheme == "http" for url in self.urls) and not (
+            self.allow_insecure_http
+        ):
             raise ValueError(
                 "url: http:// sends the WinCC password unencrypted; use https:// "
                 "or set allow_insecure_http = true"
@@ -147,12 +156,16 @@ class UnifiedSettings(WinCCBase):
 
     @field_validator("url")
     @classmethod
-    def _url_is_http(cls, url: str) -> str:
+    def _url_is_http(cls, url: str | list[str]) -> str | list[str]:
         # The GraphQL URL is taken exactly as configured: /graphql and /graphql/ differ.
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s) URL like https://wincc.example/graphql/")
-        return url
+        return each_url(url, "https://wincc.example/graphql/", lambda one: one)
+
+    @model_validator(mode="after")
+    def _pair_is_polled(self) -> Self:
+        if len(self.urls) > 1 and self.mode == "subscribe":
+            # A subscription follows one server; a redundant pair is read poll by poll.
+            raise ValueError('a redundant pair of Unified servers needs mode = "poll"')
+        return self
 
     @field_validator("logging_tag")
     @classmethod
@@ -160,6 +173,18 @@ class UnifiedSettings(WinCCBase):
         if "{tag}" not in template:
             raise ValueError("the logging tag name needs {tag} where the tag's name goes")
         return template
+
+
+def each_url(url: str | list[str], example: str, normal: Callable[[str], str]) -> str | list[str]:
+    """Check one server URL or each of a redundant pair's, and put each in its normal form."""
+    urls = [url] if isinstance(url, str) else url
+    if not urls:
+        raise ValueError("give at least one server URL")
+    for one in urls:
+        parts = urlsplit(one)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{one!r} is not an http(s) URL like {example}")
+    return normal(url) if isinstance(url, str) else [normal(one) for one in url]
 
 
 DIALECTS: dict[str, type[WinCCBase]] = {

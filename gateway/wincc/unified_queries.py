@@ -46,3 +46,6 @@ SUBSCRIBE_TAG_VALUES = (
     f" tagValues(names: $names) {{ name {_VALUE} {_ERROR} notificationReason }} }}"
 )
 SUBSCRIBE_ALARMS = f"subscription Alarms {{ activeAlarms {{ {_ALARM} notificationReason }} }}"
+SUBSCRIBE_REDU_STATE = (
+    "subscription Redu { reduState { value { value timestamp } notificationReason } }"
+)

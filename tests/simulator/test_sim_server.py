@@ -451,6 +451,7 @@ async def test_faults_get_and_partial_post(sim: Simulator, session: aiohttp.Clie
         "clock_offset": 0.0,
         "html_login": False,
         "unauthorized": False,
+        "redu_state": "ACTIVE",
     }
     status, body = await call(
         session, "POST", f"{sim.url}/_sim/faults", json={"bad_quality": 0.5, "latency_ms": 1}
@@ -469,6 +470,7 @@ async def test_faults_get_and_partial_post(sim: Simulator, session: aiohttp.Clie
         b'{"error_rate": 2}',
         b'{"token_ttl": 0}',
         b'{"down": true, "bad_quality": -1}',
+        b'{"redu_state": "STANDBY"}',
         b"{broken",
         b"[]",
     ],
