@@ -111,8 +111,8 @@ def stand_in() -> Any:
     return SimpleNamespace(
         started=connected,
         settings=SimpleNamespace(
-            wincc=SimpleNamespace(dialect="rest", url="https://op:pw@wincc.example"),
-            mqtt=SimpleNamespace(url="mqtt://broker.example:1883"),
+            wincc=SimpleNamespace(dialect="rest", urls=["https://op:pw@wincc.example"]),
+            mqtt=SimpleNamespace(urls=["mqtt://broker.example:1883"]),
         ),
         session=SimpleNamespace(connected=connected, reconnects=0, published=0, dropped={}),
         source=SimpleNamespace(state="up", since_ms=0, errors_by_kind={}, last_error=None),
