@@ -303,7 +303,9 @@ async def arrivals_at(broker: Mosquitto) -> AsyncIterator[asyncio.subprocess.Pro
 
 
 @pytest.mark.parametrize(
-    "platform", [("azure-iot-hub", 1000, 20_000), ("aws-iot-core", 100, 1_000)], ids=["azure", "aws"]
+    "platform",
+    [("azure-iot-hub", 1000, 20_000), ("aws-iot-core", 100, 1_000)],
+    ids=["azure", "aws"],
 )
 async def test_a_burst_is_delivered_at_the_rate_limit_never_over_it_and_nothing_lost(
     platform: tuple[str, int, int], simulator: Simulator, tls: TlsFiles, tmp_path: Path
