@@ -60,6 +60,10 @@ WARM_UP_SETTLE = 2.0
 """Seconds after every tag's first sample arrived before measuring: the first poll
 publishes every tag at once, which would skew latency and CPU."""
 
+CATCH_UP_LIMIT = 120.0
+"""Seconds the warm-up waits, at most, for the gateway's buffer to hold no more than one
+second of changes; a gateway that never catches up is then measured as it is."""
+
 FILL_TIMEOUT = 120.0
 """Longest time the drain scenario waits for its backlog to build up on disk."""
 
@@ -405,6 +409,8 @@ class _Run:
                 f"the first sample of each of the {options.tags} tags",
             )
             self._sleep(WARM_UP_SETTLE)
+            if options.scenario.name in ("steady", "soak"):
+                self._catch_up()
             drain = None
             usage: list[UsageSample] = []
             if options.scenario.name == "drain":
@@ -435,6 +441,16 @@ class _Run:
             if time.monotonic() > deadline:
                 raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(0.1)
+
+    def _catch_up(self) -> None:
+        """Wait until the first publication of every tag has left the buffer (no more than
+        one second of changes waits), so the window measures the steady state, not the
+        start; at most ``CATCH_UP_LIMIT`` seconds."""
+        options = self.options
+        one_second = max(1000, round(options.tags * options.scenario.change_rate))
+        deadline = time.monotonic() + CATCH_UP_LIMIT
+        while outbox_rows(self.buffer_path) > one_second and time.monotonic() < deadline:
+            self._sleep(0.5)
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, failing early if the gateway exits."""
