@@ -297,46 +297,34 @@ class SparkplugNode:
         metrics = [
             codec.metric(name="bdSeq", datatype=codec.INT64, value=self._bd_seq, timestamp=now),
             codec.metric(name=REBIRTH, datatype=codec.BOOLEAN, value=False, timestamp=now),
-            codec.metric(
-                name=SOURCE_METRIC,
-                alias=self._source_alias,
-                datatype=codec.STRING,
-                value=self._source,
-                timestamp=now,
-            ),
-            codec.metric(
-                name=BUFFER_METRIC,
-                alias=self._buffer_alias,
-                datatype=codec.UINT64,
-                value=self._buffered,
-                timestamp=now,
-            ),
+            *self._own_metrics(now, born=True),
         ]
         return Message(self._topic("NBIRTH"), codec.payload(now, metrics), 0, False)
 
     def _node_data(self, now: int, *, source: bool) -> Message:
         """NDATA with the buffer depth, and the WinCC link when ``source``."""
-        metrics = [
-            codec.metric(
-                alias=self._buffer_alias,
-                datatype=codec.UINT64,
-                value=self._buffered,
-                timestamp=now,
-                with_datatype=False,
-            )
+        metrics = self._own_metrics(now, born=False, source=source)
+        return Message(self._topic("NDATA"), codec.payload(now, metrics), 0, False)
+
+    def _own_metrics(self, now: int, *, born: bool, source: bool = True) -> list[bytes]:
+        """The gateway's own metrics, the WinCC link (when ``source``) and the buffer
+        depth: named and typed in the birth, by alias only in data."""
+        own: list[tuple[str, int, int, Value]] = [
+            (BUFFER_METRIC, self._buffer_alias, codec.UINT64, self._buffered)
         ]
         if source:
-            metrics.insert(
-                0,
-                codec.metric(
-                    alias=self._source_alias,
-                    datatype=codec.STRING,
-                    value=self._source,
-                    timestamp=now,
-                    with_datatype=False,
-                ),
+            own.insert(0, (SOURCE_METRIC, self._source_alias, codec.STRING, self._source))
+        return [
+            codec.metric(
+                name=name if born else None,
+                alias=alias,
+                datatype=datatype,
+                value=value,
+                timestamp=now,
+                with_datatype=born,
             )
-        return Message(self._topic("NDATA"), codec.payload(now, metrics), 0, False)
+            for name, alias, datatype, value in own
+        ]
 
     def _device_birth(self, device: str, now: int) -> Message:
         """Every metric of the device: name, alias, datatype, current value (or null)."""
