@@ -24,6 +24,7 @@ from gateway.core.values import short_text, show
 from gateway.errors import WinCCAuthError, WinCCError, WinCCProtocolError
 from gateway.wincc.http import HttpClient, HttpOptions, raise_for_status
 from gateway.wincc.login import SharedLogin
+from gateway.wincc.rest_answers import ChunkAnswers
 from gateway.wincc.rest_parse import (
     LOGIN_PATH,
     parse_alarms_answer,
@@ -62,13 +63,19 @@ class RestClient(HttpClient):
         super().__init__(session, url, username, password, **options)
         self._auth = SharedLogin(self._login, self._url)
         self._types_seen: set[str] = set()  # unknown type names already logged
+        self._answers = ChunkAnswers()
 
     # --- the API -------------------------------------------------------------------------
 
     async def _read_chunk(self, names: Sequence[str]) -> ReadResult:
         """One chunk of ``read_many``, read with a single ``POST /api/dp/read``."""
-        data = await self._request("POST", "/api/dp/read", json={"names": list(names)})
-        return parse_read_answer(names, data, self._memo)
+        path = "/api/dp/read"
+        status, body = await self._answer("POST", path, json={"names": list(names)})
+        raise_for_status("POST", path, status, body)
+        parsed = self._answers.parse(names, body)
+        if parsed is not None:
+            return parsed
+        return parse_read_answer(names, _decode("POST", path, status, body), self._memo)
 
     async def read(self, name: str) -> Reading:
         """Read one tag."""
@@ -147,7 +154,17 @@ class RestClient(HttpClient):
         json: object = None,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One authenticated API call: the JSON object answered, or a ``WinCCError``.
+        """One authenticated API call: the JSON object answered, or a ``WinCCError``."""
+        return _decode(method, path, *await self._answer(method, path, json, params))
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        json: object = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One authenticated API call: the status and body answered.
 
         A 401 means the token expired or was revoked: log in again (shared with concurrent
         callers) and retry exactly once; a second 401 is an ``WinCCAuthError``.
@@ -168,7 +185,7 @@ class RestClient(HttpClient):
                     f"as {self._username!r}",
                     status=status,
                 )
-        return _decode(method, path, status, body)
+        return status, body
 
     async def _login(self) -> str:
         password = "" if self._password is None else self._password.get_secret_value()

@@ -7,7 +7,7 @@ answer as a whole is a ``WinCCProtocolError`` naming the request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, tag_type_of
@@ -21,35 +21,63 @@ T = TypeVar("T")
 LOGIN_PATH = "/api/auth/login"
 
 
+Outcome = tuple[str, Reading | str] | None
+"""What one item of a bulk read answer says: its tag's reading, or the reason it has
+none; None when the item cannot be attributed to a tag."""
+
+MISSING = "missing from the server's answer"
+
+
 def parse_read_answer(
     names: Sequence[str], data: dict[str, Any], memo: ReadingMemo | None = None
 ) -> ReadResult:
-    """Readings and per-name errors of a bulk read answer, in the server's order.
-
-    A malformed item costs only its own name an error entry; a name the answer does not
-    mention at all is an error too, so no requested tag goes silently missing. The
-    ``try`` costs nothing in Python 3.11+ unless it catches, which is why the well-formed
-    path needs no separate pre-check.
-    """
+    """Readings and per-name errors of a bulk read answer, in the server's order."""
     items = data.get("values")
     if not isinstance(items, list):
         raise WinCCProtocolError("POST /api/dp/read: the answer has no 'values' list")
+    return collect_outcomes(names, [item_outcome(item, memo) for item in items])
+
+
+def item_outcome(item: Any, memo: ReadingMemo | None = None) -> Outcome:
+    """What one item of a bulk read answer says.
+
+    A malformed item costs only its own name an error entry. The ``try`` costs nothing
+    in Python 3.11+ unless it catches, which is why the well-formed path needs no
+    separate pre-check.
+    """
+    name = item.get("name") if type(item) is dict else None
+    if type(name) is not str:
+        return None
+    error = item.get("error")
+    if error is not None:
+        return name, short_text(error)
+    try:
+        return name, _reading(name, item, memo)
+    except (KeyError, TypeError, ValueError) as exc:
+        return name, f"malformed reading: {why(exc)}"
+
+
+def collect_outcomes(names: Sequence[str], outcomes: Iterable[Outcome]) -> ReadResult:
+    """The readings and errors of the names asked for, in the answer's order.
+
+    Items of names nobody asked for are left out, a name listed twice counts once (the
+    first), and a name the answer does not mention at all is an error: no requested tag
+    goes silently missing.
+    """
     result = ReadResult()
     readings, errors = result.readings, result.errors
-    wanted = set(names)
-    for item in items:
-        name = item.get("name") if type(item) is dict else None
-        if type(name) is not str or name not in wanted or name in errors:
-            continue  # cannot be attributed, or not asked for; missing names are errors below
-        error = item.get("error")
-        if error is not None:
-            errors[name] = short_text(error)
+    unanswered = dict.fromkeys(names, True)
+    answer = unanswered.pop
+    for outcome in outcomes:
+        if outcome is None or not answer(outcome[0], False):
             continue
-        try:
-            readings.append(_reading(name, item, memo))
-        except (KeyError, TypeError, ValueError) as exc:
-            errors[name] = f"malformed reading: {why(exc)}"
-    result.mark_missing(names, wanted)
+        name, said = outcome
+        if type(said) is str:
+            errors[name] = said
+        else:
+            readings.append(said)  # type: ignore[arg-type]
+    for name in unanswered:
+        errors[name] = MISSING
     return result
 
 

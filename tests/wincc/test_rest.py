@@ -76,6 +76,22 @@ async def test_read_many_mixes_readings_and_per_item_errors(
     }
 
 
+async def test_reading_again_hands_out_the_same_reading_for_what_did_not_change(
+    client: WinCCClient, sim: Simulator
+) -> None:
+    """Poll after poll, an unchanged tag's item is recognised in the answer's bytes and
+    its reading handed out again (the change detector skips it by identity); a written
+    one is read anew."""
+    names = sim.plant.names[:40]
+    assert SETPOINT in names
+    first = await client.read_many(names)
+    await client.write(SETPOINT, 42.5)
+    second = await client.read_many(names)
+    assert second.readings == [sim.plant.reading(name) for name in names]
+    for before, after in zip(first.readings, second.readings, strict=True):
+        assert (after is before) == (after.name != SETPOINT), after.name
+
+
 async def test_read_many_chunks_in_input_order_within_the_concurrency_limit(
     traced: tuple[TracedFactory, Recorder], sim: Simulator
 ) -> None:
