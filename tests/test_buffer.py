@@ -142,6 +142,38 @@ async def test_acks_out_of_order_delete_exactly_the_acknowledged_rows(tmp_path: 
     await again.close()
 
 
+async def test_acknowledgements_arriving_one_by_one_are_deleted_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PUBACK comes per message; a delete transaction per PUBACK cost more than the
+    rest of a message's way. Those arriving within ``DELETE_EVERY`` share one delete."""
+    path = tmp_path / "b.db"
+    buf = DurableBuffer(path, 10**9)
+    await buf.open()
+    await buf.append(msgs(0, 200))
+    deletes: list[int] = []
+    delete = buf._store.delete
+    all_deleted = threading.Event()
+
+    def counted(ids: list[int]) -> None:
+        deletes.append(len(ids))
+        delete(ids)
+        if sum(deletes) == 200:
+            all_deleted.set()
+
+    monkeypatch.setattr(buf._store, "delete", counted)
+    async with asyncio.TaskGroup() as group:
+        work = group.create_task(buf.run())
+        for queued in await buf.take(200):
+            buf.ack([queued])
+            await asyncio.sleep(0.001)  # a PUBACK a millisecond, for 0.2 s or more
+        assert await asyncio.to_thread(all_deleted.wait, 10)
+        work.cancel()
+    assert len(deletes) <= 1 + sum(deletes) // 50, deletes  # not one per few PUBACKs
+    assert backlog_on_disk(path) == 0
+    await buf.close()
+
+
 async def test_committing_a_first_poll_of_tag_states_allocates_what_it_stores(
     tmp_path: Path,
 ) -> None:

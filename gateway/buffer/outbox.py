@@ -52,6 +52,12 @@ RETRY_CAP = 5.0
 """Longest wait, in seconds, before deleting acknowledged messages is tried again after
 the disk refused it."""
 
+DELETE_EVERY = 0.2
+"""Seconds at least between two deletes of acknowledged messages. Acknowledgements come
+one by one; deleting as each arrives cost a transaction and a thread handoff per handful
+of messages. A crash in between sends at most this much again (same seqs, duplicates
+rather than losses)."""
+
 StatesListener = Callable[[list[TagState]], None]
 """Told which tag states a commit stored, or lost (see ``DurableBuffer``)."""
 
@@ -175,6 +181,7 @@ class DurableBuffer:
                 self._deleting.set()
             else:
                 backoff.reset()
+                await asyncio.sleep(DELETE_EVERY)
 
     async def close(self) -> None:
         """Finish the commits under way, commit pending acknowledgements and close the
