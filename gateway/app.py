@@ -27,6 +27,7 @@ from gateway.config import GatewaySettings, PollGroup
 from gateway.core.commands import CommandPolicy, Inbound
 from gateway.core.models import Alarm, Reading, ReadResult, TagType
 from gateway.core.samples import SampleDecider
+from gateway.core.shares import share_group
 from gateway.core.topics import TopicMap
 from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
@@ -110,6 +111,11 @@ class Gateway:
             self.output,
             on_message=self._on_message,
             login=login_source(settings),
+            share_group=(
+                share_group(settings.mqtt.topic_prefix)
+                if settings.redundancy.role == "auto"
+                else None
+            ),
         )
         self.commands = CommandService(
             layout=self.output.commands,
