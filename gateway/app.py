@@ -33,7 +33,7 @@ from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
 from gateway.formats.base import FormatContext
 from gateway.health import HealthServer
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, PairRole
 from gateway.mqtt.cloud import login_source
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
@@ -75,9 +75,11 @@ class Gateway:
         *,
         observe: PollObserver | None = None,
         takeover: Takeover | None = None,
+        pair: PairRole | None = None,
     ) -> None:
         self.settings = settings
         self._takeover = takeover  # what the broker retained, for a standby taking over
+        self.pair = pair  # the active instance of a pair
         self.client = client
         self._observe = observe
         self._stopping = False

@@ -19,6 +19,7 @@ from typing import Any
 from gateway.app import Gateway
 from gateway.buffer.supersede import supersede
 from gateway.config import GatewaySettings
+from gateway.metrics import PairRole
 from gateway.mqtt.standby import Standby
 from gateway.standby_health import standby_health
 from gateway.takeover import Takeover
@@ -46,13 +47,15 @@ async def run_pair(settings: GatewaySettings, client: WinCCClient, stop: asyncio
     """Standby, active, standby again, ... until ``stop`` is set."""
     own = pair_settings(settings)
     name = settings.redundancy.name
+    role = PairRole(name)
     while not stop.is_set():
         standby = Standby(own.mqtt, name, settings.redundancy.takeover)
-        async with standby_health(own.health, standby, name):
+        async with standby_health(own.health, standby, role):
             log.info("standby (instance %s): polling nothing until the active one goes", name)
             takeover = await _first(standby.wait_for_turn(), stop)
         if takeover is None:
             return
+        role.takeovers += 1
         dropped = await asyncio.to_thread(supersede, own.buffer.path)
         log.info(
             "taking over (instance %s): %d tags continue from the seqs the broker retained; "
@@ -61,7 +64,7 @@ async def run_pair(settings: GatewaySettings, client: WinCCClient, stop: asyncio
             len(takeover.samples),
             dropped,
         )
-        gateway = Gateway(own, client, takeover=takeover)
+        gateway = Gateway(own, client, takeover=takeover, pair=role)
         claims = Standby(own.mqtt, name, settings.redundancy.takeover)
         if not await _active_until_lost(gateway, claims, stop):
             return
