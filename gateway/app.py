@@ -57,6 +57,18 @@ RELOADABLE = frozenset({"poll", "commands"})
 """Config sections a reload (SIGHUP) applies without a restart."""
 
 
+def reloaded(old: GatewaySettings, new: GatewaySettings) -> GatewaySettings:
+    """``old`` with what a reload applies of ``new`` (``RELOADABLE``); the log names the
+    other sections that changed, which wait for a restart."""
+    later = [name for name in type(new).model_fields if name not in RELOADABLE]
+    later = [name for name in later if getattr(new, name) != getattr(old, name)]
+    if later:
+        log.warning(
+            "config reloaded: changes to [%s] take effect after a restart", ", ".join(later)
+        )
+    return old.model_copy(update={"poll": new.poll, "commands": new.commands})
+
+
 @dataclass(slots=True)
 class ResolvedGroup:
     """A scan class with its globs resolved to tag names."""
@@ -374,14 +386,8 @@ class Gateway:
         ``[[poll]]`` and ``[commands]`` take effect at once; other sections need a restart,
         and the log says so. If WinCC cannot resolve the new tag lists, the old ones stay.
         """
-        later = [name for name in type(new).model_fields if name not in RELOADABLE]
-        later = [name for name in later if getattr(new, name) != getattr(self.settings, name)]
-        if later:
-            log.warning(
-                "config reloaded: changes to [%s] take effect after a restart", ", ".join(later)
-            )
         previous = self.settings
-        self.settings = previous.model_copy(update={"poll": new.poll, "commands": new.commands})
+        self.settings = reloaded(previous, new)
         try:
             resolved = await self._resolve()
         except WinCCError as exc:

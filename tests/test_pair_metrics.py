@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import GatewaySettings
-from gateway.redundancy import run_pair
+from gateway.redundancy import Pair
 from gateway.simulator.server import Simulator
 from gateway.wincc.connect import open_client
 from tests.conftest import Mosquitto, TlsFiles, free_port
@@ -51,7 +51,7 @@ async def instance(
     settings = instance_settings(sim, broker, tls, folder, name, listen=listen)
     stop = asyncio.Event()
     async with open_client(settings.wincc) as client:
-        task = asyncio.create_task(run_pair(settings, client, stop))
+        task = asyncio.create_task(Pair(settings, client).run(stop))
         try:
             yield f"http://{listen}/metrics", stop
         finally:
