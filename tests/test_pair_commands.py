@@ -38,9 +38,14 @@ def carried_out(gateway: Any) -> int:
 
 
 async def test_two_active_instances_of_a_pair_carry_out_each_command_once(
-    simulator: Simulator, mosquitto: Mosquitto, tls: TlsFiles, tmp_path: Path
+    simulator: Simulator,
+    mosquitto: Mosquitto,
+    tls: TlsFiles,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     a, b = (instance_config(simulator, mosquitto, tls, tmp_path / n, n) for n in "ab")
+    caplog.set_level(logging.INFO, logger="gateway.mqtt.session")
     async with commander(mosquitto) as cmd:
         async with running_gateway(a) as first, running_gateway(b) as second:
             for n in range(COMMANDS):
@@ -55,6 +60,8 @@ async def test_two_active_instances_of_a_pair_carry_out_each_command_once(
     assert carried_out(first) + carried_out(second) == COMMANDS
     assert carried_out(first) > 0  # the broker handed them out between the two
     assert carried_out(second) > 0
+    said = [r.getMessage() for r in caplog.records if "commands shared" in r.getMessage()]
+    assert said == ["commands shared with the other instance: group wincc-gateway.wincc_test"] * 2
 
 
 async def test_a_pair_on_mqtt311_subscribes_plainly_and_says_so_once(

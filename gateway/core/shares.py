@@ -28,8 +28,8 @@ def share_group(topic_prefix: str) -> str:
 def command_subscriptions(
     filters: tuple[str, ...], group: str | None, *, mqtt5: bool, broker_shares: bool
 ) -> tuple[tuple[str, ...], str | None]:
-    """The filters to subscribe to for commands, and why a pair's are plain (None when they
-    are shared, or when there is no pair: ``group`` None).
+    """The filters to subscribe to for commands, and what to tell the operator about them
+    (None when there is no pair: ``group`` None).
 
     Shared only with MQTT 5 (the broker tells in its CONNACK whether it has them,
     ``broker_shares``; absent means it has). A filter of the platform's own (``$...``,
@@ -37,8 +37,15 @@ def command_subscriptions(
     """
     if group is None:
         return filters, None
-    if not mqtt5:
-        return filters, "MQTT 3.1.1 has no shared subscriptions"
-    if not broker_shares:
-        return filters, "the broker has no shared subscriptions (its CONNACK says so)"
-    return tuple(f if f.startswith("$") else f"$share/{group}/{f}" for f in filters), None
+    if mqtt5 and broker_shares:
+        shared = tuple(f if f.startswith("$") else f"$share/{group}/{f}" for f in filters)
+        return shared, f"commands shared with the other instance: group {group}"
+    why = (
+        "the broker has no shared subscriptions (its CONNACK says so)"
+        if mqtt5
+        else "MQTT 3.1.1 has no shared subscriptions"
+    )
+    return filters, (
+        f"commands subscribed plainly, not shared with the other instance ({why}): "
+        "while one gives way to the other, a command can reach both"
+    )

@@ -122,7 +122,7 @@ class MqttSession:
     ) -> None:
         self._settings = settings
         self._share_group = share_group  # an instance of a pair shares its command filters
-        self._said_plain = False
+        self._said_shares = False
         self._login = login or static_login(settings)
         self._renew_after: float | None = None
         self._brokers = Rotation(settings.urls)
@@ -317,20 +317,16 @@ class MqttSession:
 
     def _command_filters(self, link: Link) -> tuple[str, ...]:
         """The command filters, shared by the two instances of a pair where the broker
-        has shared subscriptions; the first time they cannot be, say why."""
-        filters, plain_because = command_subscriptions(
+        has shared subscriptions; said once which."""
+        filters, said = command_subscriptions(
             self._output.commands.filters,
             self._share_group,
             mqtt5=self._settings.protocol == 5,
             broker_shares=link.shared_subscriptions,
         )
-        if plain_because is not None and not self._said_plain:
-            self._said_plain = True
-            log.info(
-                "commands subscribed plainly, not shared with the other instance (%s): "
-                "while one gives way to the other, a command can reach both",
-                plain_because,
-            )
+        if said is not None and not self._said_shares:
+            self._said_shares = True
+            log.info("%s", said)
         return filters
 
     async def _serve(self, link: Link) -> bool:

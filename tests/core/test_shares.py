@@ -20,12 +20,12 @@ def test_the_group_never_holds_a_separator_or_wildcard(prefix: str) -> None:
 
 def test_a_pair_on_mqtt5_shares_its_command_filters() -> None:
     group = share_group("wincc/edge-01")
-    filters, why = command_subscriptions(FILTERS, group, mqtt5=True, broker_shares=True)
+    filters, said = command_subscriptions(FILTERS, group, mqtt5=True, broker_shares=True)
     assert filters == (
         "$share/wincc-gateway.wincc_edge-01/wincc/edge-01/cmd/write/#",
         "$share/wincc-gateway.wincc_edge-01/wincc/edge-01/cmd/ack/#",
     )
-    assert why is None
+    assert said == "commands shared with the other instance: group wincc-gateway.wincc_edge-01"
 
 
 def test_sparkplug_commands_are_shared_and_platform_topics_are_not() -> None:
@@ -40,9 +40,12 @@ def test_sparkplug_commands_are_shared_and_platform_topics_are_not() -> None:
 
 def test_plain_without_a_pair_on_mqtt311_or_where_the_broker_has_none() -> None:
     assert command_subscriptions(FILTERS, None, mqtt5=True, broker_shares=True) == (FILTERS, None)
-    filters, why = command_subscriptions(FILTERS, "g", mqtt5=False, broker_shares=True)
-    assert (filters, why) == (FILTERS, "MQTT 3.1.1 has no shared subscriptions")
-    filters, why = command_subscriptions(FILTERS, "g", mqtt5=True, broker_shares=False)
+    filters, said = command_subscriptions(FILTERS, "g", mqtt5=False, broker_shares=True)
     assert filters == FILTERS
-    assert why is not None
-    assert "CONNACK" in why
+    assert said is not None
+    assert said.startswith("commands subscribed plainly, not shared with the other instance")
+    assert "(MQTT 3.1.1 has no shared subscriptions)" in said
+    filters, said = command_subscriptions(FILTERS, "g", mqtt5=True, broker_shares=False)
+    assert filters == FILTERS
+    assert said is not None
+    assert "(the broker has no shared subscriptions (its CONNACK says so))" in said
