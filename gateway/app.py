@@ -27,12 +27,13 @@ from gateway.config import GatewaySettings, PollGroup
 from gateway.core.commands import CommandPolicy, Inbound
 from gateway.core.models import Alarm, Reading, ReadResult, TagType
 from gateway.core.samples import SampleDecider
+from gateway.core.shares import share_group
 from gateway.core.topics import TopicMap
 from gateway.errors import MqttUnavailable, WinCCError
 from gateway.formats import build_format
 from gateway.formats.base import FormatContext
 from gateway.health import HealthServer
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, PairRole
 from gateway.mqtt.cloud import login_source
 from gateway.mqtt.session import MqttSession
 from gateway.polling import AlarmPoller, PollObserver, SourceHealth, TagPoller
@@ -56,6 +57,18 @@ RELOADABLE = frozenset({"poll", "commands"})
 """Config sections a reload (SIGHUP) applies without a restart."""
 
 
+def reloaded(old: GatewaySettings, new: GatewaySettings) -> GatewaySettings:
+    """``old`` with what a reload applies of ``new`` (``RELOADABLE``); the log names the
+    other sections that changed, which wait for a restart."""
+    later = [name for name in type(new).model_fields if name not in RELOADABLE]
+    later = [name for name in later if getattr(new, name) != getattr(old, name)]
+    if later:
+        log.warning(
+            "config reloaded: changes to [%s] take effect after a restart", ", ".join(later)
+        )
+    return old.model_copy(update={"poll": new.poll, "commands": new.commands})
+
+
 @dataclass(slots=True)
 class ResolvedGroup:
     """A scan class with its globs resolved to tag names."""
@@ -74,9 +87,11 @@ class Gateway:
         *,
         observe: PollObserver | None = None,
         takeover: Takeover | None = None,
+        pair: PairRole | None = None,
     ) -> None:
         self.settings = settings
         self._takeover = takeover  # what the broker retained, for a standby taking over
+        self.pair = pair  # the active instance of a pair
         self.client = client
         self._observe = observe
         self._stopping = False
@@ -110,6 +125,11 @@ class Gateway:
             self.output,
             on_message=self._on_message,
             login=login_source(settings),
+            share_group=(
+                share_group(settings.mqtt.topic_prefix)
+                if settings.redundancy.role == "auto"
+                else None
+            ),
         )
         self.commands = CommandService(
             layout=self.output.commands,
@@ -366,14 +386,8 @@ class Gateway:
         ``[[poll]]`` and ``[commands]`` take effect at once; other sections need a restart,
         and the log says so. If WinCC cannot resolve the new tag lists, the old ones stay.
         """
-        later = [name for name in type(new).model_fields if name not in RELOADABLE]
-        later = [name for name in later if getattr(new, name) != getattr(self.settings, name)]
-        if later:
-            log.warning(
-                "config reloaded: changes to [%s] take effect after a restart", ", ".join(later)
-            )
         previous = self.settings
-        self.settings = previous.model_copy(update={"poll": new.poll, "commands": new.commands})
+        self.settings = reloaded(previous, new)
         try:
             resolved = await self._resolve()
         except WinCCError as exc:

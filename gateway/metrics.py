@@ -9,7 +9,8 @@ duration is a real histogram, fed once per poll by ``GatewayMetrics.observe_poll
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -54,6 +55,15 @@ _GROUP_COUNTERS = (
 """(metric name, ``PollStats`` attribute, help) of the per-scan-class counters."""
 
 
+@dataclass(slots=True)
+class PairRole:
+    """This process as one instance of a gateway pair, for the metrics of either role."""
+
+    instance: str
+    takeovers: int = 0
+    """Times this process took the turn over from the other instance."""
+
+
 class Monitored(Protocol):
     """What metrics and health read from the gateway; ``gateway.app.Gateway`` fits it.
 
@@ -93,6 +103,10 @@ class Monitored(Protocol):
     def buffer(self) -> DurableBuffer:
         """The store-and-forward buffer."""
 
+    @property
+    def pair(self) -> PairRole | None:
+        """This instance of a pair (then the active one); None for a single gateway."""
+
 
 class GatewayMetrics:
     """The gateway's metrics: a private registry, so two gateways in one process never mix.
@@ -128,6 +142,8 @@ class GatewayCollector(Collector):
         """Every metric but the poll duration histogram."""
         gateway = self._gateway
         yield _gauge("build_info", "The gateway's version.", 1, version=__version__)
+        if gateway.pair is not None:
+            yield from pair_metrics(gateway.pair, active=True)
         yield from _group_counters(gateway.pollers)
         if gateway.alarm_poller is not None:
             yield from _alarm_counters(gateway.alarm_poller.stats)
@@ -180,6 +196,44 @@ class GatewayCollector(Collector):
             "result",
             gateway.commands.results,
         )
+
+
+class StandbyCollector(Collector):
+    """The metrics of a standby: its role, its broker connection, its takeovers so far.
+    It polls nothing, so the active instance's metrics are the plant's."""
+
+    def __init__(self, pair: PairRole, connected: Callable[[], bool]) -> None:
+        self._pair = pair
+        self._connected = connected
+
+    def collect(self) -> Iterable[Metric]:
+        """Read at scrape time, named as on the active instance."""
+        yield _gauge("build_info", "The gateway's version.", 1, version=__version__)
+        yield from pair_metrics(self._pair, active=False)
+        yield _gauge("mqtt_connected", "1 while connected to the broker.", int(self._connected()))
+
+
+def standby_registry(pair: PairRole, connected: Callable[[], bool]) -> CollectorRegistry:
+    """What a standby's ``/metrics`` serves."""
+    registry = CollectorRegistry()
+    registry.register(StandbyCollector(pair, connected))
+    return registry
+
+
+def pair_metrics(pair: PairRole, *, active: bool) -> Iterable[Metric]:
+    """Which instance of the pair this is and whether it is the active one, so that a
+    scrape of both boxes shows exactly one ``redundancy_active`` of 1."""
+    yield _gauge(
+        "redundancy_active",
+        "1 on the active instance of a gateway pair, 0 on the standby.",
+        int(active),
+        instance=pair.instance,
+    )
+    yield _counter(
+        "redundancy_takeovers",
+        "Times this process took the turn over as the active instance of its pair.",
+        pair.takeovers,
+    )
 
 
 def _group_counters(pollers: Sequence[GroupFeed]) -> Iterable[Metric]:

@@ -6,6 +6,9 @@ know whether the standby has taken over, so it stops polling and writing at once
 gateway is cancelled, not drained) and waits for its turn again; the keepalive derived
 from ``redundancy.takeover`` makes that happen before the broker sends its will, which is
 what lets the standby go on: never two writers.
+
+SIGHUP reloads what a single gateway reloads: the active instance applies it at once, a
+standby keeps it for its next turn.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from gateway.app import Gateway
+from gateway.app import Gateway, reloaded
 from gateway.buffer.supersede import supersede
 from gateway.config import GatewaySettings
+from gateway.metrics import PairRole
 from gateway.mqtt.standby import Standby
 from gateway.standby_health import standby_health
 from gateway.takeover import Takeover
@@ -42,30 +46,86 @@ def pair_settings(settings: GatewaySettings) -> GatewaySettings:
     return settings.model_copy(update={"mqtt": mqtt})
 
 
-async def run_pair(settings: GatewaySettings, client: WinCCClient, stop: asyncio.Event) -> None:
-    """Standby, active, standby again, ... until ``stop`` is set."""
-    own = pair_settings(settings)
-    name = settings.redundancy.name
-    while not stop.is_set():
-        standby = Standby(own.mqtt, name, settings.redundancy.takeover)
-        async with standby_health(own.health, standby, name):
-            log.info("standby (instance %s): polling nothing until the active one goes", name)
-            takeover = await _first(standby.wait_for_turn(), stop)
-        if takeover is None:
+class Pair:
+    """This process as one instance of a pair: standby, active, standby again, ..."""
+
+    def __init__(self, settings: GatewaySettings, client: WinCCClient) -> None:
+        self.settings = settings
+        self._client = client
+        self.role = PairRole(settings.redundancy.name)
+        self._gateway: Gateway | None = None  # while active
+        self._reload_due = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Standby, active, standby again, ... until ``stop`` is set."""
+        name = self.role.instance
+        while not stop.is_set():
+            own = pair_settings(self.settings)
+            standby = Standby(own.mqtt, name, own.redundancy.takeover)
+            async with standby_health(own.health, standby, self.role):
+                log.info("standby (instance %s): polling nothing until the active one goes", name)
+                takeover = await _first(standby.wait_for_turn(), stop)
+            if takeover is None:
+                return
+            self.role.takeovers += 1
+            dropped = await asyncio.to_thread(supersede, own.buffer.path)
+            log.info(
+                "taking over (instance %s): %d tags continue from the seqs the broker "
+                "retained; %d messages of an earlier turn superseded by the backfill",
+                name,
+                len(takeover.samples),
+                dropped,
+            )
+            self._reload_due.clear()  # the gateway starts with the settings as they are now
+            own = pair_settings(self.settings)
+            self._gateway = Gateway(own, self._client, takeover=takeover, pair=self.role)
+            claims = Standby(own.mqtt, name, own.redundancy.takeover)
+            try:
+                if not await self._active_until_lost(self._gateway, claims, stop):
+                    return
+            finally:
+                self._gateway = None
+            log.warning("stopped polling and writing; standby again")
+
+    async def reload(self, new: GatewaySettings) -> None:
+        """SIGHUP: what a single gateway applies at once (``[[poll]]``, ``[commands]``),
+        the active instance applies at once, a standby from its next turn."""
+        self.settings = reloaded(self.settings, new)
+        if self._gateway is None:
+            log.info("config reloaded: the standby polls as now configured from its next turn")
             return
-        dropped = await asyncio.to_thread(supersede, own.buffer.path)
-        log.info(
-            "taking over (instance %s): %d tags continue from the seqs the broker retained; "
-            "%d messages of an earlier turn superseded by the backfill",
-            name,
-            len(takeover.samples),
-            dropped,
-        )
-        gateway = Gateway(own, client, takeover=takeover)
-        claims = Standby(own.mqtt, name, settings.redundancy.takeover)
-        if not await _active_until_lost(gateway, claims, stop):
-            return
-        log.warning("stopped polling and writing; standby again")
+        self._reload_due.set()  # applied by the turn's own task, which ends with the turn
+
+    async def _apply_reloads(self, gateway: Gateway) -> None:
+        """Reload the active gateway once it has started, after each SIGHUP."""
+        await gateway.started.wait()
+        while True:
+            await self._reload_due.wait()
+            self._reload_due.clear()
+            await gateway.reload(pair_settings(self.settings))
+
+    async def _active_until_lost(
+        self, gateway: Gateway, claims: Standby, stop: asyncio.Event
+    ) -> bool:
+        """Run the gateway until ``stop`` (False, a clean stop), or until its broker
+        connection, once up, is lost or another instance claims the turn (True: the
+        gateway is cancelled at once, nothing drained)."""
+        running = asyncio.create_task(gateway.run(stop), name="gateway")
+        watching = asyncio.create_task(_lost(gateway, claims, stop), name="gateway-lost")
+        reloading = asyncio.create_task(self._apply_reloads(gateway), name="gateway-reload")
+        try:
+            await asyncio.wait({running, watching, reloading}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            reloading.cancel()
+            if not running.done() and (watching.done() or reloading.done()):
+                running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            for task in (watching, reloading):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task  # a reload's unexpected error ends the process, as it does alone
+        return watching.done() and not watching.cancelled() and not stop.is_set()
 
 
 async def _first(wait: Coroutine[Any, Any, Takeover], stop: asyncio.Event) -> Takeover | None:
@@ -80,25 +140,6 @@ async def _first(wait: Coroutine[Any, Any, Takeover], stop: asyncio.Event) -> Ta
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     return turn.result() if turn.done() and not turn.cancelled() else None
-
-
-async def _active_until_lost(gateway: Gateway, claims: Standby, stop: asyncio.Event) -> bool:
-    """Run the gateway until ``stop`` (False, a clean stop), or until its broker
-    connection, once up, is lost or another instance claims the turn (True: the gateway
-    is cancelled at once, nothing drained)."""
-    running = asyncio.create_task(gateway.run(stop), name="gateway")
-    watching = asyncio.create_task(_lost(gateway, claims, stop), name="gateway-lost")
-    try:
-        await asyncio.wait({running, watching}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watching.cancel()
-        if not running.done() and watching.done() and not watching.cancelled():
-            running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
-    return watching.done() and not watching.cancelled() and not stop.is_set()
 
 
 async def _lost(gateway: Gateway, claims: Standby, stop: asyncio.Event) -> None:

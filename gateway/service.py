@@ -15,7 +15,7 @@ from gateway.app import Gateway
 from gateway.config import GatewaySettings, load_settings
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
-from gateway.redundancy import run_pair
+from gateway.redundancy import Pair
 from gateway.wincc.connect import open_client
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) ->
         loop.add_signal_handler(signal.SIGHUP, reload)
 
 
-async def _reload_on_request(gateway: Gateway, requested: asyncio.Event, path: Path | None) -> None:
+async def _reload_on_request(
+    gateway: Gateway | Pair, requested: asyncio.Event, path: Path | None
+) -> None:
     """Reload the config file whenever SIGHUP asks; a broken file changes nothing."""
     while True:
         await requested.wait()
@@ -78,11 +80,11 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
     _tune_collector()
     try:
         async with open_client(settings.wincc) as client:
-            if settings.redundancy.role == "auto":  # no reload: restart one after the other
-                await run_pair(settings, client, stop)
-                log.info("stopped")
-                return 0
-            gateway = Gateway(settings, client)
+            gateway: Gateway | Pair = (
+                Pair(settings, client)
+                if settings.redundancy.role == "auto"
+                else Gateway(settings, client)
+            )
             async with asyncio.TaskGroup() as group:
                 reloader = group.create_task(
                     _reload_on_request(gateway, reload_requested, config_path), name="reload"

@@ -66,6 +66,7 @@ def stand_in(**changes: Any) -> Any:
             storage_dropped=8,
             storage_error=None,
         ),
+        "pair": None,
     }
     fields.update(changes)
     return SimpleNamespace(**fields)

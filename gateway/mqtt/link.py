@@ -1,10 +1,11 @@
 """One broker connection through aiomqtt, with the parts aiomqtt 2 keeps to itself.
 
 The session needs what aiomqtt offers no public way to do: the broker's limits from its
-CONNACK (MQTT 5 Receive Maximum and Maximum Packet Size), when the broker last spoke, a
-PINGREQ now, closing the connection without DISCONNECT, a DISCONNECT that asks for the
-will, handing paho's client to the pipelined publisher, a short way for the
-acknowledgements of its messages, and reading the socket in bulk. All of it is here.
+CONNACK (MQTT 5 Receive Maximum, Maximum Packet Size, Shared Subscription Available), when
+the broker last spoke, a PINGREQ now, closing the connection without DISCONNECT, a
+DISCONNECT that asks for the will, handing paho's client to the pipelined publisher, a
+short way for the acknowledgements of its messages, and reading the socket in bulk. All
+of it is here.
 
 paho decodes every PUBACK into a reason-code and a properties object and runs callbacks
 under locks: at thousands of messages a second that was a third of the gateway's time.
@@ -111,6 +112,7 @@ class Link:
         self.client = client
         self.receive_maximum: int | None = None
         self.max_packet: int | None = None
+        self.shared_subscriptions = True  # MQTT 5: absent from the CONNACK means available
         self.heard = 0.0  # event-loop time the broker last sent a packet
         paho = self._paho = client._client
         loop = asyncio.get_running_loop()
@@ -126,6 +128,7 @@ class Link:
             max_packet = getattr(props, "MaximumPacketSize", None)
             if isinstance(max_packet, int) and max_packet > 0:
                 self.max_packet = max_packet
+            self.shared_subscriptions = getattr(props, "SharedSubscriptionAvailable", 1) != 0
             forward(mqtt, userdata, flags, reason, props)
 
         paho.on_connect = connected

@@ -39,6 +39,7 @@ from gateway.buffer.store import Message
 from gateway.core.commands import Arrival, Inbound
 from gateway.core.platforms import PLATFORMS
 from gateway.core.rotation import Rotation
+from gateway.core.shares import command_subscriptions
 from gateway.core.timestamps import now_ms
 from gateway.errors import MqttUnavailable
 from gateway.formats.base import OutputFormat, Status, Watched
@@ -117,8 +118,11 @@ class MqttSession:
         *,
         on_message: MessageHandler | None = None,
         login: LoginSource | None = None,
+        share_group: str | None = None,
     ) -> None:
         self._settings = settings
+        self._share_group = share_group  # an instance of a pair shares its command filters
+        self._said_shares = False
         self._login = login or static_login(settings)
         self._renew_after: float | None = None
         self._brokers = Rotation(settings.urls)
@@ -269,7 +273,7 @@ class MqttSession:
                             for message in self._output.on_connect(self._status("online")):
                                 await self._publish(client, message)
                             self.publisher.gate(self._output.holding)
-                        for topic in (*self._output.commands.filters, *self._output.watched):
+                        for topic in (*self._command_filters(link), *self._output.watched):
                             await client.subscribe(topic, qos=1)
                         self.connected.set()
                         self._status_due.set()  # in case it changed while subscribing
@@ -310,6 +314,20 @@ class MqttSession:
             finally:
                 self.connected.clear()
                 self._link = None
+
+    def _command_filters(self, link: Link) -> tuple[str, ...]:
+        """The command filters, shared by the two instances of a pair where the broker
+        has shared subscriptions; said once which."""
+        filters, said = command_subscriptions(
+            self._output.commands.filters,
+            self._share_group,
+            mqtt5=self._settings.protocol == 5,
+            broker_shares=link.shared_subscriptions,
+        )
+        if said is not None and not self._said_shares:
+            self._said_shares = True
+            log.info("%s", said)
+        return filters
 
     async def _serve(self, link: Link) -> bool:
         """Publish and receive until the buffer is closed and empty (True) or an error.
