@@ -17,12 +17,12 @@ decoded whole, as before, and nothing is remembered for them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from gateway.core.models import ReadResult
+from gateway.core.models import Reading, ReadResult
 from gateway.wincc.rest_parse import Outcome, collect_outcomes, item_outcome
 
 _ANSWER = re.compile(rb'\s*\{\s*"values"\s*:\s*\[\s*\{(.*)\}\s*\]\s*\}\s*', re.DOTALL)
@@ -39,11 +39,14 @@ after reloads that changed the tag lists, the memory starts over rather than gro
 
 @dataclass(slots=True)
 class _Answer:
-    """One chunk's last answer: the names asked for, the items as bytes, what each said."""
+    """One chunk's last answer: the names asked for, the items as bytes, what each said,
+    and, when every item was a reading of another name asked for and none was left out
+    (the usual answer), those readings in the items' order."""
 
     names: Sequence[str]
     items: list[bytes]
     outcomes: list[Outcome]
+    readings: list[Reading] | None
 
 
 class ChunkAnswers:
@@ -63,21 +66,70 @@ class ChunkAnswers:
         items = _BETWEEN.split(found.group(1))
         key = (names[0], len(names))
         last = self._last.get(key)
-        same_chunk = last is not None and last.names == names and len(last.items) == len(items)
-        before = last.items if last is not None and same_chunk else []
-        said = last.outcomes if last is not None and same_chunk else []
-        outcomes: list[Outcome] = []
-        for index, item in enumerate(items):
-            if before and item == before[index]:
-                outcomes.append(said[index])
-                continue
+        if last is None or last.names != names or len(last.items) != len(items):
+            return self._remember(key, names, items, range(len(items)), [None] * len(items))
+        changed = [
+            index
+            for index, (now, then) in enumerate(zip(items, last.items, strict=True))
+            if now != then
+        ]
+        if last.readings is not None:
             try:
-                decoded = orjson.loads(b"{" + item + b"}")
+                usual = _usual(last, last.readings, items, changed)
+            except orjson.JSONDecodeError:
+                del self._last[key]
+                return None
+            if usual is not None:
+                self._last[key] = usual
+                return ReadResult(list(usual.readings or ()))
+        return self._remember(key, names, items, changed, last.outcomes.copy())
+
+    def _remember(
+        self,
+        key: tuple[str, int],
+        names: Sequence[str],
+        items: list[bytes],
+        changed: Iterable[int],
+        outcomes: list[Outcome],
+    ) -> ReadResult | None:
+        """Decode the ``changed`` items into ``outcomes`` (the others stand), remember
+        the answer and collect its result; None, and the chunk forgotten, when an item
+        does not decode on its own."""
+        for index in changed:
+            try:
+                outcomes[index] = _decoded(items[index])
             except orjson.JSONDecodeError:
                 self._last.pop(key, None)
                 return None
-            outcomes.append(item_outcome(decoded))
-        if last is None and len(self._last) >= MAX_CHUNKS:
+        result = collect_outcomes(names, outcomes)
+        usual = not result.errors and len(result.readings) == len(items)
+        if key not in self._last and len(self._last) >= MAX_CHUNKS:
             self._last.clear()
-        self._last[key] = _Answer(names, items, outcomes)
-        return collect_outcomes(names, outcomes)
+        readings = result.readings.copy() if usual else None
+        self._last[key] = _Answer(names, items, outcomes, readings)
+        return result
+
+
+def _usual(
+    last: _Answer, readings: list[Reading], items: list[bytes], changed: list[int]
+) -> _Answer | None:
+    """The usual answer: last time's readings with those of the ``changed`` items
+    replaced; None when one of those is no longer a reading of the same tag."""
+    outcomes = last.outcomes.copy()
+    readings = readings.copy()
+    for index in changed:
+        outcome = _decoded(items[index])
+        before = outcomes[index]
+        if outcome is None or before is None or outcome[0] != before[0]:
+            return None
+        said = outcome[1]
+        if isinstance(said, str):
+            return None
+        outcomes[index] = outcome
+        readings[index] = said
+    return _Answer(last.names, items, outcomes, readings)
+
+
+def _decoded(item: bytes) -> Outcome:
+    """What one item said; ``JSONDecodeError`` when it is no object on its own."""
+    return item_outcome(orjson.loads(b"{" + item + b"}"))

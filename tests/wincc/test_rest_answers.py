@@ -163,3 +163,57 @@ def test_poll_after_poll_the_result_is_that_of_decoding_the_answer_whole(
             parsed = answers.parse(NAMES, body)
             if parsed is not None:
                 assert parsed == whole(NAMES, body)
+
+
+TAGS = [f"tag{i}" for i in range(6)]
+CHANGE = st.one_of(
+    st.builds(lambda value: {"value": value}, SCALAR),
+    st.builds(lambda: {"timestamp": "2026-11-24T09:00:02.500Z"}),
+    st.builds(lambda error: {"error": error}, st.text(max_size=3)),
+    st.builds(lambda name: {"name": name}, st.sampled_from([*TAGS, "zz"])),
+    st.builds(lambda: {"quality": 0x48}),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    changes=st.lists(
+        st.dictionaries(st.integers(0, len(TAGS) - 1), CHANGE, max_size=3), min_size=1, max_size=6
+    ),
+    encode=st.sampled_from([compact, spaced]),
+)
+def test_an_answer_of_readings_changed_item_by_item_is_that_of_decoding_it_whole(
+    changes: list[dict[int, dict[str, Any]]], encode: Callable[[list[Any]], bytes]
+) -> None:
+    """The usual answer, one reading per tag asked for, poll after poll with a few items
+    changed (a value, a time, a quality, an error, another name): the same result as
+    decoding it whole, and the very readings of the items that did not change."""
+    answers = ChunkAnswers()
+    items = [item(name) for name in TAGS]
+    last = answers.parse(TAGS, encode(items))
+    assert last == whole(TAGS, encode(items))
+    for change in changes:
+        before = items
+        items = [
+            {**(item(TAGS[i]) if "error" in items[i] else items[i]), **change.get(i, {})}
+            for i in range(len(TAGS))
+        ]
+        items = [
+            {"name": it["name"], "error": it["error"]} if "error" in it else it for it in items
+        ]
+        body = encode(items)
+        parsed = answers.parse(TAGS, body)
+        assert parsed == whole(TAGS, body)
+        assert parsed is not None and last is not None
+        unique = all(len({it["name"] for it in poll}) == len(TAGS) for poll in (items, before))
+        if unique:  # no tag answered twice, then or now
+            same = {
+                now["name"]
+                for now, then in zip(items, before, strict=True)
+                if encode([now]) == encode([then])
+            }
+            earlier = {reading.name: reading for reading in last.readings}
+            for reading in parsed.readings:
+                if reading.name in same:
+                    assert reading is earlier[reading.name]
+        last = parsed
