@@ -15,7 +15,8 @@ any other goes through paho as before.
 
 Written for aiomqtt 2.5 and paho-mqtt 2.2: paho's VERSION2 callbacks and its private
 ``_packet_handle``, ``_handle_pubackcomp``, ``_in_packet``, ``_packet_read``,
-``_sock_recv``, ``_loop_rc_handle``, ``_sock``, ``_send_pingreq`` and ``_sock_close``;
+``_sock_recv``, ``_loop_rc_handle``, ``_last_bytes_received``, ``_sock``,
+``_send_pingreq`` and ``_sock_close``;
 aiomqtt's private ``_client`` and ``_disconnected``. pyproject pins ``aiomqtt>=2.3,<3``
 and ``paho-mqtt>=2.1,<2.3``, and ``tests/mqtt/test_publisher.py`` checks that these
 parts are still there.
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -56,14 +59,45 @@ class _Received:
         self.pos = 0
 
 
-def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop) -> None:
+PUBACK = 0x40
+"""The first byte of a PUBACK packet."""
+
+AckSettler = Callable[[int, int], bool]
+"""Settles the PUBACK of a packet id with its reason code: False when it is not the
+buffer's message (paho's own then)."""
+
+
+def settle_pubacks(data: bytes, pos: int, settle: AckSettler) -> int:
+    """Settle the run of whole PUBACK packets at ``pos`` in ``data``; where it ends.
+
+    A PUBACK is ``0x40``, its length (2 in MQTT 3.1.1; in MQTT 5 up to 3 plus its
+    properties, which a gateway has no use for), the packet id and, in MQTT 5, the
+    reason code (0, success, when left out). The run stops at anything else, at a
+    packet cut by the end of ``data``, and at the PUBACK of a message that is not the
+    buffer's: paho reads those.
+    """
+    end = len(data)
+    while pos + 4 <= end and data[pos] == PUBACK:
+        length = data[pos + 1]
+        if length < 2 or length > 127 or pos + 2 + length > end:
+            break
+        reason = data[pos + 4] if length > 2 else 0
+        if not settle((data[pos + 2] << 8) | data[pos + 3], reason):
+            break
+        pos += 2 + length
+    return pos
+
+
+def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop, link: Link) -> None:
     """Make paho read the socket in large pieces and every packet that came, per wake-up.
 
     paho reads each packet with three ``recv`` calls (its type, its length, the rest),
     and per wake-up as many packets as it has messages in flight, which it does not know
     of for the buffer's (see ``gateway.mqtt.publisher``): one PUBACK per turn of the event
     loop. Here the socket is read 64 KiB at a time, and packets are taken until the
-    socket has no more (at most ``READ_BURST``, then again on the next turn).
+    socket has no more (at most ``READ_BURST``, then again on the next turn). Between
+    two packets, a run of PUBACKs for the buffer's messages is settled here, without
+    paho: its reading of each packet cost more than the rest of a message's way.
     """
     recv: Any = paho._sock_recv  # turns TLS want-read/write into BlockingIOError
     received = _Received()
@@ -79,10 +113,25 @@ def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop) -> None:
         received.pos = pos + len(chunk)
         return chunk
 
+    def settled_here() -> bool:
+        """Settle the PUBACKs waiting at a packet boundary; whether there were any."""
+        publisher = link.publisher
+        if publisher is None or paho._in_packet["command"] != 0:
+            return False
+        pos = settle_pubacks(received.data, received.pos, publisher.settle)
+        if pos == received.pos:
+            return False
+        received.pos = pos
+        link.heard = loop.time()
+        paho._last_bytes_received = time.monotonic()  # paho's keepalive: the broker spoke
+        return True
+
     def loop_read(max_packets: int = 1) -> Any:
         for _ in range(READ_BURST):
             if paho._sock is None:
                 return MQTT_ERR_NO_CONN
+            if settled_here():
+                continue
             rc = paho._packet_read()
             if rc == MQTT_ERR_AGAIN:
                 return MQTT_ERR_SUCCESS
@@ -141,12 +190,13 @@ class Link:
             return handle_packet()
 
         paho._packet_handle = heard  # type: ignore[method-assign]
-        self._publisher: Publisher | None = None
+        self.publisher: Publisher | None = None
+        """The publisher draining the buffer over this link, while it does."""
         handle_ack: Any = paho._handle_pubackcomp
 
         def acknowledged(cmd: str) -> Any:
             packet = paho._in_packet["packet"]
-            publisher = self._publisher
+            publisher = self.publisher
             if publisher is not None and cmd == "PUBACK" and len(packet) >= 2:
                 mid = (packet[0] << 8) | packet[1]
                 if publisher.settle(mid, packet[2] if len(packet) > 2 else 0):
@@ -154,17 +204,17 @@ class Link:
             return handle_ack(cmd)
 
         paho._handle_pubackcomp = acknowledged  # type: ignore[method-assign]
-        _read_in_bulk(paho, loop)
+        _read_in_bulk(paho, loop, self)
 
     async def publish(self, publisher: Publisher) -> None:
         """Publish the buffer pipelined over this connection, within the broker's limits."""
-        self._publisher = publisher
+        self.publisher = publisher
         try:
             await publisher.drain(
                 self._paho, receive_maximum=self.receive_maximum, max_packet=self.max_packet
             )
         finally:
-            self._publisher = None
+            self.publisher = None
 
     async def watch(self, keepalive: float) -> None:
         """Give the link up when the broker has been silent for a keepalive.

@@ -377,6 +377,7 @@ async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None
         "_packet_read",
         "_sock_recv",
         "_loop_rc_handle",
+        "_last_bytes_received",
         "loop_read",
         "_sock",
         "_mid_generate",
@@ -388,6 +389,7 @@ async def test_the_library_parts_the_adapter_relies_on_are_still_there() -> None
     ):
         assert hasattr(paho, name), name
     assert "packet" in paho._in_packet
+    assert paho._in_packet["command"] == 0  # between two packets
     assert isinstance(client._disconnected, asyncio.Future)
 
 
