@@ -113,11 +113,20 @@ def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop, link: Link) -> Non
         received.pos = pos + len(chunk)
         return chunk
 
-    def settled_here() -> bool:
-        """Settle the PUBACKs waiting at a packet boundary; whether there were any."""
+    def settled_here() -> bool | None:
+        """Settle the PUBACKs waiting at a packet boundary, reading the socket first
+        when all it gave was taken: whether there were any; None when nothing came."""
         publisher = link.publisher
         if publisher is None or paho._in_packet["command"] != 0:
             return False
+        if received.pos >= len(received.data):
+            try:
+                data = bytes(recv(READ_SIZE))
+            except BlockingIOError:
+                return None
+            except OSError:
+                return False  # paho meets it again and handles it
+            received.data, received.pos = data, 0
         pos = settle_pubacks(received.data, received.pos, publisher.settle)
         if pos == received.pos:
             return False
@@ -130,7 +139,10 @@ def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop, link: Link) -> Non
         for _ in range(READ_BURST):
             if paho._sock is None:
                 return MQTT_ERR_NO_CONN
-            if settled_here():
+            settled = settled_here()
+            if settled is None:
+                return MQTT_ERR_SUCCESS
+            if settled:
                 continue
             rc = paho._packet_read()
             if rc == MQTT_ERR_AGAIN:
