@@ -114,8 +114,10 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
         await active.says("taking over")
         await standby.start()
         await standby.says("standby (instance b)")
+        seen = len(collector.order)
         for turn in range(TAKEOVERS):
-            seen = len(collector.order)
+            # 20 samples from the active one, counted from its first: they may come while
+            # the instance killed before it restarts
             await collector.wait_until(lambda seen=seen: len(collector.order) > seen + 20)
             await commander.publish(  # one write per turn, answered by the active one
                 f"{PREFIX}/cmd/write/{tag_path(SETPOINT)}",
@@ -129,6 +131,7 @@ async def test_active_killed_again_and_again_the_standby_continues_every_seq(
             await collector.wait_until(lambda k=killed_after: len(collector.arrivals) > k)
             last_before = collector.arrivals[killed_after - 1]
             takeover_times.append(collector.arrivals[killed_after] - last_before)
+            seen = killed_after
             await active.start()  # comes back, as the standby
             await active.says(f"standby (instance {active.name})")
             active, standby = standby, active
