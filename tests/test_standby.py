@@ -172,10 +172,10 @@ async def test_active_cut_off_from_the_broker_stops_before_the_standby_starts(
         second_server.faults.change_rate = 0.0
         collector, task = await start_collector(mosquitto)
         a = pair_config(first_server, mosquitto, tls, tmp_path / "a", "a")
-        a["redundancy"]["takeover"] = "6s"
+        a["redundancy"]["takeover"] = "3s"
         a["mqtt"]["url"] = f"mqtt://127.0.0.1:{route.port}"  # the route that will be cut
         b = pair_config(second_server, mosquitto, tls, tmp_path / "b", "b")
-        b["redundancy"]["takeover"] = "6s"
+        b["redundancy"]["takeover"] = "3s"
         b["commands"] = {"writable": [SETPOINT]}
         active, standby = Instance("a", a, tmp_path / "a"), Instance("b", b, tmp_path / "b")
         try:
