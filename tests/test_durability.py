@@ -329,7 +329,7 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
 ) -> None:
     lively(simulator, rate=2.0)
     config = settings_for(
-        simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "150KB"}
+        simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "75KB"}
     )
     collector, task = await start_collector(mosquitto)
     full = asyncio.Event()
@@ -353,7 +353,7 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
                 await readings_grow(stats, stats.readings + 20)
             else:
                 await asyncio.wait_for(polls.reach(polls.count + 5), 10)  # polling goes on
-            assert gateway.buffer.size_bytes <= 150_000 * 1.2
+            assert gateway.buffer.size_bytes <= 75_000 * 1.2
             await mosquitto.start()
             await asyncio.wait_for(gateway.session.connected.wait(), 30)
         final = final_seqs(tmp_path / "buffer.db")
