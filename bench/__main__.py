@@ -1,4 +1,5 @@
-"""``python -m bench [steady|stress|drain|soak|all]``: parses arguments and calls; see README.md."""
+"""``python -m bench [steady|stress|drain|soak|takeover|all]``: parses arguments and calls;
+see README.md."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench.processes import BenchError, Broker, reaping
-from bench.reference import measure_references
+from bench.reference import Reference, measure_references
 from bench.report import (
     RESULTS,
     Figures,
@@ -23,6 +24,7 @@ from bench.report import (
 )
 from bench.scenarios import ALL, SCENARIOS, RunOptions, RunResult, preflight, run_once
 from bench.soak import RSS_BAND_PCT, WARM_UP_MAX_S, WARM_UP_SHARE, warm_up_seconds
+from bench.takeover import run_takeover
 from bench.versus import SCRIPTED, add_script, measure_script
 
 DEFAULT_BACKLOG = 100_000
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="all",
         choices=[*SCENARIOS, "all"],
-        help="what to measure (default all: " + ", ".join(ALL) + "; soak only when named)",
+        help="what to measure (default all: " + ", ".join(ALL) + "; soak and takeover only "
+        "when named)",
     )
     parser.add_argument(
         "--tags",
@@ -69,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="soak: seconds between two samples of the gateway's RSS and CPU (default 10)",
+    )
+    parser.add_argument(
+        "--takeovers",
+        type=int,
+        default=20,
+        help="takeover: how many times the active instance of the pair is SIGKILLed (default 20)",
     )
     parser.add_argument(
         "--runs", type=int, default=1, help="runs per scenario; figures are their median"
@@ -126,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag, value in (("--tags", args.tags), ("--runs", args.runs), ("--backlog", args.backlog)):
+    for flag, value in (
+        ("--tags", args.tags),
+        ("--runs", args.runs),
+        ("--backlog", args.backlog),
+        ("--takeovers", args.takeovers),
+    ):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1")
     for flag, number in (
@@ -137,6 +151,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     ):
         if number is not None and not number > 0:
             parser.error(f"{flag} must be positive")
+    if args.scenario == "takeover" and (args.payload != "per-tag" or args.status_page):
+        parser.error("takeover: a pair needs --payload per-tag, and keeps no status page open")
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -150,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(ALL) if args.scenario == "all" else [args.scenario]
     summaries: dict[str, Figures] = {}
     lost = 0
-    leaking: list[str] = []
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="wincc-bench-") as tmp, reaping() as stack:
         folder = Path(tmp)
         folder.chmod(0o755)  # mosquitto reads its config here, maybe as another user
@@ -159,15 +175,17 @@ def run(args: argparse.Namespace) -> int:
         broker = Broker(folder / "broker")
         stack.callback(broker.stop)
         broker.start()
-        print(f"mosquitto on 127.0.0.1:{broker.port}; measuring the reference clients ...")
-        (folder / "references").mkdir()
-        references = measure_references(broker, folder / "references", scale=args.ref_scale)
-        print(format_references(references), flush=True)
-        windows = {"": references[0].per_s, "_default": references[1].per_s}
+        print(f"mosquitto on 127.0.0.1:{broker.port}")
+        references = _references(names, broker, folder, args.ref_scale)
+        windows: dict[str, float | None] = {
+            "": references[0].per_s if references else None,
+            "_default": references[1].per_s if references else None,
+        }
         about = machine()
         for name in names:
             scenario = SCENARIOS[name]
-            seconds = args.seconds if args.seconds and name != "drain" else scenario.seconds
+            windowed = name not in ("drain", "takeover")  # their own limits, not windows
+            seconds = args.seconds if args.seconds and windowed else scenario.seconds
             if name == "soak":
                 seconds = args.minutes * 60
             tags = args.tags or scenario.tags
@@ -189,28 +207,23 @@ def run(args: argparse.Namespace) -> int:
                     args.dialect,
                     args.realistic,
                     args.status_page,
+                    args.takeovers,
                 )
-                result = run_once(options, broker, folder)
+                run_scenario = run_takeover if name == "takeover" else run_once
+                result = run_scenario(options, broker, folder)
                 if name in SCRIPTED and not args.no_script:
                     print("  the reference script on the same plant ...", flush=True)
                     add_script(result, measure_script(options, broker, folder))
                 runs.append(result)
-                print(
-                    f"  {result.samples_per_s:,.0f} samples/s, p50 "
-                    f"{result.latency_p50_ms or 0:,.0f} ms, p99 {result.latency_p99_ms or 0:,.0f}"
-                    f" ms, gateway CPU {result.gateway_cpu_pct:.0f} %, seq gaps "
-                    f"{result.seq_gaps}{_versus(result)}",
-                    flush=True,
-                )
-                if result.rss_samples_outside_band:
-                    leaking.append(_rss_failure(result))
+                print(f"  {_summary(result)}", flush=True)
+                failures += _failures(result)
             lost += sum(run.seq_gaps for run in runs)
             figures = median(runs)
             for key in ("samples_per_s", "drain_per_s"):
                 rate = figures[key]
                 for suffix, reference in windows.items():
                     figures[f"{key}_vs_mosquitto_pub{suffix}"] = (
-                        None if rate is None else rate / reference
+                        None if rate is None or reference is None else rate / reference
                     )
             summaries[name] = figures
             path = write_json(
@@ -230,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
                     "sample_every_s": args.sample_every if name == "soak" else None,
                     "warm_up_s": warm_up_seconds(seconds) if name == "soak" else None,
                     "rss_band_pct": RSS_BAND_PCT if name == "soak" else None,
+                    "takeovers": args.takeovers if name == "takeover" else None,
                     "alarms": "disabled",
                     "qos": 1,
                 },
@@ -240,14 +254,56 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"  written to {path}", flush=True)
     print()
-    print(format_references(references))
-    print()
+    if references:
+        print(format_references(references))
+        print()
     print(format_table(summaries))
-    for line in leaking:
+    for line in failures:
         print(f"\nFAIL: {line}")
     if lost:
         print(f"\nFAIL: {lost} published samples never reached the subscriber")
-    return 1 if lost or leaking else 0
+    return 1 if lost or failures else 0
+
+
+def _references(names: list[str], broker: Broker, folder: Path, scale: float) -> list[Reference]:
+    """The plain clients' rates on the broker; none for a takeover alone, which measures
+    no rate to compare with theirs."""
+    if names == ["takeover"]:
+        return []
+    print("measuring the reference clients ...", flush=True)
+    (folder / "references").mkdir()
+    references = measure_references(broker, folder / "references", scale=scale)
+    print(format_references(references), flush=True)
+    return references
+
+
+def _failures(result: RunResult) -> list[str]:
+    """What makes a run fail besides lost samples: a soak's RSS out of its band, a seq
+    used for two different samples."""
+    failures = []
+    if result.rss_samples_outside_band:
+        failures.append(_rss_failure(result))
+    if result.reused_seqs:
+        failures.append(
+            f"takeover run {result.run}: {result.reused_seqs} seqs carried two different samples"
+        )
+    return failures
+
+
+def _summary(result: RunResult) -> str:
+    """One line on a run, once it is done."""
+    rate = f"{result.samples_per_s:,.0f} samples/s"
+    if result.takeover_p50_s is not None:
+        return (
+            f"{result.takeovers} takeovers: without samples p50 {result.takeover_p50_s:.2f} s, "
+            f"max {result.takeover_max_s or 0:.2f} s; {rate}, seq gaps {result.seq_gaps}, "
+            f"seqs used twice {result.reused_seqs}"
+        )
+    return (
+        f"{rate}, p50 {result.latency_p50_ms or 0:,.0f} ms, p99 "
+        f"{result.latency_p99_ms or 0:,.0f} ms, gateway CPU {result.gateway_cpu_pct or 0:.0f} %, "
+        f"seq gaps {result.seq_gaps}{_versus(result)}"
+    )
 
 
 def _versus(result: RunResult) -> str:

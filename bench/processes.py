@@ -131,6 +131,13 @@ class Child:
         self._log.close()
         return process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL and reap: the process gets no chance to clean up. Idempotent."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
     def log_tail(self, lines: int = 15) -> str:
         """The last lines the child wrote, to explain a failure."""
         try:
@@ -311,6 +318,7 @@ def gateway_config(
     payload: str,
     dialect: str = "rest",
     health_port: int | None = None,
+    instance: str | None = None,
 ) -> str:
     """The gateway's TOML config of one run: all tags in one group, alarms off, QoS 1.
 
@@ -318,7 +326,8 @@ def gateway_config(
     only for ``batch`` and ``sparkplug``; a Sparkplug node is group ``SPARKPLUG_GROUP``,
     named after the last level of ``topic_prefix``. With ``dialect = "unified"`` the
     gateway subscribes to the simulated Unified runtime instead of polling. The health
-    server (with the status page) listens on ``health_port`` when one is given.
+    server (with the status page) listens on ``health_port`` when one is given. With an
+    ``instance`` name the gateway is that instance of a pair (``[redundancy] role = "auto"``).
     """
 
     def text(value: str) -> str:
@@ -355,6 +364,8 @@ def gateway_config(
         node = topic_prefix.rsplit("/", 1)[-1]
         lines += ["", "[sparkplug]", f"group_id = {text(SPARKPLUG_GROUP)}"]
         lines.append(f"edge_node_id = {text(node)}")
+    if instance is not None:
+        lines += ["", "[redundancy]", 'role = "auto"', f"instance = {text(instance)}"]
     lines += [
         "",
         "[buffer]",
@@ -374,11 +385,12 @@ def gateway_config(
 
 
 class GatewayProcess:
-    """``python -m gateway run --config FILE``."""
+    """``python -m gateway run --config FILE``, restartable (each start appends to its log)."""
 
-    def __init__(self, folder: Path, config_path: Path) -> None:
+    def __init__(self, folder: Path, config_path: Path, name: str = "gateway") -> None:
+        self.name = name
         self._args = [sys.executable, "-m", "gateway", "run", "--config", str(config_path)]
-        self._log_path = folder / "gateway.log"
+        self._log_path = folder / f"{name}.log"
         self._child: Child | None = None
 
     @property
@@ -390,15 +402,20 @@ class GatewayProcess:
 
     def start(self) -> None:
         """Start it; readiness shows as samples arriving at the subscriber."""
-        self._child = Child("gateway", self._args, self._log_path)
+        self._child = Child(self.name, self._args, self._log_path)
 
     def check_running(self) -> None:
         """Raise with the gateway's last log lines if it has exited."""
         child = self._child
         if child is not None and not child.running():
             raise BenchError(
-                f"the gateway exited with {child.process.returncode}:\n{child.log_tail()}"
+                f"the {self.name} exited with {child.process.returncode}:\n{child.log_tail()}"
             )
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or an OOM kill would: no drain, no offline status."""
+        if self._child is not None:
+            self._child.kill()
 
     def stop(self) -> int:
         """SIGTERM and wait: it publishes what it buffered, then exits (0 when clean)."""

@@ -134,6 +134,24 @@ _ROWS: list[_Row] = [
         lambda f: _number(f["rss_samples_outside_band"]),
     ),
     ("gateway CPU after warm-up, mean %", lambda f: _number(f["cpu_after_warm_up_pct"], 1)),
+    ("takeovers", lambda f: _number(f["takeovers"])),
+    (
+        "takeover: last sample to next instance's first, p50 s",
+        lambda f: _number(f["takeover_p50_s"], 2),
+    ),
+    (
+        "takeover: last sample to next instance's first, max s",
+        lambda f: _number(f["takeover_max_s"], 2),
+    ),
+    (
+        "takeover: SIGKILL to next instance's first, p50 s",
+        lambda f: _number(f["kill_to_first_p50_s"], 2),
+    ),
+    (
+        "takeover: SIGKILL to next instance's first, max s",
+        lambda f: _number(f["kill_to_first_max_s"], 2),
+    ),
+    ("seqs that carried two samples (FAIL if any)", lambda f: _number(f["reused_seqs"])),
     ("gateway exit code on SIGTERM", lambda f: _number(f["gateway_exit"])),
 ]
 

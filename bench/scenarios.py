@@ -7,6 +7,8 @@ stops them all, on the bench's broker.
   long the backlog takes to reach the subscriber while fresh samples keep coming.
 - soak: the steady plant for a long run (30 minutes by default) while the gateway's RSS
   and CPU are sampled: does its memory stay flat once it has warmed up?
+- takeover: a gateway pair whose active instance is killed again and again (its run is
+  ``bench/takeover.py``).
 """
 
 from __future__ import annotations
@@ -105,10 +107,18 @@ SCENARIOS = {
         30 * 60.0,
         "10 % of the tags change per second for a long run; gateway RSS and CPU sampled",
     ),
+    "takeover": Scenario(
+        "takeover",
+        1_000,
+        0.1,
+        60.0,
+        "a gateway pair; the active instance SIGKILLed, the standby takes over, again and again",
+    ),
 }
 
 ALL = ("steady", "stress", "drain")
-"""What ``all`` runs: soak takes half an hour, so it runs only when asked for."""
+"""What ``all`` runs: soak takes half an hour and takeover restarts gateways over and over,
+so they run only when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,7 @@ class RunOptions:
     dialect: str = "rest"  # "unified": the gateway subscribes instead of polling
     realistic: bool = False  # the simulator's --realistic plant layout
     status_page: bool = False  # the gateway's status page open during the run
+    takeovers: int = 20  # takeover: how many times the active instance is killed
 
 
 @dataclass(slots=True)
@@ -150,8 +161,8 @@ class RunResult:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     latency_max_ms: float | None
-    gateway_cpu_pct: float
-    gateway_peak_rss_mb: float
+    gateway_cpu_pct: float | None  # None for a pair, whose processes come and go
+    gateway_peak_rss_mb: float | None
     simulator_cpu_pct: float
     broker_cpu_pct: float
     buffer_rows_end: int  # messages still in the gateway's buffer at the window's end
@@ -176,6 +187,14 @@ class RunResult:
     cpu_after_warm_up_pct: float | None = None  # soak: mean, % of one core
     rss_samples_outside_band: int | None = None  # soak: above 0 is a FAIL
     usage_samples: list[tuple[float, float, float | None]] | None = None  # soak: s, MB, CPU %
+    takeovers: int | None = None  # takeover: how many were measured
+    takeover_p50_s: float | None = None  # last sample of the killed one -> first of the next
+    takeover_max_s: float | None = None
+    kill_to_first_p50_s: float | None = None  # the SIGKILL -> first sample of the next one
+    kill_to_first_max_s: float | None = None
+    reused_seqs: int | None = None  # takeover: seqs that carried two different samples
+    takeover_s: list[float] | None = None  # takeover: each one, in order
+    kill_to_first_s: list[float] | None = None
     script_delivered: int | None = None  # the reference script, in a run of its own
     script_samples_per_s: float | None = None
     script_latency_p50_ms: float | None = None
@@ -287,7 +306,7 @@ def _backlog_targets(buffer_path: Path, collector: Collector) -> tuple[dict[str,
     return targets, waiting
 
 
-def _left_behind(buffer_path: Path, collector: Collector) -> tuple[dict[str, int], set[Sample]]:
+def left_behind(buffer_path: Path, collector: Collector) -> tuple[dict[str, int], set[Sample]]:
     """What the stopped gateway left: per tag (as topic path) the last seq it gave a sample
     (``tag_state``), and the samples still in its buffer.
 
@@ -305,7 +324,7 @@ def _left_behind(buffer_path: Path, collector: Collector) -> tuple[dict[str, int
     return seqs, left
 
 
-def _sim_delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, float]:
+def sim_delta(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, float]:
     """Changes the simulator made, and plant time it skipped, between two stats."""
     changes = int(after["changes"]) - int(before["changes"])
     return changes, float(after["skipped_s"]) - float(before["skipped_s"])
@@ -467,7 +486,7 @@ class _Run:
         self._sleep(self.options.seconds)
         end_ns = time.time_ns()
         usage = self.cpu.percent(time.monotonic() - started)
-        changes, skipped = _sim_delta(before, self.sim.stats())
+        changes, skipped = sim_delta(before, self.sim.stats())
         return _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
 
     def _soak_window(self) -> tuple[_Window, list[UsageSample]]:
@@ -497,7 +516,7 @@ class _Run:
                 )
         end_ns = time.time_ns()
         usage = self.cpu.percent(time.monotonic() - started)
-        changes, skipped = _sim_delta(before, self.sim.stats())
+        changes, skipped = sim_delta(before, self.sim.stats())
         window = _Window(start_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
         return window, samples
 
@@ -546,7 +565,7 @@ class _Run:
             self._wait(done, deadline - time.monotonic(), "the gateway to catch up")
         usage = self.cpu.percent(time.monotonic() - started)
         end_ns = collector.targets_done_ns or time.time_ns()
-        changes, skipped = _sim_delta(before, sim.stats())
+        changes, skipped = sim_delta(before, sim.stats())
         window = _Window(restart_ns, end_ns, changes, skipped, usage, outbox_rows(self.buffer_path))
         first_ns = collector.first_recv_after(restart_ns)
         return window, _Drain(restart_ns, backlog, backlog_ns, first_ns)
@@ -567,7 +586,7 @@ class _Run:
         latencies.sort()
         fresh.sort()
         messages = sum(1 for ns in collector.message_recv_ns if start <= ns <= end)
-        seqs, left = _left_behind(self.buffer_path, collector)
+        seqs, left = left_behind(self.buffer_path, collector)
         # every seq from 1 to the last is either received or still waiting in the buffer
         published = sum(seqs.values()) - sum(1 for sample in left if not collector.has(sample))
         received = sum(min(collector.distinct.get(tag, 0), seq) for tag, seq in seqs.items())

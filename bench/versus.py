@@ -172,5 +172,5 @@ def add_script(result: RunResult, script: ScriptFigures) -> None:
     result.rss_vs_script = _ratio(result.gateway_peak_rss_mb, script.peak_rss_mb)
 
 
-def _ratio(gateway: float, script: float) -> float | None:
-    return gateway / script if script > 0 else None
+def _ratio(gateway: float | None, script: float) -> float | None:
+    return gateway / script if gateway is not None and script > 0 else None

@@ -14,6 +14,7 @@ from bench import scenarios
 from bench.__main__ import main
 from bench.processes import SimulatorProcess
 from bench.soak import SoakFigures, UsageSample, soak_figures
+from bench.takeover import PairCollector
 
 pytestmark = pytest.mark.slow
 
@@ -234,3 +235,77 @@ def test_a_soak_whose_rss_leaves_the_band_fails(
     (run,) = orjson.loads(path.read_bytes())["runs"]
     assert run["rss_samples_outside_band"] == 2
     assert run["seq_gaps"] == 0
+
+
+TAKEOVER_FIGURES = {
+    "takeovers",
+    "takeover_p50_s",
+    "takeover_max_s",
+    "kill_to_first_p50_s",
+    "kill_to_first_max_s",
+    "reused_seqs",
+    "takeover_s",
+    "kill_to_first_s",
+}
+
+
+def test_a_pair_killed_twice_reports_each_takeover_and_loses_no_seq(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["takeover", "--tags", "200", "--takeovers", "2", "--out", str(tmp_path)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    (path,) = tmp_path.glob("takeover-*.json")
+    document = orjson.loads(path.read_bytes())
+    assert document["settings"]["takeovers"] == 2
+    assert document["references"] == []  # a takeover measures no rate against plain clients
+    (run,) = document["runs"]
+    assert run.keys() >= TAKEOVER_FIGURES
+    assert document["median"].keys() >= TAKEOVER_FIGURES - {"takeover_s", "kill_to_first_s"}
+    assert run["takeovers"] == 2
+    assert len(run["takeover_s"]) == len(run["kill_to_first_s"]) == 2
+    # the standby claims after a second of quiet, then reads the retained seqs and polls:
+    # more than that second, and far less than the takeover setting's 10 s
+    assert all(1.0 < s < 8.0 for s in run["takeover_s"] + run["kill_to_first_s"])
+    # the last sample came before the kill, by less than one 1 s scan and the kill's wait
+    # (one on its way at the kill may arrive just after it)
+    for gap, from_kill in zip(run["takeover_s"], run["kill_to_first_s"], strict=True):
+        assert -0.1 < gap - from_kill < 2.5
+    assert run["takeover_p50_s"] <= run["takeover_max_s"]
+    assert run["takeover_max_s"] == pytest.approx(max(run["takeover_s"]), abs=1e-3)
+    assert run["kill_to_first_max_s"] == pytest.approx(max(run["kill_to_first_s"]), abs=1e-3)
+    assert run["reused_seqs"] == 0
+    assert run["seq_gaps"] == 0
+    assert run["published"] >= 200  # the first poll publishes every tag once
+    assert run["gateway_exit"] == 0
+    assert "takeover: SIGKILL to next instance's first, p50 s" in out
+    assert "takeover 2/2: b -> a" in out
+
+
+def test_the_claims_divide_the_samples_into_turns_and_a_seq_used_twice_is_caught() -> None:
+    collector = PairCollector("p")
+
+    def line(at_ms: int, topic: str, body: dict[str, Any]) -> bytes:
+        return f"{at_ms / 1000:.9f} p/{topic} ".encode() + orjson.dumps(body) + b"\n"
+
+    def sample(seq: int, value: float, ts: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+        return {"value": value, "quality": 192, "good": True, "ts": ts, "seq": seq}
+
+    for got in (
+        line(1000, "redundancy/claim", {"instance": "a", "at": 1}),
+        line(1100, "tags/T1", sample(1, 1.0)),
+        line(2100, "tags/T1", sample(2, 2.0)),
+        line(3200, "redundancy/claim", {"instance": "b", "at": 2}),
+        line(3900, "tags/T1", sample(2, 2.0)),  # again, the same sample: a duplicate
+        line(4100, "tags/T1", sample(3, 3.0, "2026-01-01T00:00:03Z")),
+        line(4200, "tags/T1", sample(3, 3.5, "2026-01-01T00:00:04Z")),  # seq 3 used twice
+    ):
+        collector.feed(got)
+    assert [(t.instance, t.first_ns, t.last_ns) for t in collector.turns()] == [
+        ("a", 1_100_000_000, 2_100_000_000),
+        ("b", 3_900_000_000, 4_200_000_000),
+    ]
+    assert collector.reused == {("T1", 3)}
+    assert collector.duplicates == 2
+    assert collector.received == 3

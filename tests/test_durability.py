@@ -138,6 +138,13 @@ def final_seqs(buffer_db: Path) -> dict[str, int]:
     return {tag_path(name): seq for name, seq in rows}
 
 
+async def samples_made(buffer_db: Path, at_least: int, timeout: float = 30) -> None:
+    """Wait until the gateway has made ``at_least`` samples in all (the sum of its seqs)."""
+    async with asyncio.timeout(timeout):
+        while sum(final_seqs(buffer_db).values()) < at_least:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.1)
+
+
 async def start_collector(broker: Mosquitto) -> tuple[SeqCollector, asyncio.Task[None]]:
     collector = SeqCollector(broker)
     task = asyncio.create_task(collector.run())
@@ -192,9 +199,10 @@ async def test_broker_outage_loses_no_seq(
         async with running_gateway(config) as gateway:
             await gateway.session.connected.wait()
             await mosquitto.stop()
-            buffered_before = gateway.buffer.buffered
-            await asyncio.sleep(10)  # the outage itself
-            assert gateway.buffer.buffered > buffered_before  # polling went on, to disk
+            db = tmp_path / "buffer.db"
+            # the outage lasts until polling has gone on to disk for 100 samples (about 3 s,
+            # several reconnect attempts refused)
+            await samples_made(db, sum(final_seqs(db).values()) + 100)
             assert not gateway.session.connected.is_set()
             await mosquitto.start()
             await asyncio.wait_for(gateway.session.connected.wait(), 30)
@@ -246,7 +254,9 @@ async def test_wincc_outage_is_backfilled_from_history_in_order(
             await asyncio.sleep(1)
             down_at = now_ms()
             simulator.faults.down = True
-            await asyncio.sleep(10)  # the outage; the plant goes on changing
+            # the outage lasts until the plant has made 80 changes (about 3 s), four times
+            # the least the check below asks for
+            await plant_changes(simulator, tags, down_at, 80)
             up_at = now_ms()
             simulator.faults.down = False
             expected = {
@@ -289,6 +299,15 @@ async def test_wincc_outage_is_backfilled_from_history_in_order(
         assert seqs == sorted(seqs)
 
 
+async def plant_changes(
+    sim: Simulator, names: list[str], since_ms: int, at_least: int, timeout: float = 30
+) -> None:
+    """Wait until the plant has recorded ``at_least`` changes of ``names`` since then."""
+    async with asyncio.timeout(timeout):
+        while sum(len(real_changes(sim, name, since_ms, now_ms())) for name in names) < at_least:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # the plant offers no event for its history
+
+
 def real_changes(sim: Simulator, name: str, start: int, end: int) -> set[tuple[int, bytes]]:
     """Good samples recorded in [start, end] whose value differs from the sample before
     (the plant may record a new timestamp for the same rounded value: not a change)."""
@@ -310,7 +329,7 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
 ) -> None:
     lively(simulator, rate=2.0)
     config = settings_for(
-        simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "150KB"}
+        simulator, mosquitto, tls, tmp_path, poll=POLL, buffer={"max_size": "75KB"}
     )
     collector, task = await start_collector(mosquitto)
     full = asyncio.Event()
@@ -334,7 +353,7 @@ async def test_full_buffer_drops_by_policy_counts_and_keeps_polling(
                 await readings_grow(stats, stats.readings + 20)
             else:
                 await asyncio.wait_for(polls.reach(polls.count + 5), 10)  # polling goes on
-            assert gateway.buffer.size_bytes <= 150_000 * 1.2
+            assert gateway.buffer.size_bytes <= 75_000 * 1.2
             await mosquitto.start()
             await asyncio.wait_for(gateway.session.connected.wait(), 30)
         final = final_seqs(tmp_path / "buffer.db")
