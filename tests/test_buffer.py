@@ -102,7 +102,7 @@ async def test_drop_oldest_keeps_the_newest_and_counts(tmp_path: Path) -> None:
 
 
 async def test_drop_newest_keeps_the_backlog_and_counts(tmp_path: Path) -> None:
-    buf = DurableBuffer(tmp_path / "b.db", 200_000, policy="drop_newest")
+    buf = DurableBuffer(tmp_path / "b.db", 100_000, policy="drop_newest")
     await buf.open()
     for start in range(0, 3000, 100):
         await buf.append(msgs(start, 100, size=500), [("A", start + 100, start, 128, 0)])
@@ -259,6 +259,69 @@ async def test_a_tag_stated_twice_in_one_commit_keeps_its_last_state(tmp_path: P
     await again.close()
     assert restored.seqs == {"A": 2, "B": 1}
     assert restored.last == {"A": (2.0, 64), "B": (5.0, 128)}
+
+
+def state_rows(path: Path) -> tuple[int, dict[str, int]]:
+    """Rows waiting in the state log, and each tag's seq in ``tag_state``."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (logged,) = db.execute("SELECT count(*) FROM state_log").fetchone()
+        return int(logged), dict(db.execute("SELECT name, seq FROM tag_state").fetchall())
+
+
+def test_tag_states_are_logged_and_folded_every_so_many_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change appends its tag's state; every ``FOLD_AFTER`` rows the last state of each
+    tag is written into ``tag_state`` and the log starts over."""
+    monkeypatch.setattr(store, "FOLD_AFTER", 10)
+    path = tmp_path / "b.db"
+    buffer = store.BufferStore(path, 10**9, policy="drop_oldest", sync="normal")
+    buffer.open()
+    for seq in range(1, 4):  # 3 commits of 3 tags: 9 rows, not folded yet
+        buffer.insert([], [(tag, seq, float(seq), 128, seq) for tag in "ABC"], [], [])
+    assert state_rows(path) == (9, {})
+    buffer.insert([], [("A", 4, 4.0, 128, 4)], [], [])  # the tenth row: folded
+    assert state_rows(path) == (0, {"A": 4, "B": 3, "C": 3})
+    buffer.insert([], [("B", 4, 4.0, 128, 4)], [], [])
+    buffer.close()  # a clean stop folds what is logged: older versions read tag_state
+    assert state_rows(path) == (0, {"A": 4, "B": 4, "C": 3})
+
+
+def test_tag_states_still_in_the_log_after_a_crash_are_restored(tmp_path: Path) -> None:
+    """A gateway killed between two folds: the next start folds the log first, so every
+    tag continues from its last committed seq."""
+    path = tmp_path / "b.db"
+    crashed = store.BufferStore(path, 10**9, policy="drop_oldest", sync="normal")
+    crashed.open()
+    crashed.insert([], [("A", 1, 1.0, 128, 1), ("B", 7, 2.0, 64, 2)], [], [])
+    crashed.insert([], [("A", 2, 3.0, 128, 3)], [], [])
+    assert state_rows(path) == (3, {})
+    restarted = store.BufferStore(path, 10**9, policy="drop_oldest", sync="normal")
+    restored, _ = restarted.open()  # while the first never folded: as after a SIGKILL
+    assert restored.seqs == {"A": 2, "B": 7}
+    assert restored.last == {"A": (3.0, 128), "B": (2.0, 64)}
+    assert restored.stamps == {"A": 3, "B": 2}
+    restarted.close()
+
+
+async def test_a_small_buffer_folds_its_log_before_it_drops_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log takes room in the buffer's limit; when that runs short, the log is folded
+    (its pages free again) before any message is dropped for room."""
+    monkeypatch.setattr(store, "FOLD_AFTER", 10**9)
+    buf = DurableBuffer(tmp_path / "b.db", 100_000, policy="drop_newest")
+    await buf.open()
+    for seq in range(1, 31):  # 30 changes of 100 tags, with a small message each
+        states: list[TagState] = [(f"tag-{n}", seq, float(seq), 128, seq) for n in range(100)]
+        assert await buf.append(msgs(seq, 1), states)
+    await buf.close()
+    assert buf.storage_dropped == 0 and buf.dropped == 0
+    again = DurableBuffer(tmp_path / "b.db", 10**9)
+    restored = await again.open()
+    await again.close()
+    assert restored.backlog == 30
+    assert set(restored.seqs.values()) == {30}
 
 
 # --- a disk that runs full, files only the owner reads ---------------------------------

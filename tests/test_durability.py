@@ -132,9 +132,13 @@ class SeqCollector:
 
 
 def final_seqs(buffer_db: Path) -> dict[str, int]:
-    """The seq each tag reached, as the gateway's buffer recorded it."""
+    """The seq each tag reached, as the gateway's buffer recorded it (folded, or still in
+    the log of tag states)."""
     with sqlite3.connect(buffer_db) as db:
-        rows = db.execute("SELECT name, seq FROM tag_state").fetchall()
+        rows = db.execute(
+            "SELECT name, max(seq) FROM (SELECT name, seq FROM tag_state "
+            "UNION ALL SELECT name, seq FROM state_log) GROUP BY name"
+        ).fetchall()
     return {tag_path(name): seq for name, seq in rows}
 
 
