@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="all",
         choices=[*SCENARIOS, "all"],
-        help="what to measure (default all: " + ", ".join(ALL) + "; soak only when named)",
+        help="what to measure (default all: " + ", ".join(ALL) + "; soak and ceiling only "
+        "when named)",
     )
     parser.add_argument(
         "--tags",
@@ -76,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--payload",
         choices=("per-tag", "batch", "sparkplug"),
-        default="per-tag",
-        help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"; '
-        "sparkplug: Sparkplug B, one DDATA per read (the subscriber decodes it with pysparkplug)",
+        help="per-tag: one message per sample (default; ceiling: batch); batch: mqtt.payload = "
+        '"batch"; sparkplug: Sparkplug B, one DDATA per read (the subscriber decodes it with '
+        "pysparkplug)",
     )
     parser.add_argument(
         "--dialect",
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wincc-bench-") as tmp, reaping() as stack:
         folder = Path(tmp)
         folder.chmod(0o755)  # mosquitto reads its config here, maybe as another user
-        preflight(folder, args.payload)
+        _preflight(folder, args, names)
         (folder / "broker").mkdir()
         broker = Broker(folder / "broker")
         stack.callback(broker.stop)
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                     scenario,
                     tags,
                     seconds,
-                    args.payload,
+                    _payload(args, name),
                     backlog,
                     number,
                     args.sample_every,
@@ -220,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
                     "tags": tags,
                     "seconds": seconds,
                     "runs": args.runs,
-                    "payload": args.payload,
+                    "payload": _payload(args, name),
+                    "sweep": scenario.sweep,
                     "dialect": args.dialect,
                     "realistic": args.realistic,
                     "status_page": args.status_page,
@@ -248,6 +250,17 @@ def run(args: argparse.Namespace) -> int:
     if lost:
         print(f"\nFAIL: {lost} published samples never reached the subscriber")
     return 1 if lost or leaking else 0
+
+
+def _preflight(folder: Path, args: argparse.Namespace, names: list[str]) -> None:
+    """Check that the gateway accepts the config of every payload the runs use."""
+    for payload in dict.fromkeys(_payload(args, name) for name in names):
+        preflight(folder, payload)
+
+
+def _payload(args: argparse.Namespace, name: str) -> str:
+    """The payload of a scenario's runs: ``--payload``, else the scenario's own."""
+    return str(args.payload or SCENARIOS[name].payload)
 
 
 def _versus(result: RunResult) -> str:

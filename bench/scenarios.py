@@ -7,6 +7,8 @@ stops them all, on the bench's broker.
   long the backlog takes to reach the subscriber while fresh samples keep coming.
 - soak: the steady plant for a long run (30 minutes by default) while the gateway's RSS
   and CPU are sampled: does its memory stay flat once it has warmed up?
+- ceiling: batch payloads from a plant whose every drifting tag changes between two scans,
+  on a simulator cheap enough (``--sweep``) that the gateway, not the source, sets the rate.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ second of changes; a gateway that never catches up is then measured as it is."""
 FILL_TIMEOUT = 120.0
 """Longest time the drain scenario waits for its backlog to build up on disk."""
 
+CEILING_RATE = 1.0
+"""Changes per tag and second of the ceiling's sweeping plant: it walks round the drifting
+tags (85 % of them, less the few alarm-linked ones) a little faster than once a second, so
+every one of them changes between two 1 s scans and each scan publishes about 85 % of
+all tags."""
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -75,8 +83,10 @@ class Scenario:
     name: str
     tags: int  # default number of tags
     change_rate: float  # changes per tag and second, as the simulator takes it
-    seconds: float  # steady/stress: the measurement window; drain: longest drain
+    seconds: float  # steady/stress/ceiling: the measurement window; drain: longest drain
     summary: str
+    payload: str = "per-tag"  # the payload when --payload does not name one
+    sweep: bool = False  # the simulator's --sweep plant: cheap, every drifting tag in turn
 
 
 SCENARIOS = {
@@ -105,10 +115,22 @@ SCENARIOS = {
         30 * 60.0,
         "10 % of the tags change per second for a long run; gateway RSS and CPU sampled",
     ),
+    # 150,000 tags: about 127,000 drifting ones change each scan, more than the 100,000
+    # samples a second a batch gateway is to deliver
+    "ceiling": Scenario(
+        "ceiling",
+        150_000,
+        CEILING_RATE,
+        20.0,
+        "batch payloads, every drifting tag changes between two 1 s scans (--sweep plant)",
+        payload="batch",
+        sweep=True,
+    ),
 }
 
 ALL = ("steady", "stress", "drain")
-"""What ``all`` runs: soak takes half an hour, so it runs only when asked for."""
+"""What ``all`` runs: soak takes half an hour and ceiling starts 150,000 tags, so they run
+only when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +367,7 @@ class _Run:
             change_rate=options.scenario.change_rate,
             dialect=options.dialect,
             realistic=options.realistic,
+            sweep=options.scenario.sweep,
         )
         self.subscriber = Subscriber(
             self.folder,
