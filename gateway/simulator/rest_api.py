@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 HISTORY_LIMIT_DEFAULT = 1000
 HISTORY_LIMIT_MAX = 10_000
 LOGIN_PATH = "/api/auth/login"
-KNOWN_READS_KEPT = 1024  # bodies of bulk reads remembered with their tag numbers, at most
+KNOWN_READS_BYTES = 64 * 2**20  # bodies of bulk reads remembered with their tag numbers
 
 
 class ApiError(Exception):
@@ -87,6 +87,7 @@ class RestApi:
         self._sim = simulator
         self._tokens: dict[str, float] = {}  # token -> monotonic time of login
         self._known_reads: dict[bytes, list[int]] = {}  # body of a bulk read -> tag numbers
+        self._known_bytes = 0  # the size of those bodies
 
     def mount(self, router: web.UrlDispatcher) -> None:
         """Add the API's routes."""
@@ -170,9 +171,11 @@ class RestApi:
                 indexes.append(i)
                 values.append(item_json(i))
         if len(indexes) == len(values):
-            if len(self._known_reads) >= KNOWN_READS_KEPT:
+            if self._known_bytes + len(raw) > KNOWN_READS_BYTES:
                 self._known_reads.clear()
+                self._known_bytes = 0
             self._known_reads[raw] = indexes
+            self._known_bytes += len(raw)
         return values
 
     async def _write(self, request: web.Request) -> web.Response:
