@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default="all",
         choices=[*SCENARIOS, "all"],
-        help="what to measure (default all: " + ", ".join(ALL) + "; soak and takeover only "
+        help="what to measure (default all: "
+        + ", ".join(ALL)
+        + "; soak, takeover and ceiling only "
         "when named)",
     )
     parser.add_argument(
@@ -85,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--payload",
         choices=("per-tag", "batch", "sparkplug"),
-        default="per-tag",
-        help='per-tag: one message per sample (default); batch: mqtt.payload = "batch"; '
-        "sparkplug: Sparkplug B, one DDATA per read (the subscriber decodes it with pysparkplug)",
+        help="per-tag: one message per sample (default; ceiling: batch); batch: mqtt.payload = "
+        '"batch"; sparkplug: Sparkplug B, one DDATA per read (the subscriber decodes it with '
+        "pysparkplug)",
     )
     parser.add_argument(
         "--dialect",
@@ -151,7 +153,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     ):
         if number is not None and not number > 0:
             parser.error(f"{flag} must be positive")
-    if args.scenario == "takeover" and (args.payload != "per-tag" or args.status_page):
+    if args.scenario == "takeover" and (args.payload not in (None, "per-tag") or args.status_page):
         parser.error("takeover: a pair needs --payload per-tag, and keeps no status page open")
 
 
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wincc-bench-") as tmp, reaping() as stack:
         folder = Path(tmp)
         folder.chmod(0o755)  # mosquitto reads its config here, maybe as another user
-        preflight(folder, args.payload)
+        _preflight(folder, args, names)
         (folder / "broker").mkdir()
         broker = Broker(folder / "broker")
         stack.callback(broker.stop)
@@ -200,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                     scenario,
                     tags,
                     seconds,
-                    args.payload,
+                    _payload(args, name),
                     backlog,
                     number,
                     args.sample_every,
@@ -233,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
                     "tags": tags,
                     "seconds": seconds,
                     "runs": args.runs,
-                    "payload": args.payload,
+                    "payload": _payload(args, name),
+                    "sweep": scenario.sweep,
                     "dialect": args.dialect,
                     "realistic": args.realistic,
                     "status_page": args.status_page,
@@ -304,6 +307,17 @@ def _summary(result: RunResult) -> str:
         f"{result.latency_p99_ms or 0:,.0f} ms, gateway CPU {result.gateway_cpu_pct or 0:.0f} %, "
         f"seq gaps {result.seq_gaps}{_versus(result)}"
     )
+
+
+def _preflight(folder: Path, args: argparse.Namespace, names: list[str]) -> None:
+    """Check that the gateway accepts the config of every payload the runs use."""
+    for payload in dict.fromkeys(_payload(args, name) for name in names):
+        preflight(folder, payload)
+
+
+def _payload(args: argparse.Namespace, name: str) -> str:
+    """The payload of a scenario's runs: ``--payload``, else the scenario's own."""
+    return str(args.payload or SCENARIOS[name].payload)
 
 
 def _versus(result: RunResult) -> str:

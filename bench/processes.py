@@ -227,6 +227,7 @@ class SimulatorProcess:
         change_rate: float,
         dialect: str = "rest",
         realistic: bool = False,
+        sweep: bool = False,
         name: str = "simulator",
     ) -> None:
         self.port = free_port()
@@ -251,6 +252,7 @@ class SimulatorProcess:
             "--dialect",
             dialect,
             *(["--realistic"] if realistic else []),
+            *(["--sweep"] if sweep else []),
         ]
         self._log_path = folder / f"{name}.log"
         self._child: Child | None = None

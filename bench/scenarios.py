@@ -9,6 +9,8 @@ stops them all, on the bench's broker.
   and CPU are sampled: does its memory stay flat once it has warmed up?
 - takeover: a gateway pair whose active instance is killed again and again (its run is
   ``bench/takeover.py``).
+- ceiling: batch payloads from a plant whose every drifting tag changes between two scans,
+  on a simulator cheap enough (``--sweep``) that the gateway, not the source, sets the rate.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ second of changes; a gateway that never catches up is then measured as it is."""
 FILL_TIMEOUT = 120.0
 """Longest time the drain scenario waits for its backlog to build up on disk."""
 
+CEILING_RATE = 1.0
+"""Changes per tag and second of the ceiling's sweeping plant: it walks round the drifting
+tags (85 % of them, less the few alarm-linked ones) a little faster than once a second, so
+every one of them changes between two 1 s scans and each scan publishes about 85 % of
+all tags."""
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -77,8 +85,10 @@ class Scenario:
     name: str
     tags: int  # default number of tags
     change_rate: float  # changes per tag and second, as the simulator takes it
-    seconds: float  # steady/stress: the measurement window; drain: longest drain
+    seconds: float  # steady/stress/ceiling: the measurement window; drain: longest drain
     summary: str
+    payload: str = "per-tag"  # the payload when --payload does not name one
+    sweep: bool = False  # the simulator's --sweep plant: cheap, every drifting tag in turn
 
 
 SCENARIOS = {
@@ -114,11 +124,22 @@ SCENARIOS = {
         60.0,
         "a gateway pair; the active instance SIGKILLed, the standby takes over, again and again",
     ),
+    # 150,000 tags: about 127,000 drifting ones change each scan, more than the 100,000
+    # samples a second a batch gateway is to deliver
+    "ceiling": Scenario(
+        "ceiling",
+        150_000,
+        CEILING_RATE,
+        20.0,
+        "batch payloads, every drifting tag changes between two 1 s scans (--sweep plant)",
+        payload="batch",
+        sweep=True,
+    ),
 }
 
 ALL = ("steady", "stress", "drain")
-"""What ``all`` runs: soak takes half an hour and takeover restarts gateways over and over,
-so they run only when asked for."""
+"""What ``all`` runs: soak takes half an hour, takeover restarts gateways over and over and
+ceiling starts 150,000 tags, so they run only when asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +304,17 @@ def outbox_rows(buffer_path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 
+def _last_seqs(db: sqlite3.Connection) -> dict[str, int]:
+    """Each tag's last seq in a gateway's buffer: in ``tag_state``, or in the log of tag
+    states not folded into it yet."""
+    return dict(
+        db.execute(
+            "SELECT name, max(seq) FROM (SELECT name, seq FROM tag_state "
+            "UNION ALL SELECT name, seq FROM state_log) GROUP BY name"
+        ).fetchall()
+    )
+
+
 def _read_only(buffer_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{buffer_path.as_uri()}?mode=ro", uri=True, timeout=10)
 
@@ -290,7 +322,7 @@ def _read_only(buffer_path: Path) -> sqlite3.Connection:
 def _samples_made(buffer_path: Path) -> int:
     """Samples the gateway has put in its buffer since it started: the sum of its seqs."""
     with contextlib.closing(_read_only(buffer_path)) as db:
-        return int(db.execute("SELECT coalesce(sum(seq), 0) FROM tag_state").fetchone()[0])
+        return sum(_last_seqs(db).values())
 
 
 def _backlog_targets(buffer_path: Path, collector: Collector) -> tuple[dict[str, int], int]:
@@ -314,7 +346,7 @@ def left_behind(buffer_path: Path, collector: Collector) -> tuple[dict[str, int]
     acknowledgement cut off by the stop: QoS 1 is at least once.
     """
     with contextlib.closing(_read_only(buffer_path)) as db:
-        seqs = {tag_path(name): seq for name, seq in db.execute("SELECT name, seq FROM tag_state")}
+        seqs = {tag_path(name): seq for name, seq in _last_seqs(db).items()}
         rows = db.execute("SELECT topic, payload FROM outbox").fetchall()
     left = {
         (tag, seq)
@@ -364,6 +396,7 @@ class _Run:
             change_rate=options.scenario.change_rate,
             dialect=options.dialect,
             realistic=options.realistic,
+            sweep=options.scenario.sweep,
         )
         self.subscriber = Subscriber(
             self.folder,

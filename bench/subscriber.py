@@ -48,6 +48,7 @@ class Collector:
         self._lock = threading.Lock()
         self._seen: set[Sample] = set()
         self._ts_ms: dict[str, int] = {}  # source timestamps repeat a lot: parse each once
+        self._paths: dict[str, str] = {}  # tag name -> topic path, for batch payloads
         self._remaining: dict[str, int] | None = None
         self.probes = 0
         self.messages = 0
@@ -83,8 +84,15 @@ class Collector:
             return [(topic[len(self._tags_root) :], body["seq"], body["ts"])]
         if topic.startswith(self._batch_root):
             body = orjson.loads(payload)
-            return [(tag_path(s["tag"]), s["seq"], s["ts"]) for s in body["samples"]]
+            return [(self._path(s["tag"]), s["seq"], s["ts"]) for s in body["samples"]]
         return None
+
+    def _path(self, tag: str) -> str:
+        """The tag's topic path, worked out once per tag: a batch names every tag again."""
+        path = self._paths.get(tag)
+        if path is None:
+            path = self._paths[tag] = tag_path(tag)
+        return path
 
     def feed(self, line: bytes) -> None:
         """One line of ``mosquitto_sub -F '%U %t %p'``."""

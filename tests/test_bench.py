@@ -309,3 +309,24 @@ def test_the_claims_divide_the_samples_into_turns_and_a_seq_used_twice_is_caught
     assert collector.reused == {("T1", 3)}
     assert collector.duplicates == 2
     assert collector.received == 3
+
+
+def test_ceiling_counts_batch_samples_of_a_sweeping_plant_with_nothing_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["ceiling", "--tags", "2000", "--seconds", "3", "--ref-scale", "0.02"]
+    code = main([*argv, "--no-script", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    (path,) = tmp_path.glob("ceiling-*.json")
+    document = orjson.loads(path.read_bytes())
+    _check_run(document)
+    settings = document["settings"]
+    assert (settings["payload"], settings["sweep"], settings["change_rate"]) == ("batch", True, 1)
+    (run,) = document["runs"]
+    assert run["payload"] == "batch"
+    assert run["messages_per_s"] < run["samples_per_s"] / 100  # a poll's samples in one message
+    # every drifting tag (85 % of them) changes between two scans, and each is counted
+    assert run["samples_per_s"] > 0.7 * 2000
+    assert run["sim_changes"] >= 0.9 * 2000 * run["window_s"]
+    assert "ceiling" in out

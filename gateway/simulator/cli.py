@@ -230,6 +230,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="lay the plant out as a real project does: every tag a float, folders typed "
         "null when browsed, System1.Site<s>.Line<l>.Cell<c>.<Device><d>.<Signal>",
     )
+    add(
+        "--sweep",
+        action="store_true",
+        help="for throughput benchmarks: the drifting tags change in turn, with values "
+        "that count up (bools toggle, strings cycle), a fraction of the CPU of the random "
+        "plant; at --change-rate 1 a 1 s scan finds nearly every tag changed",
+    )
     add("--seed", type=int, help="random seed, for a repeatable plant (default: random)")
 
 
@@ -268,6 +275,7 @@ def _options(args: argparse.Namespace) -> SimulatorOptions | str:
         graphql_path=args.graphql_path,
         auto_logoff=args.auto_logoff,
         realistic=args.realistic,
+        sweep=args.sweep,
     )
 
 

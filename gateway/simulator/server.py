@@ -24,9 +24,7 @@ from aiohttp import web
 from gateway.core.timestamps import now_ms
 from gateway.simulator.classic import ClassicApi, is_classic_path
 from gateway.simulator.faults import Faults, FaultsError
-from gateway.simulator.plant import (
-    Plant,
-)
+from gateway.simulator.plant import Plant
 from gateway.simulator.realistic import realistic_layout
 from gateway.simulator.rest_api import (
     LOGIN_PATH,
@@ -36,6 +34,7 @@ from gateway.simulator.rest_api import (
     json_response,
     read_body,
 )
+from gateway.simulator.sweep import SweepPlant
 from gateway.simulator.tls import load_server_context, make_server_context
 from gateway.simulator.unified_api import GRAPHQL_PATH, UnifiedApi
 
@@ -85,6 +84,7 @@ class SimulatorOptions:
     graphql_path: str = GRAPHQL_PATH  # where the unified dialect serves GraphQL
     auto_logoff: float = 300.0  # seconds of inactivity that end a unified session
     realistic: bool = False  # floats only, folders typed null, a six-level tree
+    sweep: bool = False  # drifting tags change in turn with counter values (``SweepPlant``)
 
 
 class _LoginPage(Exception):
@@ -115,7 +115,7 @@ class Simulator:
             html_login=options.html_login,
             unauthorized=options.unauthorized,
         )
-        self.plant = Plant(
+        self.plant = (SweepPlant if options.sweep else Plant)(
             options.tags,
             options.alarms,
             now_ms=self.now(),
