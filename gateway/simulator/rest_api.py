@@ -87,6 +87,7 @@ class RestApi:
         self._sim = simulator
         self._tokens: dict[str, float] = {}  # token -> monotonic time of login
         self._known_reads: dict[bytes, list[int]] = {}  # body of a bulk read -> tag numbers
+        self._known_index: object = None  # the plant's names the reads were resolved in
         self._known_bytes = 0  # the size of those bodies
 
     def mount(self, router: web.UrlDispatcher) -> None:
@@ -143,7 +144,12 @@ class RestApi:
 
     async def _read_many(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        item_json = self._sim.plant.item_json
+        plant = self._sim.plant
+        if plant.index is not self._known_index:  # another project loaded: names anew
+            self._known_reads.clear()
+            self._known_bytes = 0
+            self._known_index = plant.index
+        item_json = plant.item_json
         known = self._known_reads.get(raw)  # the same names as before, all of them known
         values = self._read_names(raw) if known is None else [item_json(i) for i in known]
         self._sim.reads += 1
