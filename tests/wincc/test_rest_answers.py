@@ -5,6 +5,7 @@ did not change."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -190,7 +191,7 @@ def test_an_answer_of_readings_changed_item_by_item_is_that_of_decoding_it_whole
     decoding it whole, and the very readings of the items that did not change."""
     answers = ChunkAnswers()
     items = [item(name) for name in TAGS]
-    last = answers.parse(TAGS, encode(items))
+    last: ReadResult | None = answers.parse(TAGS, encode(items))
     assert last == whole(TAGS, encode(items))
     for change in changes:
         before = items
@@ -203,10 +204,14 @@ def test_an_answer_of_readings_changed_item_by_item_is_that_of_decoding_it_whole
         ]
         body = encode(items)
         parsed = answers.parse(TAGS, body)
+        if parsed is None:  # a field holding "},{": cannot be cut, decoded whole instead
+            cut = re.compile(r"\}\s*,\s*\{")
+            assert any(cut.search(json.dumps(field)) for it in items for field in it.values())
+            last = None
+            continue
         assert parsed == whole(TAGS, body)
-        assert parsed is not None and last is not None
         unique = all(len({it["name"] for it in poll}) == len(TAGS) for poll in (items, before))
-        if unique:  # no tag answered twice, then or now
+        if unique and last is not None:  # no tag answered twice, then or now
             same = {
                 now["name"]
                 for now, then in zip(items, before, strict=True)
