@@ -304,6 +304,29 @@ def test_tag_states_still_in_the_log_after_a_crash_are_restored(tmp_path: Path) 
     restarted.close()
 
 
+def test_tag_states_left_in_the_log_are_restored_when_the_disk_is_full(small_disk: Path) -> None:
+    """A crash, then a start on a full disk: the fold cannot be written, the states are
+    read from the log beside ``tag_state`` all the same."""
+    path = small_disk / "b.db"
+    crashed = store.BufferStore(path, 10**9, policy="drop_oldest", sync="normal")
+    crashed.open()
+    crashed.insert([], [("A", 1, 1.0, 128, 1), ("B", 7, 2.0, 64, 2)], [], [])
+    crashed.close()  # folded: A 1, B 7 in tag_state
+    crashed.open()
+    crashed.insert([], [(f"T{n}", n, float(n), 128, n) for n in range(2000)], [], [])
+    crashed.insert([], [("A", 2, 3.0, 128, 3)], [], [])  # logged, not folded: a crash
+    filler = fill_disk(small_disk)
+    with logged("gateway.buffer", "tag states left to fold later") as warned:
+        restarted = store.BufferStore(path, 10**9, policy="drop_oldest", sync="normal")
+        restored, _ = restarted.open()
+    assert warned.is_set()
+    assert restored.seqs["A"] == 2 and restored.seqs["B"] == 7
+    assert restored.last["A"] == (3.0, 128)
+    assert restored.seqs["T1999"] == 1999
+    restarted.close()
+    filler.unlink()
+
+
 async def test_a_small_buffer_folds_its_log_before_it_drops_a_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -162,6 +162,14 @@ _FOLD = (
 )
 """Each tag's last logged state into ``tag_state``, in key order."""
 
+_STATES = (
+    "SELECT name, seq, value, quality, ts FROM tag_state "
+    "WHERE name NOT IN (SELECT name FROM state_log) UNION ALL "
+    "SELECT name, seq, value, quality, ts FROM state_log "
+    "WHERE id IN (SELECT max(id) FROM state_log GROUP BY name)"
+)
+"""Each tag's last stored state: from the log where it holds one (not folded yet)."""
+
 ROWS_PER_STATEMENT = 128
 """The most rows one INSERT carries: 4 columns x 128 stays under any SQLite's 999 limit."""
 
@@ -261,13 +269,14 @@ class BufferStore:
         self._db = db
         (self._logged,) = db.execute("SELECT count(*) FROM state_log").fetchone()
         if self._logged:  # left by a stop that could not fold, or a crash
-            with transaction(db):
-                self._fold(db)
+            try:
+                with transaction(db):
+                    self._fold(db)
+            except sqlite3.Error as exc:  # a full disk: read the log beside tag_state
+                log.warning("buffer %s: tag states left to fold later (%s)", self.path, exc)
         restored = Restored()
         unreadable: list[tuple[object, str]] = []  # tag, what of its state was dropped
-        for name, seq, value, quality, ts in db.execute(
-            "SELECT name, seq, value, quality, ts FROM tag_state"
-        ):
+        for name, seq, value, quality, ts in db.execute(_STATES):
             if type(name) is not str or type(seq) is not int or seq < 0:
                 unreadable.append((name, "its seq and last value"))
                 continue
