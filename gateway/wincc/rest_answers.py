@@ -75,13 +75,14 @@ class ChunkAnswers:
         ]
         if last.readings is not None:
             try:
-                usual = _usual(last, last.readings, items, changed)
+                replaced = _usual(last.outcomes, last.readings, items, changed)
             except orjson.JSONDecodeError:
                 del self._last[key]
                 return None
-            if usual is not None:
-                self._last[key] = usual
-                return ReadResult(list(usual.readings or ()))
+            if replaced is not None:
+                outcomes, readings = replaced
+                self._last[key] = _Answer(names, items, outcomes, readings)
+                return ReadResult(readings.copy())
         return self._remember(key, names, items, changed, last.outcomes.copy())
 
     def _remember(
@@ -111,11 +112,11 @@ class ChunkAnswers:
 
 
 def _usual(
-    last: _Answer, readings: list[Reading], items: list[bytes], changed: list[int]
-) -> _Answer | None:
-    """The usual answer: last time's readings with those of the ``changed`` items
-    replaced; None when one of those is no longer a reading of the same tag."""
-    outcomes = last.outcomes.copy()
+    outcomes: list[Outcome], readings: list[Reading], items: list[bytes], changed: list[int]
+) -> tuple[list[Outcome], list[Reading]] | None:
+    """The usual answer: last time's outcomes and readings with those of the ``changed``
+    items replaced; None when one of those is no longer a reading of the same tag."""
+    outcomes = outcomes.copy()
     readings = readings.copy()
     for index in changed:
         outcome = _decoded(items[index])
@@ -127,7 +128,7 @@ def _usual(
             return None
         outcomes[index] = outcome
         readings[index] = said
-    return _Answer(last.names, items, outcomes, readings)
+    return outcomes, readings
 
 
 def _decoded(item: bytes) -> Outcome:

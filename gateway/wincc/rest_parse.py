@@ -72,10 +72,10 @@ def collect_outcomes(names: Sequence[str], outcomes: Iterable[Outcome]) -> ReadR
         if outcome is None or not answer(outcome[0], False):
             continue
         name, said = outcome
-        if type(said) is str:
+        if isinstance(said, str):
             errors[name] = said
         else:
-            readings.append(said)  # type: ignore[arg-type]
+            readings.append(said)
     for name in unanswered:
         errors[name] = MISSING
     return result
