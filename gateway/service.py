@@ -1,16 +1,15 @@
 """The gateway as a process: logging, signals, reload on SIGHUP, the garbage collector's
-tuning, and the exit code. ``gateway.app`` wires the gateway itself."""
+freezes (gateway.collector), and the exit code. ``gateway.app`` wires the gateway itself."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, collector
 from gateway.app import Gateway
 from gateway.config import GatewaySettings, load_settings
 from gateway.errors import ConfigError
@@ -19,23 +18,6 @@ from gateway.redundancy import Pair
 from gateway.wincc.connect import open_client
 
 log = logging.getLogger(__name__)
-
-COLLECT_AFTER = 200_000
-"""Objects allocated and not yet freed between two young collections of the cyclic garbage
-collector (Python: 700): above what one poll of 50,000 tags keeps alive at once in batch
-mode, so that a poll does not set off collections that only find its own samples in use."""
-
-
-def _tune_collector() -> None:
-    """Polling allocates tens of thousands of short-lived objects a second (the parsed
-    answers) beside long-lived per-tag state. With Python's defaults the cyclic collector
-    rescans that state over and over: a third of the gateway's CPU at 50,000 tags. What
-    is loaded by now is frozen out of the scans, and young collections run less often;
-    the hot path makes no reference cycles, so nothing waits longer to be freed."""
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(COLLECT_AFTER, older, oldest)
-
 
 def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
@@ -77,7 +59,7 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
     stop = asyncio.Event()
     reload_requested = asyncio.Event()
     _install_signal_handlers(stop, reload_requested.set)
-    _tune_collector()
+    collector.tune()
     try:
         async with open_client(settings.wincc) as client:
             gateway: Gateway | Pair = (
@@ -89,8 +71,10 @@ async def run_gateway(settings: GatewaySettings, config_path: Path | None = None
                 reloader = group.create_task(
                     _reload_on_request(gateway, reload_requested, config_path), name="reload"
                 )
+                freezer = group.create_task(collector.keep_frozen(), name="collector")
                 await gateway.run(stop)
                 reloader.cancel()
+                freezer.cancel()
     except Exception:
         log.exception("the gateway stopped on an unexpected error")
         return 1
