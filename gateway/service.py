@@ -19,6 +19,7 @@ from gateway.wincc.connect import open_client
 
 log = logging.getLogger(__name__)
 
+
 def _install_signal_handlers(stop: asyncio.Event, reload: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
