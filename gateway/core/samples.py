@@ -32,6 +32,45 @@ def value_changed(old: Value, new: Value, deadband: float) -> bool:
     return type(old) is not type(new) or old != new
 
 
+class _Tag:
+    """What the decider remembers of one tag, in one object: a change touches one
+    dictionary entry and updates it in place. At 100,000 tags the four dictionaries and
+    the tuples replaced per change that this was before cost more in cache misses than in
+    instructions."""
+
+    __slots__ = (
+        "deadband",
+        "has_last",
+        "quality",
+        "seen",
+        "seq",
+        "stored_last",
+        "stored_seq",
+        "unstored",
+        "value",
+    )
+
+    def __init__(self) -> None:
+        self.seen: Reading | None = None  # the reading object decided last
+        self.deadband = math.nan  # the deadband it was decided with; NaN equals none
+        self.has_last = False  # a sample was published (or a bad quality remembered)
+        self.value: Value = None  # the last published value
+        self.quality = 0  # and quality, or the not-good quality withheld since
+        self.seq = 0  # the last seq given, 0 before the first
+        self.unstored = False  # decided samples not yet stored; then, as stored last:
+        self.stored_last: tuple[Value, int] | None = None  # the sample, None for none
+        self.stored_seq = 0  # and its seq
+
+    def rewind(self) -> None:
+        """Back to the last stored sample and seq, to be decided afresh."""
+        self.unstored = False
+        last = self.stored_last
+        self.has_last = last is not None
+        self.value, self.quality = last if last is not None else (None, 0)
+        self.seq = self.stored_seq
+        self.seen = None
+
+
 class SampleDecider:
     """Decides, tag by tag, which readings to publish and with which ``seq``.
 
@@ -45,29 +84,20 @@ class SampleDecider:
     given again and the current value is published once the disk takes writes again.
     """
 
-    __slots__ = (
-        "_drop_bad",
-        "_good_codes",
-        "_last",
-        "_seen",
-        "_seq",
-        "_unstored",
-        "bad_published",
-        "withheld",
-    )
+    __slots__ = ("_drop_bad", "_good_codes", "_tags", "bad_published", "withheld")
 
     def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
         self._good_codes = frozenset(good_codes)
         self._drop_bad = drop_bad
-        self._last: dict[str, tuple[Value, int]] = {}
-        self._seq: dict[str, int] = {}
-        # The reading object decided last per tag, and the deadband it was decided with:
-        # the client hands out the same object while the tag is unchanged.
-        self._seen: dict[str, tuple[Reading, float]] = {}
-        # Tags with decided samples not yet stored: their last stored sample and seq.
-        self._unstored: dict[str, tuple[tuple[Value, int] | None, int]] = {}
+        self._tags: dict[str, _Tag] = {}
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
+
+    def _tag(self, name: str) -> _Tag:
+        tag = self._tags.get(name)
+        if tag is None:
+            tag = self._tags[name] = _Tag()
+        return tag
 
     def restore(
         self,
@@ -78,55 +108,51 @@ class SampleDecider:
         """Continue where a previous run stopped: its seqs and last published samples, and
         their source timestamps, so filling the gap since then never goes back behind
         them."""
-        self._seq.update(seqs)
-        self._last.update(last)
+        for name, seq in seqs.items():
+            self._tag(name).seq = seq
+        for name, (value, quality) in last.items():
+            tag = self._tag(name)
+            tag.has_last, tag.value, tag.quality = True, value, quality
         for name, ts in (stamps or {}).items():
-            value, quality = last.get(name, (None, 0))
+            tag = self._tag(name)
             # NaN never equals a deadband: the reading is decided afresh, not skipped
-            self._seen[name] = (Reading(name, value, quality, ts), math.nan)
+            tag.seen = Reading(name, tag.value, tag.quality, ts)
+            tag.deadband = math.nan
 
     def stored(self, states: Iterable[tuple[str, int, Value, int, int]]) -> None:
         """The buffer stored these samples (tag, seq, value, quality, ts): they are
         published."""
-        unstored = self._unstored
+        tags = self._tags
         for name, seq, value, quality, _ in states:
-            if name in unstored:
-                if self._seq.get(name) == seq:
-                    del unstored[name]
+            tag = tags.get(name)
+            if tag is not None and tag.unstored:
+                if tag.seq == seq:
+                    tag.unstored = False
                 else:  # a later sample of the tag is still on its way
-                    unstored[name] = ((value, quality), seq)
+                    tag.stored_last, tag.stored_seq = (value, quality), seq
 
     def lost(self, states: Iterable[tuple[str, int, Value, int, int]]) -> None:
         """The buffer could not store these samples: their tags go back to the last stored
         sample and seq, and their current readings are decided afresh."""
+        tags = self._tags
         for name, *_ in states:
-            base = self._unstored.pop(name, None)
-            if base is None:  # rewound already, with an earlier sample of the same tag
-                continue
-            last, seq = base
-            if last is None:
-                self._last.pop(name, None)
-            else:
-                self._last[name] = last
-            if seq:
-                self._seq[name] = seq
-            else:
-                self._seq.pop(name, None)
-            self._seen.pop(name, None)
+            tag = tags.get(name)
+            if tag is not None and tag.unstored:  # else rewound already, by an earlier one
+                tag.rewind()
 
     def newer_than_seen(self, reading: Reading) -> bool:
         """Whether ``reading`` is younger than the last one decided for its tag, so that
         filling a gap from the archive never goes back behind what was already decided."""
-        seen = self._seen.get(reading.name)
-        return seen is None or reading.ts_ms > seen[0].ts_ms
+        tag = self._tags.get(reading.name)
+        return tag is None or tag.seen is None or reading.ts_ms > tag.seen.ts_ms
 
     def current(self, name: str) -> tuple[Value, int, bool] | None:
         """A tag's last published value and quality, and whether that counts as good;
         None before its first sample (for births that declare current values)."""
-        last = self._last.get(name)
-        if last is None:
+        tag = self._tags.get(name)
+        if tag is None or not tag.has_last:
             return None
-        return last[0], last[1], last[1] in self._good_codes
+        return tag.value, tag.quality, tag.quality in self._good_codes
 
     def is_good(self, quality: int) -> bool:
         """Whether a quality code counts as good."""
@@ -140,34 +166,37 @@ class SampleDecider:
         reading is therefore withheld (and counted) once, not once per poll.
         """
         out: list[tuple[Reading, int]] = []
-        last_by_name = self._last
-        seen_by_name = self._seen
-        unstored = self._unstored
+        tags = self._tags
+        good_codes = self._good_codes
         for reading in readings:
-            name = reading.name
-            seen = seen_by_name.get(name)
-            if seen is not None and seen[0] is reading and seen[1] == deadband:
+            tag = tags.get(reading.name)
+            if tag is None:
+                tag = tags[reading.name] = _Tag()
+            elif tag.seen is reading and tag.deadband == deadband:
                 continue
-            seen_by_name[name] = (reading, deadband)
-            last = last_by_name.get(name)
+            tag.seen = reading
+            tag.deadband = deadband
+            quality = reading.quality
             if (
-                last is not None
-                and last[1] == reading.quality
-                and not value_changed(last[0], reading.value, deadband)
+                tag.has_last
+                and tag.quality == quality
+                and not value_changed(tag.value, reading.value, deadband)
             ):
                 continue
-            if reading.quality not in self._good_codes:
+            if quality not in good_codes:
                 if self._drop_bad:
                     # Remember the bad quality (not the value) so recovery publishes again.
-                    last_by_name[name] = (last[0] if last else None, reading.quality)
+                    if not tag.has_last:
+                        tag.has_last, tag.value = True, None
+                    tag.quality = quality
                     self.withheld += 1
                     continue
                 self.bad_published += 1
-            last_by_name[name] = (reading.value, reading.quality)
-            previous = self._seq.get(name, 0)
-            if name not in unstored:
-                unstored[name] = (last, previous)
-            seq = previous + 1
-            self._seq[name] = seq
-            out.append((reading, seq))
+            if not tag.unstored:
+                tag.unstored = True
+                tag.stored_last = (tag.value, tag.quality) if tag.has_last else None
+                tag.stored_seq = tag.seq
+            tag.has_last, tag.value, tag.quality = True, reading.value, quality
+            tag.seq += 1
+            out.append((reading, tag.seq))
         return out
