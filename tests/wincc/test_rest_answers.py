@@ -86,10 +86,36 @@ def test_answers_whose_items_cannot_be_told_apart_are_decoded_whole(items: list[
         b'{"count": 2, "values": [{"name": "a"}]}',
         b'[{"name": "a"}]',
         b"",
+        b'{"values": [{"name": "a"}], "values": [{"name": "b"}]}',  # the key twice
     ],
 )
 def test_answers_of_another_shape_are_decoded_whole(body: bytes) -> None:
     assert ChunkAnswers().parse(["a"], body) is None
+
+
+def test_when_most_items_changed_their_list_is_decoded_in_one_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = ChunkAnswers()
+    names = [f"tag{i}" for i in range(8)]
+    assert answers.parse(names, compact([item(n) for n in names])) is not None
+    few = compact([item(n, 2.5 if n == "tag0" else 1.5) for n in names])
+    most = compact([item(n, 3.5) for n in names])
+    expected = whole(names, few), whole(names, most)
+    decoded: list[bytes] = []
+    loads = orjson.loads
+
+    def counted(text: bytes) -> Any:
+        decoded.append(text)
+        return loads(text)
+
+    monkeypatch.setattr(rest_answers.orjson, "loads", counted)
+    assert answers.parse(names, few) == expected[0]
+    assert len(decoded) == 1, "one changed item of eight is decoded on its own"
+    decoded.clear()
+    assert answers.parse(names, most) == expected[1]
+    assert len(decoded) == 1, "eight changed items are decoded as one list"
+    assert decoded[0].startswith(b"[{")
 
 
 def test_a_cut_that_fails_later_forgets_the_chunk() -> None:
