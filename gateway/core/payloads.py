@@ -66,16 +66,35 @@ def batch_payloads(
     return _split(head, items, max_bytes)
 
 
+SIZE_PROBE = 64
+"""Samples encoded to estimate a large batch's size per sample before it is split, so
+that most samples are encoded once."""
+
+
 def _split(head: dict[str, Any], items: list[dict[str, Any]], max_bytes: int) -> list[bytes]:
-    """Messages of at most ``max_bytes`` (a single oversized sample goes alone). Parts are
-    sized from the whole's average sample, so most samples are encoded twice at most."""
+    """Messages of at most ``max_bytes`` (a single oversized sample goes alone). A large
+    batch is cut into parts sized from the average of its first samples, and each part
+    encoded once; a part that still comes out too large is cut again."""
+    if len(items) > SIZE_PROBE:
+        probe = len(compact_json({**head, "samples": items[:SIZE_PROBE]}))
+        per_part = max(1, int(SIZE_PROBE * 0.9 * max_bytes / probe))
+        if per_part < len(items):
+            parts: list[bytes] = []
+            for start in range(0, len(items), per_part):
+                parts += _fit(head, items[start : start + per_part], max_bytes)
+            return parts
+    return _fit(head, items, max_bytes)
+
+
+def _fit(head: dict[str, Any], items: list[dict[str, Any]], max_bytes: int) -> list[bytes]:
+    """One message, or parts sized from this one's average sample when it is too large."""
     payload = compact_json({**head, "samples": items})
     if len(payload) <= max_bytes or len(items) == 1:
         return [payload]
     per_part = max(1, int(len(items) * 0.9 * max_bytes / len(payload)))
     parts: list[bytes] = []
     for start in range(0, len(items), per_part):
-        parts += _split(head, items[start : start + per_part], max_bytes)
+        parts += _fit(head, items[start : start + per_part], max_bytes)
     return parts
 
 

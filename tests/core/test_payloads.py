@@ -1,5 +1,9 @@
-import orjson
+from typing import Any
 
+import orjson
+import pytest
+
+from gateway.core import payloads
 from gateway.core.models import Reading
 from gateway.core.payloads import batch_payloads, sample_payload
 
@@ -54,3 +58,18 @@ def test_large_batches_are_split_in_order_below_the_limit() -> None:
     parts = batch_payloads(0, samples, max_bytes=limit)
     assert all(len(p) <= limit for p in parts)
     assert len(parts) <= whole / (0.8 * limit) + 1
+
+
+def test_a_large_batch_encodes_its_samples_about_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = [(Reading(f"System1.Area1.Tag{i}", float(i), 128, i), i, True) for i in range(5000)]
+    encoded: list[int] = []
+    dumps = orjson.dumps
+
+    def counted(body: Any) -> bytes:
+        encoded.append(len(body["samples"]))
+        return dumps(body)
+
+    monkeypatch.setattr(payloads.orjson, "dumps", counted)
+    parts = batch_payloads(0, samples, max_bytes=16 * 1024)
+    assert [s["seq"] for p in parts for s in orjson.loads(p)["samples"]] == list(range(5000))
+    assert sum(encoded) <= 5000 * 1.1, "each sample encoded once, a few more to size the parts"
