@@ -18,7 +18,7 @@ from gateway.buffer.outbox import DurableBuffer
 from gateway.buffer.store import PollMark, TagState
 from gateway.config import BackfillSettings
 from gateway.core.gaps import gap_window
-from gateway.core.models import Reading, ReadResult
+from gateway.core.models import Lineage, Reading, ReadResult
 from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import format_ts, now_ms
 from gateway.errors import WinCCError
@@ -121,6 +121,9 @@ class TagSink:
         self._gap: PollMark | None = resume
         self._mark_saved = float("-inf")  # event-loop time the mark was last stored
         self._lost = False  # the disk refused some of this read's samples
+        # The source's last answer decided per chunk of names, and the decider's revision
+        # then: an answer that follows it needs only its fresh readings decided.
+        self._decided: dict[tuple[str, int], tuple[int, int]] = {}
 
     @property
     def mark(self) -> PollMark | None:
@@ -276,9 +279,30 @@ class TagSink:
         self.stats.readings += len(result.readings)
         if result.errors:
             self._report_errors(result.errors)
-        decided = self._decider.decide(result.readings, self.deadband)
+        if result.lineages is None:
+            decided = self._decider.decide(result.readings, self.deadband)
+        else:
+            decided = self._decider.decide(
+                self._to_decide(result.lineages), self.deadband, revise=False
+            )
         if await self._commit(decided, backfill=False):
             self.stats.published += len(decided)
+
+    def _to_decide(self, lineages: list[Lineage]) -> list[Reading]:
+        """The readings of a read's chunks that deciding could make something of: of a
+        chunk whose answer follows one this sink decided, under the decider's current
+        revision, only the fresh ones; the others are the very objects decided then."""
+        revision = self._decider.revision
+        decided = self._decided
+        readings: list[Reading] = []
+        for lineage in lineages:
+            known = lineage.follows is not None and decided.get(lineage.chunk) == (
+                lineage.follows,
+                revision,
+            )
+            readings += lineage.fresh if known else lineage.readings
+            decided[lineage.chunk] = (lineage.answer, revision)
+        return readings
 
     async def _commit(self, decided: list[tuple[Reading, int]], *, backfill: bool) -> bool:
         """Shape the decided samples and commit them, with their tag state, to the buffer;

@@ -85,12 +85,33 @@ class Reading(NamedTuple):
     ts_ms: int
 
 
+@dataclass(slots=True, frozen=True)
+class Lineage:
+    """Where the readings of one chunk of a bulk read come from, so that what did not
+    change need not be decided again.
+
+    ``answer`` numbers the source's answer for the ``chunk`` of names (unique in the
+    process). When it ``follows`` an earlier answer for the same names, only the
+    ``fresh`` readings are new objects: every other one of the chunk's ``readings`` is
+    the very object that answer gave for its tag.
+    """
+
+    chunk: tuple[str, int]
+    answer: int
+    readings: list[Reading]
+    follows: int | None = None
+    fresh: list[Reading] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class ReadResult:
-    """Outcome of a bulk read: the readings, and the names that failed with the reason."""
+    """Outcome of a bulk read: the readings, and the names that failed with the reason;
+    with a ``Lineage`` per chunk when the source tells what changed since its last
+    answer for each (None when any chunk cannot tell; not part of what a result equals)."""
 
     readings: list[Reading] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    lineages: list[Lineage] | None = field(default=None, compare=False)
 
     def mark_missing(self, names: Sequence[str], wanted: set[str]) -> None:
         """Make every name asked for that the answer neither read nor refused an error:

@@ -84,7 +84,7 @@ class SampleDecider:
     given again and the current value is published once the disk takes writes again.
     """
 
-    __slots__ = ("_drop_bad", "_good_codes", "_tags", "bad_published", "withheld")
+    __slots__ = ("_drop_bad", "_good_codes", "_tags", "bad_published", "revision", "withheld")
 
     def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
         self._good_codes = frozenset(good_codes)
@@ -92,6 +92,11 @@ class SampleDecider:
         self._tags: dict[str, _Tag] = {}
         self.bad_published = 0  # not-good samples published with good = false
         self.withheld = 0  # not-good samples not published (policy "drop")
+        # Changes whenever a tag's last decided reading may be set other than by deciding
+        # a bulk read's chunks whose lineage the caller follows: restored, rewound, or
+        # decided from anything else. A chunk's readings decided under the same revision,
+        # still the same objects, need not be decided again.
+        self.revision = 0
 
     def _tag(self, name: str) -> _Tag:
         tag = self._tags.get(name)
@@ -108,6 +113,7 @@ class SampleDecider:
         """Continue where a previous run stopped: its seqs and last published samples, and
         their source timestamps, so filling the gap since then never goes back behind
         them."""
+        self.revision += 1
         for name, seq in seqs.items():
             self._tag(name).seq = seq
         for name, (value, quality) in last.items():
@@ -134,6 +140,7 @@ class SampleDecider:
     def lost(self, states: Iterable[tuple[str, int, Value, int, int]]) -> None:
         """The buffer could not store these samples: their tags go back to the last stored
         sample and seq, and their current readings are decided afresh."""
+        self.revision += 1
         tags = self._tags
         for name, *_ in states:
             tag = tags.get(name)
@@ -158,13 +165,21 @@ class SampleDecider:
         """Whether a quality code counts as good."""
         return quality in self._good_codes
 
-    def decide(self, readings: Iterable[Reading], deadband: float) -> list[tuple[Reading, int]]:
+    def decide(
+        self, readings: Iterable[Reading], deadband: float, *, revise: bool = True
+    ) -> list[tuple[Reading, int]]:
         """The readings to publish, each with its tag's next seq; updates what was seen.
 
         A reading that is the very object decided last time, under the same deadband, is
         skipped at once: deciding it again could change nothing. A repeated not-good
         reading is therefore withheld (and counted) once, not once per poll.
+
+        The revision changes unless the caller keeps track of the readings' lineage
+        (``revise=False``): a read back after a write, the archive or a subscription may
+        decide a tag's reading that a chunk's next answer would not know of.
         """
+        if revise:
+            self.revision += 1
         out: list[tuple[Reading, int]] = []
         tags = self._tags
         good_codes = self._good_codes

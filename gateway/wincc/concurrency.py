@@ -70,8 +70,12 @@ async def read_in_chunks(
     parts = await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
     if len(parts) == 1:
         return parts[0]
-    merged = ReadResult()
+    merged = ReadResult(lineages=[])
     for part in parts:
         merged.readings.extend(part.readings)
         merged.errors.update(part.errors)
+        if part.lineages is None:
+            merged.lineages = None
+        elif merged.lineages is not None:
+            merged.lineages.extend(part.lineages)
     return merged

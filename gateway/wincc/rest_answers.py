@@ -21,13 +21,14 @@ finds, so a piece more would have been a cut inside a string.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from gateway.core.models import Reading, ReadResult
+from gateway.core.models import Lineage, Reading, ReadResult
 from gateway.wincc.rest_parse import Outcome, collect_outcomes, item_outcome
 
 _ANSWER = re.compile(rb'\s*\{\s*"values"\s*:\s*\[\s*\{(.*)\}\s*\]\s*\}\s*', re.DOTALL)
@@ -41,6 +42,9 @@ WHOLE_SHARE = 0.25
 """Share of changed items past which the list is decoded in one go: an item decoded on
 its own costs about four times its share of the whole list's decoding."""
 
+_NUMBERS = itertools.count(1)
+"""Numbers the answers, for the lineage of their results: unique in the process."""
+
 MAX_CHUNKS = 4096
 """Chunks remembered at most (4,096,000 tags at the default ``batch_size``); past it, as
 after reloads that changed the tag lists, the memory starts over rather than grow."""
@@ -48,10 +52,11 @@ after reloads that changed the tag lists, the memory starts over rather than gro
 
 @dataclass(slots=True)
 class _Answer:
-    """One chunk's last answer: the names asked for, the items as bytes, what each said,
-    and, when every item was a reading of another name asked for and none was left out
-    (the usual answer), those readings in the items' order."""
+    """One chunk's last answer: its number, the names asked for, the items as bytes, what
+    each said, and, when every item was a reading of another name asked for and none was
+    left out (the usual answer), those readings in the items' order."""
 
+    number: int
     names: Sequence[str]
     items: list[bytes]
     outcomes: list[Outcome]
@@ -99,8 +104,13 @@ class ChunkAnswers:
                 replaced = _usual(last.outcomes, last.readings, changed, said)
                 if replaced is not None:
                     outcomes, readings = replaced
-                    self._last[key] = _Answer(names, items, outcomes, readings)
-                    return ReadResult(readings.copy())
+                    number = next(_NUMBERS)
+                    self._last[key] = _Answer(number, names, items, outcomes, readings)
+                    fresh = [readings[index] for index in changed]
+                    result = readings.copy()
+                    return ReadResult(
+                        result, lineages=[Lineage(key, number, result, last.number, fresh)]
+                    )
             outcomes = last.outcomes.copy()
         for index, outcome in zip(changed, said, strict=True):
             outcomes[index] = outcome
@@ -113,13 +123,15 @@ class ChunkAnswers:
         items: list[bytes],
         outcomes: list[Outcome],
     ) -> ReadResult:
-        """Remember the answer and collect its result."""
+        """Remember the answer and collect its result, which follows no earlier one."""
         result = collect_outcomes(names, outcomes)
         usual = not result.errors and len(result.readings) == len(items)
         if key not in self._last and len(self._last) >= MAX_CHUNKS:
             self._last.clear()
         readings = result.readings.copy() if usual else None
-        self._last[key] = _Answer(names, items, outcomes, readings)
+        number = next(_NUMBERS)
+        self._last[key] = _Answer(number, names, items, outcomes, readings)
+        result.lineages = [Lineage(key, number, result.readings)]
         return result
 
 
