@@ -42,6 +42,21 @@ PollObserver = Callable[[str, float], None]
 """Called after each successful poll with the group's name and the poll's duration."""
 
 
+def newest_time(result: ReadResult, *, whole: bool) -> int:
+    """The newest source timestamp of a read, 0 for none. Of a chunk whose answer follows
+    an earlier one, only the fresh readings count unless ``whole``: the others are that
+    answer's, counted then. Never later than the newest of all, so a mark from it is
+    never later than the read."""
+    readings = result.readings
+    if not whole and result.lineages is not None:
+        readings = [
+            reading
+            for lineage in result.lineages
+            for reading in (lineage.readings if lineage.follows is None else lineage.fresh)
+        ]
+    return max(map(SOURCE_TIME, readings), default=0)
+
+
 class SourceHealth:
     """Whether WinCC answers, as the pollers find it; one log line per change of state."""
 
@@ -139,7 +154,7 @@ class TagPoller:
                 continue
             backoff.reset()
             await self._source.ok()
-            newest = max(map(SOURCE_TIME, result.readings)) if result.readings else 0
+            newest = newest_time(result, whole=sink.gap_open)
             if sink.gap_open:
                 await sink.fill(newest, SLACK_MS + int((loop.time() - started) * 1000), result)
             if not streaming:

@@ -14,13 +14,13 @@ import orjson
 
 from gateway.buffer.outbox import DurableBuffer
 from gateway.config import BackfillSettings
-from gateway.core.models import Reading, ReadResult
+from gateway.core.models import Lineage, Reading, ReadResult
 from gateway.core.samples import SampleDecider
 from gateway.core.timestamps import now_ms
 from gateway.core.topics import TopicMap
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.formats.json_topics import PerTagJson
-from gateway.polling import SPREAD, SourceHealth, TagPoller
+from gateway.polling import SPREAD, SourceHealth, TagPoller, newest_time
 from gateway.sink import PollStats, TagSink
 
 INTERVAL = 0.02
@@ -309,3 +309,22 @@ async def test_the_real_sink_commits_the_archive_in_time_order_between_live_valu
     assert poller.stats is sink.stats
     assert sink.stats.published == 2
     assert sink.mark is not None and sink.mark.wincc_ms >= t0
+
+
+def test_the_newest_time_of_an_answer_that_follows_counts_only_its_fresh_readings() -> None:
+    old, fresh, other = (
+        Reading(TAG, 1.0, GOOD, 5_000),
+        Reading(OTHER, 2.0, GOOD, 3_000),
+        Reading("System1.C", 3.0, GOOD, 4_000),
+    )
+    result = ReadResult(
+        [old, fresh, other],
+        lineages=[
+            Lineage(("a", 2), 2, [old, fresh], follows=1, fresh=[fresh]),
+            Lineage(("b", 1), 3, [other]),  # follows no earlier answer: all of it counts
+        ],
+    )
+    assert newest_time(result, whole=False) == 4_000
+    assert newest_time(result, whole=True) == 5_000
+    assert newest_time(ReadResult([old, fresh]), whole=False) == 5_000
+    assert newest_time(ReadResult(), whole=False) == 0

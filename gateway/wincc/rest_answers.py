@@ -22,6 +22,7 @@ finds, so a piece more would have been a cut inside a string.
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,11 +87,7 @@ class ChunkAnswers:
         changed: Sequence[int] = (
             range(len(items))
             if last is None
-            else [
-                index
-                for index, (now, then) in enumerate(zip(items, last.items, strict=True))
-                if now != then
-            ]
+            else list(itertools.compress(itertools.count(), map(operator.ne, items, last.items)))
         )
         try:
             said = _said(listed, items, changed)
