@@ -1,10 +1,7 @@
 """ISO 8601 UTC timestamps with milliseconds, the only time format on the wire.
 
-Parsing runs for every changed reading and formatting for every published sample.
-Samples of one poll fall within a few seconds, so both work on the text up to the second
-once per second, and keep it: ``2026-11-24T10:00:00.123Z``, the form WinCC servers and
-the gateway write, costs a lookup and the milliseconds. Any other ISO 8601 form is
-parsed in full.
+Formatting runs for every published sample. Samples of one poll fall within a few
+seconds, so the text up to the second is computed once per second and kept.
 
 The format carries the years 1 to 9999 (four digits) in UTC. A time outside them (a
 "9999-12-31T23:59:59-14:00" is in the year 10000 in UTC) is refused when parsed, so no
@@ -43,40 +40,17 @@ def format_ts(ms: int) -> str:
     return f"{_second_text(seconds)}{millis:03d}Z"
 
 
-@lru_cache(maxsize=4096)
-def _second_ms(text: str) -> int | None:
-    """Epoch milliseconds of a naive ``YYYY-MM-DDTHH:MM:SS`` taken as UTC; None for
-    anything else (parsed in full then, for its error)."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        return None
-    return _epoch_ms(parsed.replace(tzinfo=UTC))
-
-
-def _epoch_ms(parsed: datetime) -> int:
-    delta = parsed - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
 def parse_ts(text: str) -> int:
     """Parse an ISO 8601 timestamp into epoch milliseconds; naive times are taken as UTC.
 
     Raises ``ValueError`` on anything that is not a timestamp or lies outside the years
     1 to 9999 in UTC, ``TypeError`` on anything that is not a string.
     """
-    if len(text) == 24 and text[23] == "Z" and text[19] == ".":
-        millis = text[20:23]
-        if millis.isdigit() and millis.isascii():
-            second = _second_ms(text[:19])
-            if second is not None:
-                return second + int(millis)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    ms = _epoch_ms(parsed)
+    delta = parsed - _EPOCH
+    ms = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     if not MIN_MS <= ms <= MAX_MS:
         raise ValueError(f"timestamp {text[:40]!r} is outside the years 1 to 9999 in UTC")
     return ms
