@@ -22,9 +22,10 @@ import time
 log = logging.getLogger(__name__)
 
 COLLECT_AFTER = 1_000_000
-"""Objects allocated and not yet freed between two young collections (Python: 700):
-above what one poll of 50,000 tags keeps alive at once in batch mode, so that a poll does
-not set off collections that only find its own samples in use."""
+"""Objects allocated and not yet freed between two young collections (Python: 700). A
+freeze starts the count again, so young collections run only when a second allocates more
+than this: a poll of 150,000 changed tags does not set off collections that would only
+find its own samples in use."""
 
 FREEZE_EVERY = 1.0
 """Seconds between two freezes: what survives a poll is frozen out of the scans."""
