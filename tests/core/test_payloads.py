@@ -2,10 +2,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.core import payloads
 from gateway.core.models import Reading
-from gateway.core.payloads import batch_payloads, sample_payload
+from gateway.core.payloads import batch_payloads, compact_json, sample_payload
+from gateway.core.quality import quality_text
+from gateway.core.timestamps import MAX_MS, MIN_MS, format_ts
 
 
 def test_sample_payload_fields() -> None:
@@ -20,6 +24,39 @@ def test_sample_payload_fields() -> None:
     bad = orjson.loads(sample_payload(Reading("T", 1.5, 8, 0), 8, good=False, backfill=True))
     assert bad["quality_text"] == "bad: not connected"
     assert bad["backfill"] is True
+
+
+@given(
+    value=st.one_of(
+        st.floats(),
+        st.integers(-(2**63), 2**64 - 1),
+        st.booleans(),
+        st.text(),
+    ),
+    quality=st.integers(0, 255),
+    ts_ms=st.integers(MIN_MS, MAX_MS),
+    seq=st.integers(1, 2**63),
+    good=st.booleans(),
+    backfill=st.booleans(),
+)
+def test_sample_payload_is_the_json_of_its_fields(
+    *, value: Any, quality: int, ts_ms: int, seq: int, good: bool, backfill: bool
+) -> None:
+    """Filled in from a template, the payload is byte for byte what encoding its fields
+    as a JSON object gives, whatever the value (a string full of quotes included)."""
+    body: dict[str, Any] = {
+        "value": value,
+        "quality": quality,
+        "good": good,
+        "ts": format_ts(ts_ms),
+        "seq": seq,
+    }
+    if not good:
+        body["quality_text"] = quality_text(quality)
+    if backfill:
+        body["backfill"] = True
+    payload = sample_payload(Reading("T", value, quality, ts_ms), seq, good=good, backfill=backfill)
+    assert payload == compact_json(body)
 
 
 def test_batch_carries_every_sample_and_marks_the_bad_ones() -> None:
