@@ -37,7 +37,9 @@ _ANSWER = re.compile(rb'\s*\{\s*"values"\s*:\s*\[\s*\{(.*)\}\s*\]\s*\}\s*', re.D
 between its first item's opening brace and its last item's closing one."""
 
 _BETWEEN = re.compile(rb"\}\s*,\s*\{")
-"""Where one item ends and the next begins, as far as the bytes tell."""
+"""Where one item ends and the next begins, as far as the bytes tell. Compact answers
+are cut at ``},{`` instead, in a third of the time, when that gives one piece per name
+asked for; the pieces prove themselves the same way either way."""
 
 WHOLE_SHARE = 0.25
 """Share of changed items past which the list is decoded in one go: an item decoded on
@@ -79,7 +81,9 @@ class ChunkAnswers:
         if found is None or not names:
             return None
         listed = found.group(1)
-        items = _BETWEEN.split(listed)
+        items = listed.split(b"},{")
+        if len(items) != len(names):  # items spaced apart, or a name answered twice
+            items = _BETWEEN.split(listed)
         key = (names[0], len(names))
         last = self._last.get(key)
         if last is not None and (last.names != names or len(last.items) != len(items)):

@@ -66,16 +66,25 @@ def test_indented_answers_are_compared_too() -> None:
 
 
 @pytest.mark.parametrize(
-    "items",
+    "body",
     [
-        [item("a", "x},{y"), item("b")],  # a cut inside a string
-        [item("a", "x}, {\\"), item("b")],
-        [item("a", [{"nested": 1}, {"again": 2}]), item("b")],  # not a scalar, cut inside
-        [item("a"), 5, item("b")],  # an item that is no object
+        compact([item("a", "x},{y"), item("b")]),  # a cut inside a string
+        spaced([item("a", "x}, {\\"), item("b")]),  # spaced: cut where the spaces are
+        compact([item("a", [{"nested": 1}, {"again": 2}]), item("b")]),  # cut inside
+        compact([item("a"), 5, item("b")]),  # an item that is no object
     ],
 )
-def test_answers_whose_items_cannot_be_told_apart_are_decoded_whole(items: list[Any]) -> None:
-    assert ChunkAnswers().parse(["a", "b"], compact(items)) is None
+def test_answers_whose_items_cannot_be_told_apart_are_decoded_whole(body: bytes) -> None:
+    assert ChunkAnswers().parse(["a", "b"], body) is None
+
+
+def test_a_compact_answer_is_cut_only_where_items_meet() -> None:
+    """Cut at ``},{`` alone, a compact answer's string holding ``}, {`` stays whole."""
+    body = compact([item("a", "x}, {\\"), item("b")])
+    result = ChunkAnswers().parse(["a", "b"], body)
+    assert result is not None
+    assert result == whole(["a", "b"], body)
+    assert result.readings[0].value == "x}, {\\"
 
 
 @pytest.mark.parametrize(
