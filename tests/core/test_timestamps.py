@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core.timestamps import MAX_MS, MIN_MS, format_ts, parse_optional_ts, parse_ts
+from gateway.core import timestamps
+from gateway.core.timestamps import (
+    MAX_MS,
+    MIN_MS,
+    PARSED_KEPT,
+    format_ts,
+    parse_optional_ts,
+    parse_ts,
+)
 
 
 def test_format_gives_milliseconds_and_z() -> None:
@@ -63,3 +71,17 @@ def test_never_reads_the_dotnet_minimum_date_as_no_time() -> None:
 @given(st.integers(MIN_MS, MAX_MS))
 def test_the_usual_form_parses_back_to_its_millisecond(ms: int) -> None:
     assert parse_ts(format_ts(ms)) == ms
+
+
+def test_parsed_timestamps_are_kept_within_bounds() -> None:
+    """Parsed texts are remembered for the next reading that carries them, and the
+    memory of them starts over rather than grow with every distinct timestamp."""
+    first = "2026-12-02T17:00:00.000Z"
+    assert parse_ts(first) == parse_ts(first) == 1_796_230_800_000
+    for ms in range(1_796_230_800_000, 1_796_230_800_000 + PARSED_KEPT + 10):
+        assert parse_ts(format_ts(ms)) == ms
+    assert len(timestamps._parsed) <= PARSED_KEPT
+    with pytest.raises(ValueError, match="years 1 to 9999"):
+        parse_ts("9999-12-31T23:59:59-14:00")
+    with pytest.raises(TypeError):
+        parse_ts(["2026-12-02T17:00:00.000Z"])  # type: ignore[arg-type]
