@@ -7,9 +7,10 @@ so they are slotted dataclasses and named tuples, not pydantic models.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any, NamedTuple
 
 Value = bool | int | float | str | None | list[Any] | dict[str, Any]
@@ -83,6 +84,12 @@ class Reading(NamedTuple):
     value: Value
     quality: int
     ts_ms: int
+
+
+new_reading: Callable[[tuple[str, Value, int, int]], Reading] = partial(tuple.__new__, Reading)
+"""``new_reading((name, value, quality, ts_ms))`` is ``Reading(name, value, quality, ts_ms)``
+without the named tuple's ``__new__`` written in Python: a third of the cost, for the
+readings decoded from every changed item of an answer."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, TagType, tag_type_of
+from gateway.core.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    TagType,
+    new_reading,
+    tag_type_of,
+)
 from gateway.core.timestamps import parse_optional_ts, parse_ts
 from gateway.core.values import SCALARS, check_id, checked_value, short_text, show, why
 from gateway.errors import WinCCNotFound, WinCCProtocolError, WinCCRejected
@@ -163,7 +172,7 @@ def _reading(name: str, fields: dict[str, Any], memo: ReadingMemo | None = None)
         value = checked_value(value)
     if memo is not None:
         return memo.reading(name, value, quality, fields["timestamp"])
-    return Reading(name, value, quality, parse_ts(fields["timestamp"]))
+    return new_reading((name, value, quality, parse_ts(fields["timestamp"])))
 
 
 def parse_values_answer(

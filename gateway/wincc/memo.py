@@ -8,7 +8,7 @@ most readings are repeats.
 
 from __future__ import annotations
 
-from gateway.core.models import Reading, Value
+from gateway.core.models import Reading, Value, new_reading
 from gateway.core.timestamps import parse_ts
 
 
@@ -35,6 +35,6 @@ class ReadingMemo:
                 and type(reading.value) is type(value)
             ):
                 return reading
-        reading = Reading(name, value, quality, parse_ts(ts_text))
+        reading = new_reading((name, value, quality, parse_ts(ts_text)))
         self._last[name] = (ts_text, reading)
         return reading

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagInfo, tag_type_of
+from gateway.core.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagInfo,
+    new_reading,
+    tag_type_of,
+)
 from gateway.core.timestamps import parse_optional_ts, parse_ts
 from gateway.core.values import SCALARS, check_id, checked_value, short_text, show, why
 from gateway.errors import WinCCProtocolError
@@ -92,7 +100,7 @@ def _reading(name: str, item: dict[str, Any], memo: ReadingMemo | None = None) -
     text = item["timestamp"]
     if memo is not None:
         return memo.reading(name, value, quality, text)
-    return Reading(name, value, quality, parse_ts(text))
+    return new_reading((name, value, quality, parse_ts(text)))
 
 
 def parse_reading_answer(method: str, path: str, data: dict[str, Any]) -> Reading:

@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.core.models import Alarm, AlarmList, Reading, ReadResult, TagType, tag_type_of
+from gateway.core.models import (
+    Alarm,
+    AlarmList,
+    Reading,
+    ReadResult,
+    TagType,
+    new_reading,
+    tag_type_of,
+)
 from gateway.core.timestamps import parse_optional_ts, parse_ts
 from gateway.core.values import SCALARS, check_id, checked_value, short_text, show, why
 from gateway.errors import WinCCProtocolError
@@ -142,7 +150,7 @@ def _reading(name: str, value: Any) -> Reading:
     stamp = value["timestamp"]
     if not isinstance(stamp, str):
         raise TypeError(f"timestamp is {show(stamp)}, not a text")
-    return Reading(name, raw, quality_byte(value["quality"]), parse_ts(stamp))
+    return new_reading((name, raw, quality_byte(value["quality"]), parse_ts(stamp)))
 
 
 def item_error(item: dict[str, Any]) -> str | None:
