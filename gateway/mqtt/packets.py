@@ -12,6 +12,14 @@ from __future__ import annotations
 PUBLISH_QOS1 = 0x32
 """First byte of a PUBLISH with QoS 1, not a duplicate, not retained (bit 0 retains)."""
 
+_FIRST = (bytes((PUBLISH_QOS1,)), bytes((PUBLISH_QOS1 | 1,)))
+"""The first byte, by ``retain``."""
+
+LENGTHS_KEPT = 4096
+"""Encoded remaining lengths kept: a buffer's packets come in a few hundred sizes."""
+
+_lengths: dict[int, bytes] = {}
+
 
 def remaining_length(length: int) -> bytes:
     """The variable-length encoding of a packet's remaining length (7 bits a byte)."""
@@ -26,11 +34,16 @@ def remaining_length(length: int) -> bytes:
 def publish_qos1(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt5: bool) -> bytes:
     """One PUBLISH packet at QoS 1 with packet identifier ``mid`` and no properties."""
     properties = b"\x00" if mqtt5 else b""
-    length = 2 + len(topic) + 2 + len(properties) + len(payload)
+    length = 4 + len(topic) + len(properties) + len(payload)
+    encoded = _lengths.get(length)
+    if encoded is None:
+        encoded = remaining_length(length)
+        if len(_lengths) < LENGTHS_KEPT:
+            _lengths[length] = encoded
     return b"".join(
         (
-            bytes((PUBLISH_QOS1 | retain,)),
-            remaining_length(length),
+            _FIRST[retain],
+            encoded,
             len(topic).to_bytes(2, "big"),
             topic,
             mid.to_bytes(2, "big"),
