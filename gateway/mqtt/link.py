@@ -127,7 +127,8 @@ def _read_in_bulk(paho: Any, loop: asyncio.AbstractEventLoop, link: Link) -> Non
             except OSError:
                 return False  # paho meets it again and handles it
             received.data, received.pos = data, 0
-        pos = settle_pubacks(received.data, received.pos, publisher.settle)
+        pos = settle_pubacks(received.data, received.pos, publisher.note_ack)
+        publisher.flush_acks()
         if pos == received.pos:
             return False
         received.pos = pos

@@ -122,6 +122,7 @@ class Publisher:
         self._holds = 0
         self._gated = False
         self._in_flight: dict[int, Queued] = {}  # message id -> message, while draining
+        self._acked: list[Queued] = []  # noted by note_ack, not yet flushed
         self._room = asyncio.Event()  # set when an acknowledgement freed a place
 
     @contextmanager
@@ -211,6 +212,7 @@ class Publisher:
                 if pause > 0:
                     await asyncio.sleep(pause)
         finally:
+            self.flush_acks()
             paho.on_publish = forward
             self._in_flight = {}
             if in_flight:
@@ -222,15 +224,30 @@ class Publisher:
         (aiomqtt's own), which paho's handler takes. The link calls this before paho
         decodes the packet, which costs more than the rest of an acknowledgement; paho
         never knew the QoS 1 messages built here."""
+        if not self.note_ack(mid, reason):
+            return False
+        self.flush_acks()
+        return True
+
+    def note_ack(self, mid: int, reason: int = 0) -> bool:
+        """``settle`` for one of a run of PUBACKs read together: the buffer hears of them
+        all at once in ``flush_acks``, which must follow before anything else runs."""
         queued = self._in_flight.pop(mid, None)
         if queued is None:
             return False
         if reason >= REFUSED_FROM:
             self._refused(queued, ReasonCode(PacketTypes.PUBACK, identifier=reason))
-        self._outbox.ack([queued])
-        self.published += 1
-        self._room.set()
+        self._acked.append(queued)
         return True
+
+    def flush_acks(self) -> None:
+        """Acknowledge to the buffer what ``note_ack`` noted, and make room for more."""
+        acked = self._acked
+        if acked:
+            self._acked = []
+            self._outbox.ack(acked)
+            self.published += len(acked)
+            self._room.set()
 
     async def _paced(self, free: int) -> int:
         """How many of ``free`` may go now by the publish rate, once at least one may."""
@@ -273,7 +290,12 @@ class Publisher:
                     return pause
                 pacer.spend(now, size)
             message = queued[1] if finish is None else finish(queued[1])
-            problem = self._unsendable(message)
+            try:
+                topic = message.topic.encode()
+            except UnicodeEncodeError:
+                self._drop(queued, "invalid", "topic is not valid UTF-8")
+                continue
+            problem = self._unsendable(message, topic)
             if problem is not None:
                 self._drop(queued, *problem)
                 continue
@@ -283,7 +305,6 @@ class Publisher:
                 raise MqttUnavailable(f"[code:{code}] {mqtt_client.error_string(code)}")
             if message.qos == 1:
                 mid = paho._mid_generate()
-                topic = message.topic.encode()
                 packets.append(
                     publish_qos1(topic, message.payload, mid, retain=message.retain, mqtt5=mqtt5)
                 )
@@ -306,12 +327,9 @@ class Publisher:
         _hand_over(paho, packets)
         return 0.0
 
-    def _unsendable(self, message: Message) -> tuple[str, str] | None:
-        """Why the broker could never take ``message`` (reason, detail), or None."""
-        try:
-            topic = message.topic.encode("utf-8")
-        except UnicodeEncodeError:
-            return "invalid", "topic is not valid UTF-8"
+    def _unsendable(self, message: Message, topic: bytes) -> tuple[str, str] | None:
+        """Why the broker could never take ``message`` (reason, detail), or None;
+        ``topic`` is its topic in UTF-8."""
         if not topic or b"+" in topic or b"#" in topic:
             return "invalid", f"{message.topic[:200]!r} is not a topic to publish to"
         if len(topic) > MAX_TOPIC_BYTES:

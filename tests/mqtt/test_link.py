@@ -26,13 +26,13 @@ async def test_plain_pubacks_are_settled_without_paho_and_everything_arrives(
     await buffer.open()
     publisher = Publisher(buffer, mqtt5=protocol == aiomqtt.ProtocolVersion.V5)
     settled: list[bool] = []
-    settle = publisher.settle
+    note_ack = publisher.note_ack
 
     def counted(mid: int, reason: int = 0) -> bool:
-        settled.append(settle(mid, reason))
+        settled.append(note_ack(mid, reason))
         return settled[-1]
 
-    publisher.settle = counted  # type: ignore[method-assign]
+    publisher.note_ack = counted  # type: ignore[method-assign]
     try:
         async with subscribe(mosquitto, "link/#", protocol=protocol) as sub:
             link = Link(aiomqtt.Client("127.0.0.1", mosquitto.port, protocol=protocol))
