@@ -21,7 +21,7 @@ from gateway.core.timestamps import now_ms
 from gateway.errors import WinCCError, WinCCUnavailable
 from gateway.sink import TagSink
 from gateway.wincc.base import WinCCClient
-from gateway.wincc.concurrency import read_in_chunks
+from gateway.wincc.concurrency import read_chunks
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,13 @@ class TagPoller:
             # goes first) nor for batch payloads (one snapshot per poll).
             streaming = not sink.gap_open and not sink.per_read
             try:
-                result = await self._read(streaming=streaming)
+                if streaming:
+                    result = None
+                    newest, read_any = await self._stream()
+                else:
+                    result = await self._read_whole()
+                    newest = newest_time(result, whole=sink.gap_open)
+                    read_any = bool(result.readings)
             except WinCCError as exc:
                 self.stats.failures += 1
                 sink.interrupted()
@@ -154,13 +160,13 @@ class TagPoller:
                 continue
             backoff.reset()
             await self._source.ok()
-            newest = newest_time(result, whole=sink.gap_open)
-            if sink.gap_open:
-                await sink.fill(newest, SLACK_MS + int((loop.time() - started) * 1000), result)
-            if not streaming:
+            if result is not None:
+                if sink.gap_open:
+                    slack = SLACK_MS + int((loop.time() - started) * 1000)
+                    await sink.fill(newest, slack, result)
                 await sink.publish(result)
             finished = loop.time()
-            if result.readings:
+            if read_any:
                 await sink.advance(newest, int((finished - started) * 1000), polled_at)
             self.stats.polls += 1
             self.stats.last_duration = finished - started
@@ -172,28 +178,37 @@ class TagPoller:
                 self.stats.overruns += 1
                 next_at = finished
 
-    async def _read(self, *, streaming: bool) -> ReadResult:
-        """One poll of the group; a poll where every tag failed counts as a failed poll.
-
-        Streamed, the group is read in chunks of the client's ``batch_size`` (one request
+    async def _stream(self) -> tuple[int, bool]:
+        """One poll of the group in chunks of the client's ``batch_size`` (one request
         each, as the client would split it), started spread over ``SPREAD`` of the
-        interval and each handed to the sink as soon as it is in.
-        """
-        if streaming:
-            client = self._client
-            result = await read_in_chunks(
-                self.tags,
-                client.batch_size,
-                client.read_many,
-                self.sink.publish,
-                spread=self.interval * SPREAD,
-            )
-        else:
-            result = await self._client.read_many(self.tags)
-        if not result.readings and result.errors:
-            name, reason = next(iter(result.errors.items()))
-            raise WinCCError(f"group {self.name}: every tag failed, e.g. {name} ({reason})")
+        interval and each handed to the sink as soon as it is in: the newest source
+        time of what it read, and whether it read anything. The chunks' results are
+        not merged: the sink has them all."""
+        client = self._client
+        parts = await read_chunks(
+            self.tags,
+            client.batch_size,
+            client.read_many,
+            self.sink.publish,
+            spread=self.interval * SPREAD,
+        )
+        if not any(part.readings for part in parts):
+            self._check_not_all_failed(next((p.errors for p in parts if p.errors), {}))
+            return 0, False
+        return max(newest_time(part, whole=False) for part in parts), True
+
+    async def _read_whole(self) -> ReadResult:
+        """One poll of the group in one read (the client splits it as it needs)."""
+        result = await self._client.read_many(self.tags)
+        if not result.readings:
+            self._check_not_all_failed(result.errors)
         return result
+
+    def _check_not_all_failed(self, errors: dict[str, str]) -> None:
+        """A poll where every tag failed counts as a failed poll."""
+        if errors:
+            name, reason = next(iter(errors.items()))
+            raise WinCCError(f"group {self.name}: every tag failed, e.g. {name} ({reason})")
 
 
 class AlarmPoller:

@@ -39,24 +39,23 @@ async def run_all(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     raise first
 
 
-async def read_in_chunks(
+async def read_chunks(
     names: Sequence[str],
     size: int,
     read_chunk: ChunkReader,
     each: ChunkHandler | None = None,
     spread: float = 0.0,
-) -> ReadResult:
-    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, merged in order;
-    ``each`` gets every chunk's result as soon as it is in, and chunk ``i`` of ``n``
-    starts ``i * spread / n`` seconds after the first.
+) -> list[ReadResult]:
+    """``read_chunk`` over ``names`` in chunks of ``size``, concurrently, the results in
+    order; ``each`` gets every chunk's result as soon as it is in, and chunk ``i`` of
+    ``n`` starts ``i * spread / n`` seconds after the first.
 
-    The HTTP dialects split a bulk read into requests with it (only how one chunk is
-    asked for differs); the tag poller spreads a large group's reads over its interval
-    and publishes each chunk as it comes in.
+    The tag poller spreads a large group's reads over its interval and publishes each
+    chunk as it comes in; it never needs them merged.
     """
     chunks = [names[start : start + size] for start in range(0, len(names), size)]
     if not chunks:
-        return ReadResult()
+        return []
     gap = spread / len(chunks)
 
     async def read_and_hand_on(index: int, chunk: Sequence[str]) -> ReadResult:
@@ -67,7 +66,15 @@ async def read_in_chunks(
             await each(part)
         return part
 
-    parts = await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
+    return await run_all([read_and_hand_on(i, chunk) for i, chunk in enumerate(chunks)])
+
+
+async def read_in_chunks(names: Sequence[str], size: int, read_chunk: ChunkReader) -> ReadResult:
+    """``read_chunks`` merged in order: how the HTTP dialects split a bulk read into
+    requests (only how one chunk is asked for differs)."""
+    parts = await read_chunks(names, size, read_chunk)
+    if not parts:
+        return ReadResult()
     if len(parts) == 1:
         return parts[0]
     merged = ReadResult(lineages=[])
