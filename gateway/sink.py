@@ -309,10 +309,10 @@ class TagSink:
         False when the disk refused them (the decider has heard so from the buffer)."""
         if not decided:
             return True
-        is_good = self._decider.is_good
+        good_codes = self._decider.good_codes
         messages = self._output.samples(
             self.name,
-            [(reading, seq, is_good(reading.quality)) for reading, seq in decided],
+            [(reading, seq, reading.quality in good_codes) for reading, seq in decided],
             backfill=backfill,
         )
         states: list[TagState] = [(r.name, seq, r.value, r.quality, r.ts_ms) for r, seq in decided]

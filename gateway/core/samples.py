@@ -84,10 +84,10 @@ class SampleDecider:
     given again and the current value is published once the disk takes writes again.
     """
 
-    __slots__ = ("_drop_bad", "_good_codes", "_tags", "bad_published", "revision", "withheld")
+    __slots__ = ("_drop_bad", "_tags", "bad_published", "good_codes", "revision", "withheld")
 
     def __init__(self, good_codes: Iterable[int], *, drop_bad: bool) -> None:
-        self._good_codes = frozenset(good_codes)
+        self.good_codes = frozenset(good_codes)  # the quality codes that count as good
         self._drop_bad = drop_bad
         self._tags: dict[str, _Tag] = {}
         self.bad_published = 0  # not-good samples published with good = false
@@ -159,11 +159,7 @@ class SampleDecider:
         tag = self._tags.get(name)
         if tag is None or not tag.has_last:
             return None
-        return tag.value, tag.quality, tag.quality in self._good_codes
-
-    def is_good(self, quality: int) -> bool:
-        """Whether a quality code counts as good."""
-        return quality in self._good_codes
+        return tag.value, tag.quality, tag.quality in self.good_codes
 
     def decide(
         self, readings: Iterable[Reading], deadband: float, *, revise: bool = True
@@ -182,7 +178,7 @@ class SampleDecider:
             self.revision += 1
         out: list[tuple[Reading, int]] = []
         tags = self._tags
-        good_codes = self._good_codes
+        good_codes = self.good_codes
         for reading in readings:
             tag = tags.get(reading.name)
             if tag is None:
