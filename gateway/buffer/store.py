@@ -14,6 +14,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from math import isnan
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -198,7 +199,7 @@ def insert_rows(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -
         while size > len(rows) - start:
             size //= 2
         part = rows[start : start + size]
-        db.execute(sql.format(rows=", ".join([row] * size)), [v for r in part for v in r])
+        db.execute(sql.format(rows=", ".join([row] * size)), list(chain.from_iterable(part)))
         start += size
 
 
