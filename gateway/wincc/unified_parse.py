@@ -121,6 +121,13 @@ def _enum(value: object, what: str) -> str:
     return value.strip().lower()
 
 
+QUALITIES_KEPT = 1024
+"""Quality objects remembered by their three names: a runtime sends a few combinations
+of them, and looking one up costs a fifth of reading it again."""
+
+_known_qualities: dict[tuple[object, object, object], int] = {}
+
+
 def quality_byte(quality: object) -> int:
     """The quality byte of a Unified ``quality`` object (or of a byte sent as such)."""
     if type(quality) is int:
@@ -129,6 +136,18 @@ def quality_byte(quality: object) -> int:
         return quality
     if type(quality) is not dict:
         raise TypeError(f"quality is {show(quality)}, not an object")
+    names = (quality.get("quality"), quality.get("subStatus"), quality.get("limit"))
+    try:
+        return _known_qualities[names]
+    except (KeyError, TypeError):  # new, or not hashable (then surely no name)
+        pass
+    byte = _quality_of(quality)
+    if len(_known_qualities) < QUALITIES_KEPT:
+        _known_qualities[names] = byte
+    return byte
+
+
+def _quality_of(quality: dict[str, Any]) -> int:
     main = _MAIN.get(_enum(quality.get("quality"), "quality"))
     if main is None:
         raise ValueError(f"quality {show(quality.get('quality'))} is not a known main quality")

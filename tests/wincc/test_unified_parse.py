@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.core.models import Reading, TagType
 from gateway.errors import WinCCProtocolError
+from gateway.wincc import unified_parse
 from gateway.wincc.settings import UNIFIED_GOOD_CODES
 from gateway.wincc.unified_parse import (
     LIMITS,
@@ -68,6 +69,21 @@ def test_every_named_code_survives_the_trip_through_the_enums(code: int) -> None
 def test_a_quality_that_cannot_be_read_is_refused(quality: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         quality_byte(quality)
+
+
+def test_quality_names_are_remembered_but_only_those_that_could_be_read() -> None:
+    """A combination of names seen once is looked up the next time; one that cannot be
+    read is refused every time (even when it cannot be remembered), and the memory of
+    them stays bounded whatever a runtime sends."""
+    for _ in range(2):
+        assert quality_byte({"quality": "GOOD_CASCADE", "limit": "HIGH_LIMIT_VIOLATION"}) == 194
+        with pytest.raises(ValueError, match="not a known main quality"):
+            quality_byte({"quality": "EXCELLENT"})
+        with pytest.raises(TypeError, match="not an enum name"):
+            quality_byte({"quality": ["GOOD_CASCADE"]})
+    for n in range(unified_parse.QUALITIES_KEPT + 10):
+        assert quality_byte({"quality": "BAD", "subStatus": f"NEW_{n}"}) == 0
+    assert len(unified_parse._known_qualities) <= unified_parse.QUALITIES_KEPT
 
 
 def test_tag_values_give_readings_and_per_name_errors() -> None:
