@@ -64,9 +64,9 @@ CREATE TABLE IF NOT EXISTS poll_mark (
 """
 
 
-@dataclass(slots=True, frozen=True)
-class Message:
-    """One MQTT message to publish."""
+class Message(NamedTuple):
+    """One MQTT message to publish. A named tuple: immutable like a frozen dataclass, at
+    half the cost to build, once per published sample."""
 
     topic: str
     payload: bytes
