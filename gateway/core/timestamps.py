@@ -46,28 +46,16 @@ def format_ts(ms: int) -> str:
 PARSED_KEPT = 4096
 """Timestamps kept parsed. WinCC stamps the tags of one acquisition cycle with the same
 time, so most changes of a read share a timestamp with another: looked up, it costs a
-twentieth of parsing it again. Past this many the memory starts over."""
-
-_parsed: dict[str, int] = {}
+fifth of parsing it again. The least recently used ones go first."""
 
 
+@lru_cache(maxsize=PARSED_KEPT)
 def parse_ts(text: str) -> int:
     """Parse an ISO 8601 timestamp into epoch milliseconds; naive times are taken as UTC.
 
     Raises ``ValueError`` on anything that is not a timestamp or lies outside the years
     1 to 9999 in UTC, ``TypeError`` on anything that is not a string.
     """
-    known = _parsed.get(text)
-    if known is not None:
-        return known
-    ms = _parse(text)
-    if len(_parsed) >= PARSED_KEPT:
-        _parsed.clear()
-    _parsed[text] = ms
-    return ms
-
-
-def _parse(text: str) -> int:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)

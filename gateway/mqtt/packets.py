@@ -9,18 +9,16 @@ one stretch of bytes, each packet laid out as MQTT 3.1.1 section 3.3 and MQTT 5 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 PUBLISH_QOS1 = 0x32
 """First byte of a PUBLISH with QoS 1, not a duplicate, not retained (bit 0 retains)."""
 
 _FIRST = (bytes((PUBLISH_QOS1,)), bytes((PUBLISH_QOS1 | 1,)))
 """The first byte, by ``retain``."""
 
-LENGTHS_KEPT = 4096
-"""Encoded remaining lengths kept: a buffer's packets come in a few hundred sizes."""
 
-_lengths: dict[int, bytes] = {}
-
-
+@lru_cache(maxsize=4096)  # a buffer's packets come in a few hundred sizes
 def remaining_length(length: int) -> bytes:
     """The variable-length encoding of a packet's remaining length (7 bits a byte)."""
     out = bytearray()
@@ -35,15 +33,10 @@ def publish_qos1(topic: bytes, payload: bytes, mid: int, *, retain: bool, mqtt5:
     """One PUBLISH packet at QoS 1 with packet identifier ``mid`` and no properties."""
     properties = b"\x00" if mqtt5 else b""
     length = 4 + len(topic) + len(properties) + len(payload)
-    encoded = _lengths.get(length)
-    if encoded is None:
-        encoded = remaining_length(length)
-        if len(_lengths) < LENGTHS_KEPT:
-            _lengths[length] = encoded
     return b"".join(
         (
             _FIRST[retain],
-            encoded,
+            remaining_length(length),
             len(topic).to_bytes(2, "big"),
             topic,
             mid.to_bytes(2, "big"),

@@ -15,6 +15,7 @@ whole is a ``WinCCProtocolError`` naming the operation.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from gateway.core.models import (
@@ -121,13 +122,6 @@ def _enum(value: object, what: str) -> str:
     return value.strip().lower()
 
 
-QUALITIES_KEPT = 1024
-"""Quality objects remembered by their three names: a runtime sends a few combinations
-of them, and looking one up costs a fifth of reading it again."""
-
-_known_qualities: dict[tuple[object, object, object], int] = {}
-
-
 def quality_byte(quality: object) -> int:
     """The quality byte of a Unified ``quality`` object (or of a byte sent as such)."""
     if type(quality) is int:
@@ -138,22 +132,18 @@ def quality_byte(quality: object) -> int:
         raise TypeError(f"quality is {show(quality)}, not an object")
     names = (quality.get("quality"), quality.get("subStatus"), quality.get("limit"))
     try:
-        return _known_qualities[names]
-    except (KeyError, TypeError):  # new, or not hashable (then surely no name)
-        pass
-    byte = _quality_of(quality)
-    if len(_known_qualities) < QUALITIES_KEPT:
-        _known_qualities[names] = byte
-    return byte
+        return _byte_of(*names)
+    except TypeError:  # a list or an object where a name goes cannot be looked up
+        return _byte_of.__wrapped__(*names)  # so it raises what is wrong with it
 
 
-def _quality_of(quality: dict[str, Any]) -> int:
-    main = _MAIN.get(_enum(quality.get("quality"), "quality"))
+@lru_cache(maxsize=1024)  # a runtime sends a few combinations: a fifth of reading them
+def _byte_of(main_name: object, sub_name: object, limit_name: object) -> int:
+    """The byte of a quality's main quality, sub-status and limit names."""
+    main = _MAIN.get(_enum(main_name, "quality"))
     if main is None:
-        raise ValueError(f"quality {show(quality.get('quality'))} is not a known main quality")
-    sub_name = quality.get("subStatus")
+        raise ValueError(f"quality {show(main_name)} is not a known main quality")
     sub = _SUB[main].get(_enum(sub_name, "subStatus"), 0) if sub_name is not None else 0
-    limit_name = quality.get("limit")
     limit = _LIMIT.get(_enum(limit_name, "limit"), 0) if limit_name is not None else 0
     return main << 6 | sub << 2 | limit
 

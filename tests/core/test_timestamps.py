@@ -4,7 +4,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core import timestamps
 from gateway.core.timestamps import (
     MAX_MS,
     MIN_MS,
@@ -80,7 +79,7 @@ def test_parsed_timestamps_are_kept_within_bounds() -> None:
     assert parse_ts(first) == parse_ts(first) == 1_796_230_800_000
     for ms in range(1_796_230_800_000, 1_796_230_800_000 + PARSED_KEPT + 10):
         assert parse_ts(format_ts(ms)) == ms
-    assert len(timestamps._parsed) <= PARSED_KEPT
+    assert parse_ts.cache_info().currsize <= PARSED_KEPT
     with pytest.raises(ValueError, match="years 1 to 9999"):
         parse_ts("9999-12-31T23:59:59-14:00")
     with pytest.raises(TypeError):

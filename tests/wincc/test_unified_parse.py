@@ -81,9 +81,11 @@ def test_quality_names_are_remembered_but_only_those_that_could_be_read() -> Non
             quality_byte({"quality": "EXCELLENT"})
         with pytest.raises(TypeError, match="not an enum name"):
             quality_byte({"quality": ["GOOD_CASCADE"]})
-    for n in range(unified_parse.QUALITIES_KEPT + 10):
+    kept = unified_parse._byte_of.cache_info().maxsize
+    assert kept is not None
+    for n in range(kept + 10):
         assert quality_byte({"quality": "BAD", "subStatus": f"NEW_{n}"}) == 0
-    assert len(unified_parse._known_qualities) <= unified_parse.QUALITIES_KEPT
+    assert unified_parse._byte_of.cache_info().currsize <= kept
 
 
 def test_tag_values_give_readings_and_per_name_errors() -> None:
