@@ -184,9 +184,8 @@ class Publisher:
                 return
             if reason.is_failure:
                 self._refused(queued, reason)
-            self._outbox.ack([queued])
-            self.published += 1
-            room.set()
+            self._acked.append(queued)
+            self.flush_acks()
 
         paho.on_publish = acknowledged
         try:
